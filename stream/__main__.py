@@ -1,0 +1,7 @@
+"""``python -m stream``: the same program as ``specstream``."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

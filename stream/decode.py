@@ -1,0 +1,139 @@
+"""Stored units -> complex bins the engine can invert.
+
+Every path (files, the wire, the probe) turns what it holds into complex bins
+through :class:`Decoder`: magnitudes in linear, power, dB, dB-power or log
+units, phases in radians, degrees or cycles (either range), or complex bins
+directly.  The library conventions (amplitude scaling, phase reference) are
+the spec's and the engine undoes them for free while it copies the bins into
+its FFT buffer; the decoder deals only with units.
+
+Non-finite values (NaN, +-Inf) are replaced by 0 and counted, never passed on:
+one bad bin must not become a blast of noise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .spec import SpecError, STFTSpec
+
+__all__ = ["MAGNITUDES", "PHASE_UNITS", "Encoding", "Decoder"]
+
+#: Magnitude units: how a stored value ``v`` relates to the magnitude ``|X|``.
+MAGNITUDES = {
+    "linear": "v = |X|",
+    "power": "v = |X|**2",
+    "db": "v = 20 log10(|X| / ref)",
+    "db-power": "v = 10 log10(|X|**2 / ref)",
+    "log": "v = ln(|X|)",
+    "log1p": "v = ln(1 + |X|)",
+}
+#: Phase units and the factor that turns them into radians.
+PHASE_UNITS = {"rad": 1.0, "deg": np.pi / 180.0, "cycles": 2.0 * np.pi}
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """How magnitudes and phases are stored.
+
+    Parameters
+    ----------
+    magnitude : str
+        One of :data:`MAGNITUDES`.
+    db_ref : float
+        Reference of the dB units: an amplitude for 'db', a power for 'db-power'
+        (librosa's ``ref``).  1.0 unless the file was written relative to something else.
+    phase_unit : str
+        'rad', 'deg' or 'cycles'; phases may be in either range ([-pi, pi) or [0, 2pi)).
+    """
+
+    magnitude: str = "linear"
+    db_ref: float = 1.0
+    phase_unit: str = "rad"
+
+    def __post_init__(self):
+        if self.magnitude not in MAGNITUDES:
+            raise SpecError(f"magnitude unit {self.magnitude!r} is not one of "
+                            f"{', '.join(MAGNITUDES)}")
+        if self.phase_unit not in PHASE_UNITS:
+            raise SpecError(f"phase unit {self.phase_unit!r} is not one of "
+                            f"{', '.join(PHASE_UNITS)}")
+        if not (float(self.db_ref) > 0 and np.isfinite(self.db_ref)):
+            raise SpecError(f"db_ref must be a positive number, got {self.db_ref!r}")
+
+
+class Decoder:
+    """Turn stored frames into complex bins.
+
+    ``decode(mag, phase)``, ``decode(complex_bins)`` or ``magnitude(mag)``
+    take arrays whose last axis is frequency (``spec.n_bins`` long) and return
+    arrays of the same shape.  ``nonfinite`` counts the values replaced by 0.
+    """
+
+    def __init__(self, spec: STFTSpec, encoding: Encoding = Encoding(), dtype=np.complex64):
+        self.spec = spec
+        self.encoding = encoding
+        self.dtype = np.dtype(dtype)
+        self.real_dtype = np.finfo(self.dtype).dtype
+        self.nonfinite = 0
+
+    # ----------------------------------------------------------------- api
+    def magnitude(self, values) -> np.ndarray:
+        """Stored magnitude values -> linear magnitude (before scaling is undone)."""
+        v = np.asarray(values, dtype=self.real_dtype)
+        e = self.encoding
+        kind = e.magnitude
+        if kind == "linear":
+            mag = np.abs(v)
+        elif kind == "power":
+            mag = np.sqrt(np.maximum(v, 0))
+        elif kind == "db":
+            mag = e.db_ref * np.power(self.real_dtype.type(10), v / 20)
+        elif kind == "db-power":
+            mag = np.sqrt(e.db_ref * np.power(self.real_dtype.type(10), v / 10))
+        elif kind == "log":
+            mag = np.exp(v)
+        else:  # log1p
+            mag = np.maximum(np.expm1(v), 0)
+        return mag.astype(self.real_dtype, copy=False)
+
+    def phase(self, values) -> np.ndarray:
+        """Stored phase values -> radians."""
+        p = np.asarray(values, dtype=self.real_dtype)
+        factor = PHASE_UNITS[self.encoding.phase_unit]
+        return p * self.real_dtype.type(factor) if factor != 1.0 else p
+
+    def decode(self, mag_or_complex, phase=None) -> np.ndarray:
+        """Complex bins from (magnitude, phase) or from complex values."""
+        if phase is None:
+            arr = np.asarray(mag_or_complex)
+            if not np.iscomplexobj(arr):
+                raise SpecError("a magnitude with no phase cannot be decoded to complex "
+                                "bins; give the phase, or use phase reconstruction")
+            x = np.array(arr, dtype=self.dtype)   # own copy: we clean it in place
+        else:
+            mag = self.magnitude(mag_or_complex)
+            ph = self.phase(phase)
+            if mag.shape != ph.shape:
+                raise SpecError(f"magnitude shape {mag.shape} and phase shape {ph.shape} differ")
+            x = np.empty(mag.shape, dtype=self.dtype)
+            np.multiply(mag, np.cos(ph), out=x.real)
+            np.multiply(mag, np.sin(ph), out=x.imag)
+        self._check_bins(x)
+        self._clean(x)
+        return x
+
+    def _check_bins(self, x):
+        if x.shape[-1] != self.spec.n_bins:
+            raise SpecError(
+                f"frames have {x.shape[-1]} bins but n_fft={self.spec.n_fft} makes "
+                f"{self.spec.n_bins}; they fit n_fft={2 * (x.shape[-1] - 1)} "
+                f"(or {2 * x.shape[-1] - 1} if odd)")
+
+    def _clean(self, x):
+        bad = ~np.isfinite(x)
+        if bad.any():
+            self.nonfinite += int(np.count_nonzero(bad))
+            x[bad] = 0

@@ -1,0 +1,406 @@
+"""The streaming inverse STFT (and its forward twin).  No I/O here.
+
+:class:`Reconstructor` turns complex frames into samples with FFTW's inverse
+real FFT and a least-squares overlap-add.  Every push returns exactly the
+samples that became final: once frame ``t`` is in, no later frame touches
+any sample before frame ``t + 1`` starts, so those samples leave at once.
+That is the whole algorithmic latency; the engine adds nothing to it.
+
+Overlap-add
+-----------
+Only the window's support (its non-zero run, ``S`` samples starting at
+``lead``) is added, so time is counted in "support coordinates"
+``u = n - lead``: frame ``t`` covers ``u`` in ``[t*H, t*H + S)`` and, after it,
+every ``u < (t + 1)*H`` is final.  The numerator ``sum_t w*y_t`` accumulates in
+a fixed buffer of ``(K + ceil(S/H))*H`` samples per channel, read forward and
+rewound (one copy of ``S - H`` samples) every ``K`` hops: a ring buffer
+unrolled, so that a frame's add is one contiguous slice.  The denominator
+``sum_t w**2`` is periodic with period ``H`` except in the first ``S - H``
+samples (fewer frames overlap there) and in the tail that :meth:`flush`
+returns; its inverse is precomputed for both.  Where it is zero (the edges of
+a window that reaches zero) the numerator is left as it is, as librosa does.
+
+Blocks of frames go through one batched FFTW plan and a vectorised
+overlap-add (``ceil(S/H)`` strided adds for the whole block), adding in the
+same order as frame by frame; the samples are the same as frame by frame to
+the rounding of the FFT (FFTW may pick a different algorithm for one frame
+than for a batch; where it does not, they are equal bit for bit).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from . import fft
+from .spec import SpecError, STFTSpec
+
+__all__ = ["Reconstructor", "Analyzer", "istft", "stft"]
+
+
+def _support(w: np.ndarray) -> tuple[int, int]:
+    nz = np.flatnonzero(w)
+    return int(nz[0]), int(nz[-1] - nz[0] + 1)
+
+
+def _window_sumsquare(ws2: np.ndarray, hop: int, u0: int, u1: int, t_first: int,
+                      t_last: int) -> np.ndarray:
+    """``sum_t ws2[u - t*hop]`` for ``u`` in ``[u0, u1)`` over frames ``t_first..t_last``."""
+    out = np.zeros(u1 - u0)
+    s = len(ws2)
+    lo = max(t_first, (u0 - s) // hop)
+    hi = min(t_last, (u1 - 1) // hop)
+    for t in range(lo, hi + 1):
+        a, b = max(u0, t * hop), min(u1, t * hop + s)
+        if a < b:
+            out[a - u0:b - u0] += ws2[a - t * hop:b - t * hop]
+    return out
+
+
+def _safe_inverse(wss: np.ndarray, dtype) -> np.ndarray:
+    # librosa's rule: divide where the sum exceeds the smallest normal number,
+    # leave the numerator (which is 0 there) where it does not.
+    tiny = np.finfo(dtype).tiny
+    return np.where(wss > tiny, 1.0 / np.where(wss > tiny, wss, 1.0), 1.0).astype(dtype)
+
+
+def _default_threads() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+class Reconstructor:
+    """Streaming least-squares inverse STFT.
+
+    Parameters
+    ----------
+    spec : STFTSpec
+        How the frames were made.  Its scaling and phase reference are undone
+        here (folded into the copy of each frame into the FFT buffer).
+    length : int, optional
+        Total samples to produce (after the centre trim): output stops there,
+        and :meth:`flush` pads with zeros up to it.  Default: the analysis'
+        own length, ``spec.samples_for(frames)``.
+    dtype : numpy float dtype
+        float32 (default) or float64 for the FFT and the overlap-add.
+    block_frames : int
+        Frames per batched FFT in :meth:`push` of a block.
+    threads : int
+        FFTW threads for the batched plan (single frames always use one).
+
+    Output arrays are ``(n_samples,)`` for one channel and
+    ``(channels, n_samples)`` for more.
+    """
+
+    def __init__(self, spec: STFTSpec, length: int | None = None, dtype=np.float32,
+                 block_frames: int = 256, threads: int | None = None):
+        self.spec = spec
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.float32, np.float64):
+            raise SpecError(f"dtype must be float32 or float64, got {self.dtype}")
+        self.cdtype = np.result_type(self.dtype, np.complex64)
+        if length is not None and int(length) < 0:
+            raise SpecError(f"length must be >= 0, got {length}")
+        self.length = None if length is None else int(length)
+        self.block_frames = max(1, int(block_frames))
+        self.threads = _default_threads() if threads is None else max(1, int(threads))
+
+        n, h, c = spec.n_fft, spec.hop_length, spec.channels
+        w = spec.padded_window
+        self._lead, self._S = _support(w)
+        ws = w[self._lead:self._lead + self._S]
+        ws2 = ws ** 2
+        self._R = -(-self._S // h)                    # hops one frame's support spans
+        # Synthesis window with FFTW's missing 1/n_fft; the analysis scale s and
+        # the phase reference r become one factor per bin, applied on the copy.
+        self._synth = (ws / n).astype(self.dtype)
+        self._bin_factor = self._make_bin_factor()
+
+        period = _window_sumsquare(ws2, h, self._R * h, (self._R + 1) * h, -1 << 40, 1 << 40)
+        self._inv_periodic = _safe_inverse(period, self.dtype)
+        self._u_head = self._R * h                    # beyond this the sum is periodic
+        self._inv_head = _safe_inverse(
+            _window_sumsquare(ws2, h, 0, self._u_head, 0, 1 << 40), self.dtype)
+        self._ws2 = ws2
+
+        self._cap = (self.block_frames + self._R) * h
+        self._acc = np.zeros((c, self._cap), dtype=self.dtype)
+        self._pos = 0          # index in _acc of u == self._u (the next final sample)
+        self._u = 0            # support coordinate of the next sample to become final
+        self.frames = 0        # frames pushed so far
+        self._plan1 = fft.irfft_plan((c,), n, self.dtype, threads=1)
+        self._plans = {}
+        # Output bookkeeping in signal samples: n = u + lead, then the centre trim.
+        self._skip = max(spec.start_trim - self._lead, 0)
+        self._zeros_first = max(self._lead - spec.start_trim, 0)
+        self.samples_out = 0
+        self._flushed = False
+
+    # ------------------------------------------------------------ properties
+    @property
+    def latency(self) -> int:
+        """Samples between a sample's position in the signal and the end of
+        the frame that completes it: ``S - H`` in the support (``n_fft - hop``
+        for a window with no zero ends)."""
+        return self._S - self.spec.hop_length
+
+    @property
+    def pending(self) -> int:
+        """Samples held in the overlap buffer, not yet final."""
+        return (self._S - self.spec.hop_length) if self.frames else 0
+
+    # --------------------------------------------------------------- pushing
+    def push(self, frames) -> np.ndarray:
+        """Add frames; return the samples that became final.
+
+        ``frames``: complex bins, one frame ``(bins,)`` or ``(channels, bins)``,
+        or a block ``(n_frames, bins)`` or ``(channels, n_frames, bins)``.
+        """
+        if self._flushed:
+            raise SpecError("push after flush: make a new Reconstructor for a new stream")
+        x = self._as_block(frames)
+        t = x.shape[1]
+        if t == 1:
+            return self._deliver(self._push_one(x[:, 0, :]))
+        outs = []
+        for i in range(0, t, self.block_frames):
+            outs.append(self._push_block(x[:, i:i + self.block_frames, :]))
+        return self._deliver(np.concatenate(outs, axis=1) if len(outs) > 1 else outs[0])
+
+    def flush(self) -> np.ndarray:
+        """End of stream: return the remaining samples (and the zero padding
+        that ``length`` asks for).  Later pushes are refused."""
+        if self._flushed:
+            return self._deliver(np.zeros((self.spec.channels, 0), self.dtype))
+        self._flushed = True
+        h = self.spec.hop_length
+        if self.frames == 0:
+            tail = np.zeros((self.spec.channels, 0), self.dtype)
+        else:
+            u1 = (self.frames - 1) * h + self._S
+            wss = _window_sumsquare(self._ws2, h, self._u, u1, 0, self.frames - 1)
+            tail = self._acc[:, self._pos:self._pos + u1 - self._u] * _safe_inverse(wss, self.dtype)
+            self._u = u1
+        out = self._deliver(tail)
+        target = self.length
+        if target is None:
+            target = self.spec.samples_for(self.frames)
+        short = target - self.samples_out
+        if short > 0:   # the trailing zeros of the window span, or padding to length
+            pad = np.zeros(out.shape[:-1] + (short,), self.dtype)
+            self.samples_out += short
+            out = np.concatenate([out, pad], axis=-1)
+        elif short < 0:   # the centre padding at the end, when it came out already
+            cut = min(-short, out.shape[-1])
+            self.samples_out -= cut
+            out = out[..., :out.shape[-1] - cut]
+        return out
+
+    # ------------------------------------------------------------- internals
+    def _make_bin_factor(self):
+        spec = self.spec
+        gain = 1.0 / spec.scale
+        r = spec.phase_reference
+        if r:
+            m = np.arange(spec.n_bins)
+            return (gain * np.exp(-2j * np.pi * m * r / spec.n_fft)).astype(self.cdtype)
+        if gain != 1.0:
+            return np.full(spec.n_bins, gain, dtype=self.dtype)
+        return None
+
+    def _as_block(self, frames) -> np.ndarray:
+        x = np.asarray(frames)
+        if not np.iscomplexobj(x):
+            raise SpecError("frames must be complex bins; decode magnitude and phase "
+                            "with stream.Decoder, or rebuild a phase with stream.phase")
+        c, b = self.spec.channels, self.spec.n_bins
+        want = 2 if c == 1 else 3
+        if x.ndim == want - 1:
+            x = x[None, :] if c == 1 else x[:, None, :]
+        if c == 1 and x.ndim == 2:
+            x = x[None]
+        if x.ndim != 3 or x.shape[0] != c or x.shape[2] != b:
+            lay = "(bins,) or (n_frames, bins)" if c == 1 else \
+                "(channels, bins) or (channels, n_frames, bins)"
+            raise SpecError(f"frames of shape {np.shape(frames)} do not fit {lay} with "
+                            f"channels={c}, bins={b} (n_fft={self.spec.n_fft})")
+        return x
+
+    def _fill(self, dst, src):
+        if self._bin_factor is None:
+            dst[...] = src
+        else:
+            np.multiply(src, self._bin_factor, out=dst)
+
+    def _push_one(self, frame) -> np.ndarray:
+        h, lead, s = self.spec.hop_length, self._lead, self._S
+        plan = self._plan1
+        self._fill(plan.input_array, frame)
+        plan.execute()
+        seg = plan.output_array[:, lead:lead + s]
+        seg *= self._synth
+        if self._pos + self._R * h > self._cap:
+            self._rewind()
+        p = self._pos
+        self._acc[:, p:p + s] += seg
+        out = self._acc[:, p:p + h] * self._inverse(self._u, h)
+        self._pos += h
+        self._u += h
+        self.frames += 1
+        return out
+
+    def _push_block(self, x) -> np.ndarray:
+        c, t, _ = x.shape
+        h, lead, s, r = self.spec.hop_length, self._lead, self._S, self._R
+        plan = self._plans.get(t)
+        if plan is None:
+            if len(self._plans) > 4:
+                self._plans.clear()
+            # Measure only the plan every full block uses; odd sizes (the last
+            # block of a file) are planned by estimate, in microseconds.
+            plan = self._plans[t] = fft.irfft_plan((c, t), self.spec.n_fft, self.dtype,
+                                                   self.threads,
+                                                   measure=(t == self.block_frames))
+        self._fill(plan.input_array, x)
+        plan.execute()
+        seg = plan.output_array[:, :, lead:lead + s]
+        seg *= self._synth
+        if self._pos + (t + r - 1) * h > self._cap:
+            self._rewind()
+        p = self._pos
+        view = self._acc[:, p:p + (t + r - 1) * h].reshape(c, t + r - 1, h)
+        # Hop-sized pieces of every frame at once, the oldest frame's piece
+        # first: the same order of additions as frame by frame, same rounding.
+        for j in reversed(range(r)):
+            piece = seg[:, :, j * h:min((j + 1) * h, s)]
+            view[:, j:j + t, :piece.shape[2]] += piece
+        n = t * h
+        out = self._acc[:, p:p + n] * self._inverse(self._u, n)
+        self._pos += n
+        self._u += n
+        self.frames += t
+        return out
+
+    def _inverse(self, u: int, n: int) -> np.ndarray:
+        """1 / window-sum-square for support samples ``[u, u + n)``; u is a multiple of H."""
+        h = self.spec.hop_length
+        if u >= self._u_head:
+            if n == h:
+                return self._inv_periodic
+            return np.tile(self._inv_periodic, n // h)
+        head = self._inv_head[u:u + n]
+        if len(head) == n:
+            return head
+        return np.concatenate([head, np.tile(self._inv_periodic, (n - len(head)) // h)])
+
+    def _rewind(self):
+        # Move the unfinished overlap (S - H samples) to the front; clear the rest.
+        live = self._S - self.spec.hop_length
+        p = self._pos
+        self._acc[:, :live] = self._acc[:, p:p + live]
+        self._acc[:, live:] = 0
+        self._pos = 0
+
+    def _deliver(self, y: np.ndarray) -> np.ndarray:
+        if self._skip:
+            k = min(self._skip, y.shape[1])
+            y = y[:, k:]
+            self._skip -= k
+        if self._zeros_first:
+            y = np.concatenate([np.zeros((y.shape[0], self._zeros_first), y.dtype), y], axis=1)
+            self._zeros_first = 0
+        if self.length is not None:
+            y = y[:, :max(self.length - self.samples_out, 0)]
+        self.samples_out += y.shape[1]
+        return y[0] if self.spec.channels == 1 else y
+
+
+class Analyzer:
+    """Streaming forward STFT in the conventions of ``spec`` (the inverse's twin).
+
+    ``push(samples)`` takes ``(n,)`` or ``(channels, n)`` float samples and
+    returns the complex frames that became complete, ``(n_frames, bins)`` or
+    ``(channels, n_frames, bins)``; ``flush()`` pads the end as the analysis
+    does (zeros past the signal, half a frame with ``center``).
+    """
+
+    def __init__(self, spec: STFTSpec, dtype=np.float32):
+        self.spec = spec
+        self.dtype = np.dtype(dtype)
+        c, n = spec.channels, spec.n_fft
+        self._window = spec.padded_window.astype(self.dtype)
+        r = spec.phase_reference
+        m = np.arange(spec.n_bins)
+        factor = spec.scale * np.exp(2j * np.pi * m * r / n) if r else None
+        if factor is None and spec.scale != 1.0:
+            factor = np.full(spec.n_bins, spec.scale)
+        self._factor = None if factor is None else factor.astype(
+            np.result_type(self.dtype, np.complex64))
+        # Samples before the signal: the centre padding, as zeros.
+        pad = spec.start_trim
+        self._buf = np.zeros((c, pad), self.dtype)
+        self._span = spec.frame_span
+        self._plans = {}
+        self.samples_in = 0
+        self.frames = 0
+
+    def push(self, samples) -> np.ndarray:
+        x = np.asarray(samples, dtype=self.dtype)
+        x = x[None] if x.ndim == 1 else x
+        if x.shape[0] != self.spec.channels:
+            raise SpecError(f"samples of shape {np.shape(samples)} do not fit "
+                            f"channels={self.spec.channels}")
+        self.samples_in += x.shape[1]
+        self._buf = np.concatenate([self._buf, x], axis=1)
+        return self._frames(final=False)
+
+    def flush(self) -> np.ndarray:
+        c = self.spec.channels
+        want = self.spec.frames_for(self.samples_in)
+        h, n = self.spec.hop_length, self.spec.n_fft
+        need = (want - self.frames - 1) * h + n
+        if need > self._buf.shape[1]:
+            self._buf = np.concatenate(
+                [self._buf, np.zeros((c, need - self._buf.shape[1]), self.dtype)], axis=1)
+        return self._frames(final=True, limit=max(want - self.frames, 0))
+
+    def _frames(self, final: bool, limit: int | None = None) -> np.ndarray:
+        h, n = self.spec.hop_length, self.spec.n_fft
+        avail = 0 if self._buf.shape[1] < n else 1 + (self._buf.shape[1] - n) // h
+        if limit is not None:
+            avail = min(avail, limit)
+        c = self.spec.channels
+        if avail == 0:
+            out = np.zeros((c, 0, self.spec.n_bins), np.result_type(self.dtype, np.complex64))
+        else:
+            frames = np.lib.stride_tricks.sliding_window_view(self._buf, n, axis=1)[:, ::h][:, :avail]
+            plan = self._plans.get(avail)
+            if plan is None:
+                if len(self._plans) > 8:
+                    self._plans.clear()
+                plan = self._plans[avail] = fft.rfft_plan((c, avail), n, self.dtype, 1,
+                                                          measure=False)
+            np.multiply(frames, self._window, out=plan.input_array)
+            plan.execute()
+            out = plan.output_array.copy()
+            if self._factor is not None:
+                out *= self._factor
+            self._buf = self._buf[:, avail * h:].copy()
+            self.frames += avail
+        return out[0] if c == 1 else out
+
+
+def stft(x, spec: STFTSpec, dtype=np.float32) -> np.ndarray:
+    """Whole-signal forward STFT, ``(n_frames, bins)`` (or ``(channels, n_frames, bins)``)."""
+    a = Analyzer(spec, dtype=dtype)
+    parts = [a.push(x), a.flush()]
+    return np.concatenate(parts, axis=-2)
+
+
+def istft(frames, spec: STFTSpec, length: int | None = None, dtype=np.float32) -> np.ndarray:
+    """Whole-array inverse: frames ``(n_frames, bins)`` or ``(channels, n_frames, bins)``."""
+    x = np.asarray(frames)
+    if length is None:   # a whole array: we know the end, trim its padding exactly
+        length = spec.samples_for(x.shape[-2] if x.ndim > 1 else 1)
+    r = Reconstructor(spec, length=length, dtype=dtype)
+    return np.concatenate([r.push(frames), r.flush()], axis=-1)

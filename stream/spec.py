@@ -1,0 +1,378 @@
+"""STFT parameters: one object that says how a spectrogram was made.
+
+An :class:`STFTSpec` holds what the inverse needs to know about the analysis:
+frame length, hop, window and its placement in the frame, centre padding, the
+amplitude scaling a library applied, and where the phase of each frame is
+referenced.  Derived quantities (the padded window, the window-sum-square,
+the number of bins, the samples trimmed by centre padding) are properties,
+computed from the fields, never stored twice.
+
+Frame model
+-----------
+Frame ``t`` covers the samples ``x[t*H + o : t*H + o + n_fft]`` of the
+original signal, where ``H = hop_length`` and ``o = -start_trim``.  Its bins are
+
+    X_t[m] = s * sum_k w[k] x[t*H + o + k] exp(-2j*pi*m*(k - r)/n_fft),  0 <= m <= n_fft//2
+
+with ``w`` the window padded to ``n_fft`` (centred as librosa and torch do,
+or at the start of the frame as scipy does when ``nfft > nperseg``), ``s`` the
+amplitude scaling (1, ``1/sum(w)``, ``1/sqrt(n_fft)``, ...) and ``r`` the
+phase reference: 0 when the phase refers to the frame's first sample
+(librosa, torch, ``scipy.signal.stft``), the window centre for
+``ShortTimeFFT`` with ``phase_shift=0``.
+
+The least-squares inverse (Griffin & Lim 1984; what scipy, librosa and torch
+compute) is
+
+    x[n] = sum_t w[n - t*H] y_t[n - t*H] / sum_t w[n - t*H]^2,   y_t = irfft(X_t) / s
+
+and it exists wherever the denominator is non-zero: the NOLA condition,
+checked here when the spec is made.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+__all__ = [
+    "SpecError",
+    "STFTSpec",
+    "get_window",
+    "WINDOWS",
+    "SCALINGS",
+    "PHASE_ORIGINS",
+    "PRESETS",
+    "preset",
+]
+
+
+class SpecError(ValueError):
+    """Raised for any invalid STFT parameter; the message says what to change."""
+
+
+def _cosine_sum(n: int, coeffs: tuple[float, ...]) -> np.ndarray:
+    # Periodic ("DFT-even") generalised cosine window, as scipy.signal.get_window
+    # and librosa make them: denominator n, not n - 1.
+    k = np.arange(n, dtype=np.float64)
+    w = np.zeros(n)
+    for i, a in enumerate(coeffs):
+        w += (-1) ** i * a * np.cos(2.0 * np.pi * i * k / n)
+    return w
+
+
+def _bartlett(n: int) -> np.ndarray:
+    # scipy's periodic bartlett: the symmetric window of n + 1 points, last dropped.
+    m = n + 1
+    k = np.arange(m, dtype=np.float64)
+    w = np.where(k <= (m - 1) / 2.0, 2.0 * k / (m - 1), 2.0 - 2.0 * k / (m - 1))
+    return w[:n]
+
+
+def _sine(n: int) -> np.ndarray:
+    # scipy's "cosine" window (a.k.a. sine window, the square root of a periodic Hann).
+    return np.sin(np.pi / n * (np.arange(n) + 0.5))
+
+
+WINDOWS = {
+    "hann": lambda n: _cosine_sum(n, (0.5, 0.5)),
+    "hamming": lambda n: _cosine_sum(n, (0.54, 0.46)),
+    "blackman": lambda n: _cosine_sum(n, (0.42, 0.50, 0.08)),
+    "rectangular": lambda n: np.ones(n),
+    "bartlett": _bartlett,
+    "sine": _sine,
+    "sqrt-hann": lambda n: np.sqrt(_cosine_sum(n, (0.5, 0.5))),
+}
+_ALIASES = {"hanning": "hann", "boxcar": "rectangular", "ones": "rectangular",
+            "rect": "rectangular", "none": "rectangular", "cosine": "sine",
+            "triangle": "bartlett", "triang": "bartlett", "sqrt_hann": "sqrt-hann"}
+
+#: How the frames' amplitude was scaled by the analysis, and the factor ``s``.
+SCALINGS = ("none", "window-sum", "sqrt-n", "window-energy", "psd")
+#: Where each frame's phase is referenced.
+PHASE_ORIGINS = ("frame-start", "window-center")
+_ALIGNS = ("center", "left")
+
+
+def get_window(window, win_length: int) -> np.ndarray:
+    """Return a periodic window of ``win_length`` samples as float64.
+
+    ``window`` is a name from :data:`WINDOWS` (or a common alias such as
+    ``boxcar``/``hanning``) or an array of exactly ``win_length`` values.
+    """
+    if isinstance(window, str):
+        name = _ALIASES.get(window.lower(), window.lower())
+        if name not in WINDOWS:
+            raise SpecError(
+                f"unknown window {window!r}; use one of {', '.join(WINDOWS)} or pass an array")
+        return WINDOWS[name](win_length)
+    w = np.asarray(window, dtype=np.float64)
+    if w.ndim != 1 or len(w) != win_length:
+        raise SpecError(f"window array has shape {w.shape}; it must be 1-D with "
+                        f"win_length={win_length} values")
+    if not np.all(np.isfinite(w)):
+        raise SpecError("window array holds NaN or Inf")
+    return w.copy()
+
+
+@dataclass(frozen=True)
+class STFTSpec:
+    """The parameters of a short-time Fourier transform, validated up front.
+
+    Parameters
+    ----------
+    sample_rate : float
+        Samples per second of the signal (Hz).  Not visible in the frames;
+        used for durations and for the 'psd' scaling.
+    n_fft : int
+        FFT length in samples; frames carry ``n_fft // 2 + 1`` bins.
+    hop_length : int
+        Samples between the starts of successive frames.  Default ``win_length // 4``.
+    win_length : int
+        Window length in samples, ``hop_length <= win_length <= n_fft``.  Default ``n_fft``.
+    window : str or array
+        Analysis window: a name from :data:`WINDOWS` or ``win_length`` values.
+    center : bool
+        True when the signal was padded so that frame ``first_frame + t`` is
+        centred on sample ``t * hop_length`` (librosa, torch, scipy ``stft``
+        with ``boundary='zeros'``).  The inverse trims that padding.
+    channels : int
+        Audio channels carried by each frame.
+    scaling : str
+        Amplitude scaling applied by the analysis, one of :data:`SCALINGS`:
+        'none' (librosa, torch), 'window-sum' (divided by ``sum(w)``: scipy
+        ``stft``'s 'spectrum', ``ShortTimeFFT`` 'magnitude'), 'sqrt-n' (torch
+        ``normalized=True``), 'window-energy' (divided by ``sqrt(sum(w**2))``),
+        'psd' (divided by ``sqrt(sample_rate * sum(w**2))``, ``ShortTimeFFT`` 'psd').
+    phase_origin : str
+        'frame-start' when phases refer to each frame's first sample (librosa,
+        torch, scipy ``stft``), 'window-center' when they refer to the window's
+        centre (``ShortTimeFFT``).
+    window_align : str
+        Where a window shorter than ``n_fft`` sits in the frame: 'center'
+        (librosa, torch) or 'left' (scipy, which zero-pads the segment at its end).
+    first_frame : int
+        Index of the first frame relative to the one centred on sample 0
+        (``center=True`` only).  ``ShortTimeFFT`` starts at ``p_min < 0``;
+        everyone else at 0.
+    """
+
+    sample_rate: float = 22050
+    n_fft: int = 2048
+    hop_length: int | None = None
+    win_length: int | None = None
+    window: object = "hann"
+    center: bool = True
+    channels: int = 1
+    scaling: str = "none"
+    phase_origin: str = "frame-start"
+    window_align: str = "center"
+    first_frame: int = 0
+    _window_values: np.ndarray = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        n_fft = _positive_int("n_fft", self.n_fft)
+        win = n_fft if self.win_length is None else _positive_int("win_length", self.win_length)
+        hop = win // 4 if self.hop_length is None else _positive_int("hop_length", self.hop_length)
+        object.__setattr__(self, "n_fft", n_fft)
+        object.__setattr__(self, "win_length", win)
+        object.__setattr__(self, "hop_length", max(hop, 1))
+        if win > n_fft:
+            raise SpecError(f"win_length={win} exceeds n_fft={n_fft}; "
+                            f"use --win-length <= {n_fft} or a larger --n-fft")
+        if self.hop_length > win:
+            raise SpecError(f"hop_length={self.hop_length} exceeds win_length={win}: "
+                            f"samples between frames would be lost; use --hop-length <= {win}")
+        if not (self.sample_rate and float(self.sample_rate) > 0):
+            raise SpecError(f"sample_rate must be positive, got {self.sample_rate!r}")
+        if _positive_int("channels", self.channels) != self.channels:
+            raise SpecError("channels must be a whole number")
+        for name, value, allowed in (("scaling", self.scaling, SCALINGS),
+                                     ("phase_origin", self.phase_origin, PHASE_ORIGINS),
+                                     ("window_align", self.window_align, _ALIGNS)):
+            if value not in allowed:
+                raise SpecError(f"{name}={value!r} is not one of {', '.join(allowed)}")
+        if self.first_frame != 0 and not self.center:
+            raise SpecError("first_frame applies only with center=True")
+        if not isinstance(self.window, str):
+            object.__setattr__(self, "window", tuple(np.asarray(self.window, float).tolist()))
+        object.__setattr__(self, "_window_values", get_window(
+            self.window if isinstance(self.window, str) else np.array(self.window), win))
+        self._check_nola()
+
+    def _check_nola(self):
+        wss = self.window_sumsquare_periodic
+        if wss.min() <= 1e-10 * max(wss.max(), 1e-300):
+            raise SpecError(
+                f"window {self.window_name!r} with win_length={self.win_length} and "
+                f"hop_length={self.hop_length} leaves samples that no frame covers "
+                "(NOLA fails), so no inverse exists; use a smaller --hop-length")
+
+    # ---------------------------------------------------------------- derived
+    @property
+    def n_bins(self) -> int:
+        """Bins per one-sided frame: ``n_fft // 2 + 1``."""
+        return self.n_fft // 2 + 1
+
+    @property
+    def window_name(self) -> str:
+        return self.window if isinstance(self.window, str) else "custom"
+
+    @property
+    def window_values(self) -> np.ndarray:
+        """The ``win_length`` window samples (float64, read-only copy)."""
+        w = self._window_values.copy()
+        w.flags.writeable = False
+        return w
+
+    @property
+    def window_offset(self) -> int:
+        """Index of the window's first sample inside the ``n_fft`` frame."""
+        if self.window_align == "left":
+            return 0
+        return (self.n_fft - self.win_length) // 2
+
+    @property
+    def padded_window(self) -> np.ndarray:
+        """The window placed in an ``n_fft``-sample frame (float64)."""
+        w = np.zeros(self.n_fft)
+        o = self.window_offset
+        w[o:o + self.win_length] = self._window_values
+        return w
+
+    @property
+    def frame_span(self) -> int:
+        """Samples one frame spans in time: ``n_fft`` (librosa, torch) or
+        ``win_length`` (scipy, whose segment is only ``nperseg`` long)."""
+        return self.win_length if self.window_align == "left" else self.n_fft
+
+    @property
+    def start_trim(self) -> int:
+        """Samples before the signal's start that frame 0 covers (centre padding)."""
+        if not self.center:
+            return 0
+        return self.frame_span // 2 - self.first_frame * self.hop_length
+
+    @property
+    def end_trim(self) -> int:
+        """Samples trimmed after the last frame's span when no length is given."""
+        return self.frame_span // 2 if self.center else 0
+
+    @property
+    def phase_reference(self) -> int:
+        """Sample index inside the frame that phase 0 refers to."""
+        if self.phase_origin == "frame-start":
+            return 0
+        return self.window_offset + self.win_length // 2
+
+    @property
+    def scale(self) -> float:
+        """The factor ``s`` the analysis multiplied each frame by."""
+        w = self._window_values
+        return {
+            "none": 1.0,
+            "window-sum": 1.0 / float(w.sum()),
+            "sqrt-n": 1.0 / math.sqrt(self.n_fft),
+            "window-energy": 1.0 / math.sqrt(float((w ** 2).sum())),
+            "psd": 1.0 / math.sqrt(float(self.sample_rate) * float((w ** 2).sum())),
+        }[self.scaling]
+
+    @property
+    def window_sumsquare_periodic(self) -> np.ndarray:
+        """``sum_t w[n - t*H]**2`` for an infinite run of frames, one period of H samples."""
+        w2 = self.padded_window ** 2
+        h = self.hop_length
+        n = -(-self.n_fft // h) * h
+        return np.pad(w2, (0, n - self.n_fft)).reshape(-1, h).sum(axis=0)
+
+    @property
+    def latency(self) -> int:
+        """Algorithmic latency in samples: from a sample's arrival in a frame
+        until it is final, at most the frame's span less one hop."""
+        return self.n_fft - self.hop_length
+
+    def frames_for(self, n_samples: int) -> int:
+        """Frames the analysis makes of ``n_samples`` samples (librosa/torch counting)."""
+        if self.center:
+            return 1 + n_samples // self.hop_length - self.first_frame
+        return 1 + max(n_samples - self.frame_span, 0) // self.hop_length
+
+    def samples_for(self, n_frames: int) -> int:
+        """Output length of the inverse of ``n_frames`` frames when no length is given."""
+        full = (n_frames - 1) * self.hop_length + self.frame_span if n_frames else 0
+        return max(full - self.start_trim - self.end_trim, 0)
+
+    def replace(self, **changes) -> "STFTSpec":
+        """A copy with some fields changed (validated again)."""
+        return replace(self, **changes)
+
+    def describe(self) -> str:
+        return (f"n_fft={self.n_fft} hop={self.hop_length} win={self.win_length} "
+                f"window={self.window_name} center={self.center} sr={self.sample_rate:g} "
+                f"scaling={self.scaling} phase_origin={self.phase_origin}")
+
+
+def _positive_int(name: str, value) -> int:
+    try:
+        v = int(value)
+    except (TypeError, ValueError):
+        raise SpecError(f"{name} must be a whole number, got {value!r}") from None
+    if v != value or v < 1:
+        raise SpecError(f"{name} must be a positive whole number, got {value!r}")
+    return v
+
+
+# ------------------------------------------------------------------- presets
+def _sfft_first_frame(win_length: int, hop_length: int) -> int:
+    # ShortTimeFFT's p_min: the first slice (centred on p*hop) that touches sample 0.
+    return -((win_length - win_length // 2 - 1) // hop_length)
+
+
+PRESETS = ("librosa", "scipy", "scipy-sfft", "torch")
+
+
+def preset(name: str, **params) -> STFTSpec:
+    """An :class:`STFTSpec` with a library's conventions and defaults.
+
+    ``params`` override the library's defaults (``n_fft``, ``hop_length``...).
+
+    =========== ======== ======== ======= =============== ============== =========
+    preset      window   hop      center  scaling         phase origin   window in
+    =========== ======== ======== ======= =============== ============== =========
+    librosa     hann     win//4   True    none            frame start    centre
+    scipy       hann     win//2   True    window-sum      frame start    left
+    scipy-sfft  hann     win//4*  True    none**          window centre  left
+    torch       hann***  win//4   True    none            frame start    centre
+    =========== ======== ======== ======= =============== ============== =========
+
+    \\* ``ShortTimeFFT`` has no default hop; \\** pass ``scaling='window-sum'``
+    for ``scale_to('magnitude')``; \\*** torch's own default is a rectangular
+    window, but nearly everyone passes ``torch.hann_window``.  The scipy-sfft
+    preset starts at ShortTimeFFT's ``p_min``.
+    """
+    if name not in PRESETS:
+        raise SpecError(f"unknown preset {name!r}; use one of {', '.join(PRESETS)}")
+    p = dict(params)
+    if name == "librosa":
+        p.setdefault("sample_rate", 22050)
+    elif name == "scipy":
+        n = p.get("n_fft") or p.get("win_length") or 256
+        p.setdefault("n_fft", n)
+        p.setdefault("win_length", n)
+        p.setdefault("hop_length", p["win_length"] // 2)
+        p.setdefault("scaling", "window-sum")
+        p.setdefault("window_align", "left")
+        p.setdefault("sample_rate", 1.0)
+    elif name == "scipy-sfft":
+        p.setdefault("window_align", "left")
+        p.setdefault("phase_origin", "window-center")
+        p.setdefault("center", True)
+        spec = STFTSpec(**p)
+        if spec.center and "first_frame" not in params:
+            spec = spec.replace(first_frame=_sfft_first_frame(spec.win_length, spec.hop_length))
+        return spec
+    elif name == "torch":
+        p.setdefault("sample_rate", 16000)
+    return STFTSpec(**p)
