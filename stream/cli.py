@@ -336,7 +336,7 @@ def _summary(args, source, spec, writer, decoder, seconds):
         f"at {spec.sample_rate:g} Hz ({writer.file.subtype})",
         f"  from {source.n_frames} frames: {spec.describe()}",
         f"  peak {dbfs(writer.peak)}"
-        + (f", gain {20 * np.log10(getattr(writer, "normalize_gain", 1.0)):+.1f} dB"
+        + (f", gain {20 * np.log10(getattr(writer, 'normalize_gain', 1.0)):+.1f} dB"
            if args.normalize is not None else ""),
         f"  {seconds:.2f} s of work, {dur / max(seconds, 1e-9):.0f}x real time",
     ]
