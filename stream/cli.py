@@ -194,6 +194,9 @@ def add_reconstruct(sub):
                    help="phase reconstruction for magnitude-only input (default pghi)")
     o.add_argument("--iterations", type=int, metavar="N",
                    help="Griffin-Lim iterations after PGHI (default 32)")
+    o.add_argument("--auto", action="store_true",
+                   help="infer what is not given (layout, n_fft, hop, window, units, scaling) "
+                        "with 'specstream probe'; flags given explicitly win")
     o.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=run_reconstruct)
     return p
@@ -263,6 +266,9 @@ def reconstruct_blocks(source: FrameSource, spec: STFTSpec, decoder: Decoder,
 
 def run_reconstruct(args) -> int:
     t0 = time.perf_counter()
+    if args.auto:
+        from .cli_probe import apply_probe
+        apply_probe(args)    # fills the flags left as None from the probe's answer
     source = open_source(args)
     spec = spec_from_args(args, source)
     enc = encoding_from_args(args)
