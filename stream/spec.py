@@ -72,8 +72,9 @@ def _bartlett(n: int) -> np.ndarray:
 
 
 def _sine(n: int) -> np.ndarray:
-    # scipy's "cosine" window (a.k.a. sine window, the square root of a periodic Hann).
-    return np.sin(np.pi / n * (np.arange(n) + 0.5))
+    # scipy's periodic "cosine" window (a.k.a. sine window): the symmetric
+    # window of n + 1 points, last dropped, like every periodic window.
+    return np.sin(np.pi / (n + 1) * (np.arange(n) + 0.5))
 
 
 WINDOWS = {
@@ -107,6 +108,8 @@ def get_window(window, win_length: int) -> np.ndarray:
         if name not in WINDOWS:
             raise SpecError(
                 f"unknown window {window!r}; use one of {', '.join(WINDOWS)} or pass an array")
+        if win_length == 1:
+            return np.ones(1)   # scipy and librosa: every window of one point is [1.]
         return WINDOWS[name](win_length)
     w = np.asarray(window, dtype=np.float64)
     if w.ndim != 1 or len(w) != win_length:
