@@ -134,6 +134,7 @@ class Reconstructor:
         self._skip = max(spec.start_trim - self._lead, 0)
         self._zeros_first = max(self._lead - spec.start_trim, 0)
         self.samples_out = 0
+        self._held = None      # final samples that may be end padding (no length given)
         self._flushed = False
 
     # ------------------------------------------------------------ properties
@@ -311,6 +312,18 @@ class Reconstructor:
             self._zeros_first = 0
         if self.length is not None:
             y = y[:, :max(self.length - self.samples_out, 0)]
+        else:
+            # No length: the end is the analysis' own length, samples_for(frames).
+            # When the hop exceeds half the frame span less the window's lead,
+            # samples that are final may still be the centre padding at the end
+            # if no frame follows; hold them until the next frame (or flush) says.
+            if self._held is not None:
+                y = np.concatenate([self._held, y], axis=1)
+                self._held = None
+            limit = max(self.spec.samples_for(self.frames) - self.samples_out, 0)
+            if y.shape[1] > limit:
+                self._held = y[:, limit:]
+                y = y[:, :limit]
         self.samples_out += y.shape[1]
         return y[0] if self.spec.channels == 1 else y
 
