@@ -58,10 +58,14 @@ def _window_sumsquare(ws2: np.ndarray, hop: int, u0: int, u1: int, t_first: int,
     return out
 
 
-def _safe_inverse(wss: np.ndarray, dtype) -> np.ndarray:
+def _safe_inverse(wss: np.ndarray, dtype, ref: float = 0.0) -> np.ndarray:
     # librosa's rule: divide where the sum exceeds the smallest normal number,
-    # leave the numerator (which is 0 there) where it does not.
-    tiny = np.finfo(dtype).tiny
+    # leave the numerator (which is ~0 there) where it does not.  Also leave it
+    # where the window is below the rounding of the FFT (sqrt(wss) < eps *
+    # sqrt(ref), e.g. blackman's w[0] = -1.4e-17 at an edge with center=False):
+    # dividing there turns rounding noise into a spike of 1e9.
+    fi = np.finfo(dtype)
+    tiny = max(float(fi.tiny), float(fi.eps) ** 2 * ref)
     return np.where(wss > tiny, 1.0 / np.where(wss > tiny, wss, 1.0), 1.0).astype(dtype)
 
 
@@ -117,10 +121,11 @@ class Reconstructor:
         self._bin_factor = self._make_bin_factor()
 
         period = _window_sumsquare(ws2, h, self._R * h, (self._R + 1) * h, -1 << 40, 1 << 40)
-        self._inv_periodic = _safe_inverse(period, self.dtype)
+        self._wss_ref = float(period.max())
+        self._inv_periodic = _safe_inverse(period, self.dtype, self._wss_ref)
         self._u_head = self._R * h                    # beyond this the sum is periodic
         self._inv_head = _safe_inverse(
-            _window_sumsquare(ws2, h, 0, self._u_head, 0, 1 << 40), self.dtype)
+            _window_sumsquare(ws2, h, 0, self._u_head, 0, 1 << 40), self.dtype, self._wss_ref)
         self._ws2 = ws2
 
         self._cap = (self.block_frames + self._R) * h
@@ -180,7 +185,7 @@ class Reconstructor:
         else:
             u1 = (self.frames - 1) * h + self._S
             wss = _window_sumsquare(self._ws2, h, self._u, u1, 0, self.frames - 1)
-            tail = self._acc[:, self._pos:self._pos + u1 - self._u] * _safe_inverse(wss, self.dtype)
+            tail = self._acc[:, self._pos:self._pos + u1 - self._u] * _safe_inverse(wss, self.dtype, self._wss_ref)
             self._u = u1
         out = self._deliver(tail)
         target = self.length
