@@ -166,6 +166,8 @@ class Reconstructor:
             raise SpecError("push after flush: make a new Reconstructor for a new stream")
         x = self._as_block(frames)
         t = x.shape[1]
+        if t == 0:   # nothing ready yet (e.g. a phase rebuilder's lookahead)
+            return self._deliver(np.zeros((x.shape[0], 0), self.dtype))
         if t == 1:
             return self._deliver(self._push_one(x[:, 0, :]))
         outs = []
