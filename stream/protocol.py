@@ -1,0 +1,327 @@
+"""The specstream wire format, version 1: STFT frames as ZeroMQ multipart messages.
+
+Every message starts with a fixed 32-byte little-endian envelope (part 0)::
+
+    offset size type    field
+    0      4    char[4] magic       b"SPST"
+    4      1    u8      version     1
+    5      1    u8      type        1 header, 2 frames, 3 end
+    6      2    u16     flags       reserved: senders write 0, receivers ignore
+    8      4    u32     stream_id   chosen by the producer, new for each stream
+    12     8    u64     seq         sequence number of the first frame (see below)
+    20     8    f64     timestamp   producer's clock, Unix seconds; NaN if none
+    28     4    u32     n_frames    frames carried in this message
+
+* HEADER (type 1): part 1 is UTF-8 JSON describing the stream (:class:`StreamHeader`);
+  ``seq`` is the sequence number of the next frame the producer will send and
+  ``n_frames`` is 0.  Producers repeat it periodically so that late joiners can start.
+* FRAMES (type 2): part 1 is the payload, ``(channels, n_frames, bins)`` in C
+  order, little-endian complex64 (``frame_kind`` "complex64") or float32
+  (magnitudes, for "magphase" and "magnitude"); for "magphase" part 2 holds the
+  phases, float32, same shape.  ``bins = n_fft // 2 + 1``.
+* END (type 3): no payload; ``seq`` is the number of frames the stream holds
+  (one past the last frame's sequence number).
+
+The full description, with an example sender in C, is ``docs/protocol.md``.
+Nothing here ever unpickles or evaluates what arrives: parsing is
+``struct.unpack``, ``json.loads`` (size-capped, no NaN) and ``np.frombuffer``.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import time
+from dataclasses import dataclass
+from enum import IntEnum
+
+import numpy as np
+
+from .decode import Encoding
+from .spec import SpecError, STFTSpec
+
+__all__ = ["ProtocolError", "MAGIC", "VERSION", "ENVELOPE", "MsgType", "FRAME_KINDS",
+           "MAX_HEADER_BYTES", "Envelope", "StreamHeader", "pack_envelope",
+           "unpack_envelope", "header_message", "frames_message", "end_message",
+           "frame_arrays", "payload_dtype"]
+
+MAGIC = b"SPST"
+VERSION = 1
+#: magic, version, type, flags, stream_id, seq, timestamp, n_frames
+ENVELOPE = struct.Struct("<4sBBHIQdI")
+#: The largest header JSON accepted (bytes); a custom window of 16384 floats fits.
+MAX_HEADER_BYTES = 1 << 20
+#: Frame kinds and the parts of a FRAMES message that carry them.
+FRAME_KINDS = {"complex64": 1, "magphase": 2, "magnitude": 1}
+
+# Sanity limits on a header, so that a hostile or broken one cannot make the
+# receiver allocate gigabytes before a single frame arrives.
+_MAX_N_FFT = 1 << 18
+_MAX_CHANNELS = 256
+_MAX_SAMPLE_RATE = 4_000_000.0
+
+
+class ProtocolError(SpecError):
+    """A message that does not follow the wire format; the message says what is wrong.
+
+    ``kind`` is a short key for counting: 'envelope', 'magic', 'version',
+    'type', 'header', 'parts', 'size', 'oversized'.
+    """
+
+    def __init__(self, message: str, kind: str = "header"):
+        super().__init__(message)
+        self.kind = kind
+
+
+class MsgType(IntEnum):
+    HEADER = 1
+    FRAMES = 2
+    END = 3
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """Part 0 of every message, unpacked."""
+
+    version: int
+    type: MsgType
+    flags: int
+    stream_id: int
+    seq: int
+    timestamp: float      # Unix seconds, NaN when the producer gave none
+    n_frames: int
+
+
+def pack_envelope(kind: MsgType, stream_id: int, seq: int, n_frames: int = 0,
+                  timestamp: float | None = None, flags: int = 0) -> bytes:
+    """The 32-byte envelope.  ``timestamp`` in Unix seconds; None -> now."""
+    ts = time.time() if timestamp is None else float(timestamp)
+    return ENVELOPE.pack(MAGIC, VERSION, int(kind), flags, stream_id, seq, ts, n_frames)
+
+
+def unpack_envelope(part) -> Envelope:
+    """Validate and unpack part 0; raises :class:`ProtocolError` with the reason."""
+    buf = memoryview(part)
+    if buf.nbytes != ENVELOPE.size:
+        raise ProtocolError(f"envelope is {buf.nbytes} bytes, not {ENVELOPE.size}",
+                            "envelope")
+    magic, version, kind, flags, sid, seq, ts, n = ENVELOPE.unpack(buf)
+    if magic != MAGIC:
+        raise ProtocolError(f"bad magic {bytes(magic)!r}, not {MAGIC!r}: "
+                            "not a specstream message", "magic")
+    if version != VERSION:
+        raise ProtocolError(f"unsupported protocol version {version}; this receiver "
+                            f"speaks version {VERSION}", "version")
+    try:
+        kind = MsgType(kind)
+    except ValueError:
+        raise ProtocolError(f"unknown message type {kind}", "type") from None
+    return Envelope(version, kind, flags, sid, seq, ts, n)
+
+
+def payload_dtype(frame_kind: str) -> np.dtype:
+    """Wire dtype of part 1 (and part 2) of a FRAMES message."""
+    return np.dtype("<c8") if frame_kind == "complex64" else np.dtype("<f4")
+
+
+# ------------------------------------------------------------------ header
+@dataclass(frozen=True)
+class StreamHeader:
+    """What a receiver needs to turn a stream's frames into samples.
+
+    Parameters
+    ----------
+    stream_id : int
+        u32, chosen by the producer; a new id means a new stream.
+    spec : STFTSpec
+        How the frames were made (sample rate in Hz, sizes in samples).
+    encoding : Encoding
+        Units of magnitudes and phases ("magphase", "magnitude" frames).
+    frame_kind : str
+        "complex64", "magphase" or "magnitude".
+    length : int, optional
+        Samples the stream decodes to (after the centre trim), when known.
+    """
+
+    stream_id: int
+    spec: STFTSpec
+    encoding: Encoding = Encoding()
+    frame_kind: str = "complex64"
+    length: int | None = None
+
+    def __post_init__(self):
+        if self.frame_kind not in FRAME_KINDS:
+            raise ProtocolError(f"frame_kind {self.frame_kind!r} is not one of "
+                                f"{', '.join(FRAME_KINDS)}")
+        if not 0 <= int(self.stream_id) < 1 << 32:
+            raise ProtocolError(f"stream_id {self.stream_id} does not fit in 32 bits")
+
+    @property
+    def frame_bytes(self) -> int:
+        """Bytes of one frame in part 1 (all channels)."""
+        s = self.spec
+        return s.channels * s.n_bins * payload_dtype(self.frame_kind).itemsize
+
+    def to_dict(self) -> dict:
+        s, e = self.spec, self.encoding
+        return {
+            "version": VERSION, "stream_id": int(self.stream_id),
+            "sample_rate": float(s.sample_rate), "n_fft": s.n_fft, "hop_length": s.hop_length,
+            "win_length": s.win_length,
+            "window": s.window if isinstance(s.window, str) else list(s.window),
+            "center": bool(s.center), "channels": s.channels, "frame_kind": self.frame_kind,
+            "magnitude": e.magnitude, "db_ref": float(e.db_ref), "phase_unit": e.phase_unit,
+            "scaling": s.scaling, "phase_origin": s.phase_origin,
+            "window_align": s.window_align, "first_frame": s.first_frame,
+            "length": self.length,
+        }
+
+    def to_json(self) -> bytes:
+        return json.dumps(self.to_dict(), separators=(",", ":"), allow_nan=False).encode()
+
+    @classmethod
+    def from_json(cls, data, stream_id: int | None = None,
+                  max_bytes: int = MAX_HEADER_BYTES) -> "StreamHeader":
+        """Parse and validate header JSON (bytes-like); ``stream_id`` from the envelope."""
+        raw = memoryview(data)
+        if raw.nbytes > max_bytes:
+            raise ProtocolError(f"header JSON is {raw.nbytes} bytes, over the "
+                                f"{max_bytes}-byte cap", "oversized")
+        try:
+            d = json.loads(bytes(raw).decode("utf-8"), parse_constant=_no_constants)
+        except (UnicodeDecodeError, ValueError, RecursionError) as e:
+            raise ProtocolError(f"header is not valid UTF-8 JSON ({e})") from None
+        if not isinstance(d, dict):
+            raise ProtocolError("header JSON must be an object")
+        return cls.from_dict(d, stream_id)
+
+    @classmethod
+    def from_dict(cls, d: dict, stream_id: int | None = None) -> "StreamHeader":
+        g = _Getter(d)
+        version = g.int("version")
+        if version != VERSION:
+            raise ProtocolError(f"header says protocol version {version}; this receiver "
+                                f"speaks version {VERSION}", "version")
+        sid = g.int("stream_id")
+        if stream_id is not None and sid != stream_id:
+            raise ProtocolError(f"header stream_id {sid} differs from its envelope's {stream_id}")
+        n_fft = g.int("n_fft")
+        channels = g.int("channels", 1)
+        sr = g.num("sample_rate")
+        if not (0 < n_fft <= _MAX_N_FFT):
+            raise ProtocolError(f"n_fft={n_fft} is outside 1..{_MAX_N_FFT}")
+        if not (0 < channels <= _MAX_CHANNELS):
+            raise ProtocolError(f"channels={channels} is outside 1..{_MAX_CHANNELS}")
+        if not (0 < sr <= _MAX_SAMPLE_RATE):
+            raise ProtocolError(f"sample_rate={sr} is outside (0, {_MAX_SAMPLE_RATE:g}] Hz")
+        window = d.get("window", "hann")
+        if isinstance(window, list):
+            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in window):
+                raise ProtocolError("header window list must hold only numbers")
+        elif not isinstance(window, str):
+            raise ProtocolError("header window must be a name or a list of numbers")
+        length = d.get("length")
+        if length is not None and (not isinstance(length, int) or isinstance(length, bool)
+                                   or length < 0):
+            raise ProtocolError(f"header length must be a whole number >= 0 or null, "
+                                f"got {length!r}")
+        try:
+            spec = STFTSpec(sample_rate=sr, n_fft=n_fft, hop_length=g.int("hop_length"),
+                            win_length=g.int("win_length", n_fft), window=window,
+                            center=g.bool("center", True), channels=channels,
+                            scaling=g.str("scaling", "none"),
+                            phase_origin=g.str("phase_origin", "frame-start"),
+                            window_align=g.str("window_align", "center"),
+                            first_frame=g.int("first_frame", 0))
+            enc = Encoding(magnitude=g.str("magnitude", "linear"),
+                           db_ref=g.num("db_ref", 1.0), phase_unit=g.str("phase_unit", "rad"))
+        except ProtocolError:
+            raise
+        except SpecError as e:
+            raise ProtocolError(f"header describes an invalid STFT: {e}") from None
+        return cls(sid, spec, enc, g.str("frame_kind"), length)
+
+
+def _no_constants(name):
+    raise ValueError(f"{name} is not allowed in a header")
+
+
+class _Getter:
+    """Typed access to header fields with one-line errors."""
+
+    def __init__(self, d):
+        self.d = d
+
+    def _get(self, key, default, types, what):
+        if key not in self.d:
+            if default is None:
+                raise ProtocolError(f"header lacks the field {key!r}")
+            return default
+        v = self.d[key]
+        if isinstance(v, bool) and bool not in types or not isinstance(v, types):
+            raise ProtocolError(f"header field {key!r} must be {what}, got {v!r}")
+        return v
+
+    def int(self, key, default=None):
+        return self._get(key, default, (int,), "a whole number")
+
+    def num(self, key, default=None):
+        return float(self._get(key, default, (int, float), "a number"))
+
+    def str(self, key, default=None):
+        return self._get(key, default, (str,), "a string")
+
+    def bool(self, key, default=None):
+        return self._get(key, default, (bool,), "true or false")
+
+
+# ---------------------------------------------------------------- messages
+def header_message(header: StreamHeader, next_seq: int, timestamp: float | None = None) -> list:
+    """Parts of a HEADER message; ``next_seq`` is the next frame's sequence number."""
+    return [pack_envelope(MsgType.HEADER, header.stream_id, next_seq, 0, timestamp),
+            header.to_json()]
+
+
+def frames_message(header: StreamHeader, seq: int, first: np.ndarray,
+                   second: np.ndarray | None = None, timestamp: float | None = None) -> list:
+    """Parts of a FRAMES message.
+
+    ``first`` (and ``second`` for magphase) must already be C-contiguous
+    ``(channels, n_frames, bins)`` arrays of :func:`payload_dtype`; they are
+    passed as buffers, not copied (send with ``copy=False``).
+    """
+    n = first.shape[1]
+    parts = [pack_envelope(MsgType.FRAMES, header.stream_id, seq, n, timestamp), first.data]
+    if header.frame_kind == "magphase":
+        parts.append(second.data)
+    return parts
+
+
+def end_message(stream_id: int, n_frames_total: int, timestamp: float | None = None) -> list:
+    """Parts of an END message; ``seq`` is the count of frames the stream held."""
+    return [pack_envelope(MsgType.END, stream_id, n_frames_total, 0, timestamp)]
+
+
+def frame_arrays(header: StreamHeader, env: Envelope, parts) -> tuple:
+    """Views ``(first, second_or_None)`` of shape ``(channels, n_frames, bins)``
+    onto the payload parts of a FRAMES message (no copy), after checking that
+    their sizes fit the header."""
+    want_parts = 1 + FRAME_KINDS[header.frame_kind]
+    if len(parts) != want_parts:
+        raise ProtocolError(f"a {header.frame_kind} FRAMES message has {want_parts} parts, "
+                            f"got {len(parts)}", "parts")
+    if env.n_frames == 0:
+        raise ProtocolError("FRAMES message with n_frames=0", "size")
+    dt = payload_dtype(header.frame_kind)
+    s = header.spec
+    want = header.frame_bytes * env.n_frames
+    shape = (s.channels, env.n_frames, s.n_bins)
+    out = []
+    for p in parts[1:]:
+        buf = memoryview(p)
+        if buf.nbytes != want:
+            raise ProtocolError(
+                f"payload is {buf.nbytes} bytes; {env.n_frames} frame(s) of {s.channels} ch x "
+                f"{s.n_bins} bins of {dt.name} make {want}", "size")
+        out.append(np.frombuffer(buf, dtype=dt).reshape(shape))
+    return out[0], (out[1] if len(out) > 1 else None)

@@ -1,0 +1,713 @@
+"""Frames over ZeroMQ: :class:`FrameSender` for producers, :class:`FrameReceiver` for players.
+
+The wire format is :mod:`stream.protocol`.  A producer needs three lines::
+
+    from stream import FrameSender
+    with FrameSender("tcp://127.0.0.1:5556", sample_rate=48000, n_fft=1024, hop_length=256) as tx:
+        for mag, phase in frames:
+            tx.send(mag, phase)      # or tx.send(complex_bins), or tx.send(mag)
+
+and a consumer iterates a receiver::
+
+    with FrameReceiver("tcp://127.0.0.1:5556") as rx:
+        for event in rx:
+            if isinstance(event, AudioBlock):
+                use(event.samples)
+
+Patterns: PUSH/PULL (default: nothing is lost, a slow receiver slows the
+sender through the high-water mark) and PUB/SUB (many listeners, late joiners,
+frames may drop).  Either side may bind or connect, over tcp:// or ipc://.
+By default the receiver binds and the sender connects, on 127.0.0.1 only.
+
+The receiver decodes with the same :class:`~stream.decode.Decoder` and
+inverts with the same :class:`~stream.engine.Reconstructor` as the offline
+path, so a stream plays exactly what ``specstream reconstruct`` writes.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+
+import numpy as np
+import zmq
+
+from .decode import Decoder, Encoding
+from .engine import Reconstructor
+from .protocol import (ProtocolError, StreamHeader, MsgType, end_message, frame_arrays,
+                       frames_message, header_message, payload_dtype, unpack_envelope)
+from .spec import SpecError, STFTSpec
+
+__all__ = ["DEFAULT_ENDPOINT", "FrameSender", "FrameReceiver", "ReceiverStats",
+           "StreamStarted", "AudioBlock", "FramesBlock", "StreamEnded"]
+
+log = logging.getLogger("specstream")
+
+DEFAULT_ENDPOINT = "tcp://127.0.0.1:5556"
+_SENDER_PATTERNS = {"push": zmq.PUSH, "pub": zmq.PUB}
+_RECEIVER_PATTERNS = {"pull": zmq.PULL, "sub": zmq.SUB}
+
+
+def _open_socket(ctx, kind, endpoint: str, bind: bool, options=()) -> zmq.Socket:
+    """A socket with ``options`` ((zmq option, value) pairs) set before it
+    binds or connects, as ZeroMQ needs for MAXMSGSIZE and the HWMs."""
+    sock = ctx.socket(kind)
+    for opt, value in options:
+        sock.setsockopt(opt, value)
+    try:
+        if bind:
+            if endpoint.startswith("tcp://") and not endpoint.startswith(
+                    ("tcp://127.", "tcp://localhost", "tcp://[::1]")):
+                log.warning("binding %s: reachable from other machines; the stream is not "
+                            "authenticated or encrypted", endpoint)
+            sock.bind(endpoint)
+        else:
+            sock.connect(endpoint)
+    except zmq.ZMQError as e:
+        sock.close(linger=0)
+        hint = " (is another player bound there? use another port)" \
+            if e.errno == zmq.EADDRINUSE else ""
+        raise SpecError(f"cannot {'bind' if bind else 'connect'} {endpoint}: {e}{hint}") \
+            from None
+    return sock
+
+
+def _endpoint_of(sock, endpoint: str, bind: bool) -> str:
+    if bind:
+        last = sock.getsockopt(zmq.LAST_ENDPOINT)
+        if last:
+            return last.decode()
+    return endpoint
+
+
+# =================================================================== sender
+class FrameSender:
+    """Send STFT frames to a player.  A context manager; ``end()`` on exit.
+
+    Parameters
+    ----------
+    endpoint : str
+        ``tcp://HOST:PORT`` or ``ipc://PATH``; with ``bind=True`` a port of
+        ``*`` picks a free one (read :attr:`endpoint`).
+    sample_rate : float
+        Hz.  Together with ``n_fft``... the STFT parameters, as in
+        :class:`~stream.spec.STFTSpec` (librosa names; sizes in samples).
+        Or pass ``spec=`` an STFTSpec.
+    encoding : Encoding
+        Units of magnitudes/phases for ``send(mag, phase)`` and ``send(mag)``
+        (default linear magnitude, radians).
+    length : int, optional
+        Samples the stream decodes to, when known: the receiver trims/pads to it.
+    pattern : str
+        'push' (default; waits for the receiver when its queue is full) or 'pub'.
+    bind : bool
+        Bind the endpoint instead of connecting to it.
+    stream_id : int, optional
+        u32 naming this stream; random by default.
+    header_every : int
+        Re-send the header after this many frames ...
+    header_interval : float
+        ... or after this many seconds, whichever is first, so that late
+        joiners and restarted receivers can start.
+    sndhwm : int, optional
+        High-water mark in messages (ZeroMQ default 1000).
+    linger : float
+        Seconds :meth:`close` waits for queued messages to leave (None: forever).
+
+    ``send`` takes one frame or a block: ``(bins,)`` / ``(n_frames, bins)``
+    for one channel, ``(channels, bins)`` / ``(channels, n_frames, bins)`` for
+    more.  The frame kind (complex bins, magnitude + phase, magnitude only) is
+    fixed by the first call.
+    """
+
+    def __init__(self, endpoint: str = DEFAULT_ENDPOINT, *, sample_rate: float | None = None,
+                 n_fft: int | None = None, hop_length: int | None = None,
+                 win_length: int | None = None, window="hann", center: bool = True,
+                 channels: int = 1, scaling: str = "none", phase_origin: str = "frame-start",
+                 window_align: str = "center", first_frame: int = 0,
+                 spec: STFTSpec | None = None, encoding: Encoding | None = None,
+                 length: int | None = None, pattern: str = "push", bind: bool = False,
+                 stream_id: int | None = None, header_every: int = 256,
+                 header_interval: float = 1.0, sndhwm: int | None = None,
+                 linger: float | None = 10.0, context: zmq.Context | None = None):
+        if spec is None:
+            if sample_rate is None or n_fft is None:
+                raise SpecError("FrameSender needs sample_rate and n_fft (or spec=)")
+            spec = STFTSpec(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length,
+                            win_length=win_length, window=window, center=center,
+                            channels=channels, scaling=scaling, phase_origin=phase_origin,
+                            window_align=window_align, first_frame=first_frame)
+        if pattern not in _SENDER_PATTERNS:
+            raise SpecError(f"pattern {pattern!r} is not one of {', '.join(_SENDER_PATTERNS)}")
+        self.spec = spec
+        self.encoding = encoding or Encoding()
+        self.length = length
+        self.stream_id = random.getrandbits(32) if stream_id is None else int(stream_id)
+        self.header_every = max(1, int(header_every))
+        self.header_interval = float(header_interval)
+        self.header: StreamHeader | None = None     # made by the first send
+        self.seq = 0               # next frame's sequence number
+        self.messages = 0
+        self._since_header = 0
+        self._header_at = -math.inf
+        self._ended = False
+        self._ctx = context or zmq.Context.instance()
+        opts = [(zmq.LINGER, -1 if linger is None else int(linger * 1000))]
+        if sndhwm is not None:
+            opts.append((zmq.SNDHWM, int(sndhwm)))
+        self._sock = _open_socket(self._ctx, _SENDER_PATTERNS[pattern], endpoint, bind, opts)
+        self.endpoint = _endpoint_of(self._sock, endpoint, bind)
+
+    # ----------------------------------------------------------------- api
+    def send(self, first, second=None, *, timestamp: float | None = None) -> int:
+        """Send one frame or a block; returns the frames sent.
+
+        ``first``: complex bins, or magnitudes in the encoding's unit;
+        ``second``: phases in the encoding's unit (magnitude + phase frames).
+        ``timestamp``: producer time in Unix seconds (default now).
+        """
+        if self._ended:
+            raise SpecError("send after end(): make a new FrameSender for a new stream")
+        kind = self._kind_of(first, second)
+        a = self._as_wire(first, kind)
+        b = self._as_wire(second, kind) if kind == "magphase" else None
+        if b is not None and b.shape != a.shape:
+            raise SpecError(f"magnitude shape {np.shape(first)} and phase shape "
+                            f"{np.shape(second)} differ")
+        n = a.shape[1]
+        if n == 0:
+            return 0
+        self._maybe_header()
+        self._sock.send_multipart(frames_message(self.header, self.seq, a, b, timestamp),
+                                  copy=False)
+        self.seq += n
+        self.messages += 1
+        self._since_header += n
+        return n
+
+    def send_header(self):
+        """Send the stream header now (done automatically; needs the frame kind)."""
+        if self.header is None:
+            raise SpecError("the header is sent with the first frames: its frame kind "
+                            "comes from them")
+        self._sock.send_multipart(header_message(self.header, self.seq))
+        self._since_header = 0
+        self._header_at = time.monotonic()
+
+    def end(self):
+        """Send end-of-stream (once).  The receiver flushes the stream's tail."""
+        if self._ended:
+            return
+        self._ended = True
+        if self.header is not None:
+            self._sock.send_multipart(end_message(self.stream_id, self.seq))
+
+    def close(self):
+        """Close the socket; waits up to ``linger`` for queued messages."""
+        if not self._sock.closed:
+            self._sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            if exc_type is None:
+                self.end()
+            elif not self._ended and self.header is not None:
+                # Interrupted: tell the receiver if that does not block, then go.
+                self._ended = True
+                try:
+                    self._sock.send_multipart(end_message(self.stream_id, self.seq),
+                                              flags=zmq.NOBLOCK)
+                except zmq.ZMQError:
+                    pass
+                self._sock.setsockopt(zmq.LINGER, 0)
+        finally:
+            self.close()
+
+    # ----------------------------------------------------------- internals
+    def _kind_of(self, first, second) -> str:
+        if second is not None:
+            if np.iscomplexobj(first):
+                raise SpecError("send(mag, phase) takes real magnitudes; complex bins go "
+                                "alone: send(bins)")
+            kind = "magphase"
+        else:
+            kind = "complex64" if np.iscomplexobj(first) else "magnitude"
+        if self.header is None:
+            self.header = StreamHeader(self.stream_id, self.spec, self.encoding, kind,
+                                       self.length)
+        elif kind != self.header.frame_kind:
+            raise SpecError(f"this stream sends {self.header.frame_kind} frames; a stream "
+                            f"has one frame kind (start a new FrameSender for {kind})")
+        return kind
+
+    def _as_wire(self, x, kind) -> np.ndarray:
+        """``(channels, n_frames, bins)`` C-contiguous in the wire dtype, safe to
+        hand to ZeroMQ without copying (it is ours, or read-only)."""
+        c, b = self.spec.channels, self.spec.n_bins
+        arr = np.asarray(x)
+        if c == 1 and arr.ndim in (1, 2):
+            arr = arr.reshape(1, -1, b) if arr.shape[-1] == b else arr[None, None]
+        elif c > 1 and arr.ndim == 2:
+            arr = arr[:, None, :]
+        if arr.ndim != 3 or arr.shape[0] != c or arr.shape[2] != b:
+            lay = "(bins,) or (n_frames, bins)" if c == 1 else \
+                "(channels, bins) or (channels, n_frames, bins)"
+            raise SpecError(f"frames of shape {np.shape(x)} do not fit {lay} with "
+                            f"channels={c}, bins={b} (n_fft={self.spec.n_fft})")
+        wire = np.ascontiguousarray(arr, dtype=payload_dtype(kind))
+        # ZeroMQ reads the buffer after send() returns: never lend it the
+        # caller's writeable array, which the caller may refill at once.
+        if wire.flags.writeable and np.may_share_memory(wire, np.asarray(x)):
+            wire = wire.copy()
+        return wire
+
+    def _maybe_header(self):
+        if (self._since_header >= self.header_every or self._header_at == -math.inf
+                or time.monotonic() - self._header_at >= self.header_interval):
+            self.send_header()
+
+
+# ================================================================== events
+@dataclass
+class StreamStarted:
+    """A new stream's header arrived; ``header.spec`` says how to play it."""
+    stream_id: int
+    header: StreamHeader
+
+
+@dataclass
+class AudioBlock:
+    """Samples that became final: ``(n,)`` mono or ``(channels, n)``, float32."""
+    stream_id: int
+    samples: np.ndarray
+    seq: int                 # first frame of the message that completed them
+    n_frames: int
+    latency: float = math.nan   # seconds from the producer's timestamp to now
+
+
+@dataclass
+class FramesBlock:
+    """Decoded complex frames ``(channels, n, bins)`` (receiver ``output='frames'``)."""
+    stream_id: int
+    frames: np.ndarray
+    seq: int
+    latency: float = math.nan
+
+
+@dataclass
+class StreamEnded:
+    """A stream is over: 'end' (END message), 'replaced' (a new stream id
+    arrived), 'timeout' (silent for ``stream_timeout``) or 'closed'."""
+    stream_id: int
+    reason: str
+    frames: int
+    samples: int
+
+
+# =================================================================== stats
+@dataclass
+class ReceiverStats:
+    """Counters of a :class:`FrameReceiver` (frames are whole STFT frames)."""
+
+    messages: int = 0            # messages received, good or bad
+    frames_in: int = 0           # frames in well-formed FRAMES messages
+    frames_played: int = 0       # frames decoded and pushed through the engine
+    dropped_late: int = 0        # duplicate or out-of-order frames (seq already past)
+    dropped_no_header: int = 0   # frames of a stream whose header we have not seen
+    dropped_stale: int = 0       # frames of a stream that has ended or was replaced
+    dropped_unplayable: int = 0  # magnitude-only frames with no phase reconstruction
+    concealed: int = 0           # zero frames inserted for gaps in seq
+    lost: int = 0                # frames of a gap beyond the concealment cap
+    malformed: int = 0           # messages rejected by the parser
+    rejects: Counter = field(default_factory=Counter)   # malformed, by reason
+    nonfinite: int = 0           # NaN/Inf values zeroed
+    streams: int = 0             # streams started
+    streams_ended: Counter = field(default_factory=Counter)   # by reason
+    samples_out: int = 0         # samples per channel that left the engine
+    latencies: deque = field(default_factory=lambda: deque(maxlen=50_000), repr=False)
+
+    @property
+    def dropped(self) -> int:
+        return (self.dropped_late + self.dropped_no_header + self.dropped_stale
+                + self.dropped_unplayable)
+
+    def latency_ms(self) -> dict:
+        """p50, p99 and max of producer-timestamp-to-engine-output latency, in ms."""
+        if not self.latencies:
+            return {"p50": math.nan, "p99": math.nan, "max": math.nan}
+        a = np.fromiter(self.latencies, float) * 1e3
+        return {"p50": float(np.percentile(a, 50)), "p99": float(np.percentile(a, 99)),
+                "max": float(a.max())}
+
+    def as_dict(self) -> dict:
+        d = {k: getattr(self, k) for k in (
+            "messages", "frames_in", "frames_played", "dropped", "dropped_late",
+            "dropped_no_header", "dropped_stale", "dropped_unplayable", "concealed", "lost",
+            "malformed", "nonfinite", "streams", "samples_out")}
+        d["rejects"] = dict(self.rejects)
+        d["streams_ended"] = dict(self.streams_ended)
+        d["latency_ms"] = self.latency_ms()
+        return d
+
+    def line(self) -> str:
+        lat = self.latency_ms()
+        s = (f"frames {self.frames_in} in, {self.frames_played} played, {self.dropped} dropped, "
+             f"{self.concealed} concealed, {self.malformed} malformed, "
+             f"{self.nonfinite} NaN/Inf; streams {self.streams}")
+        if not math.isnan(lat["p50"]):
+            s += f"; latency p50 {lat['p50']:.2f} ms p99 {lat['p99']:.2f} ms"
+        return s
+
+
+class _RateLimitedLog:
+    """One log line per kind per second; the rest are counted and mentioned."""
+
+    def __init__(self, interval: float = 1.0):
+        self.interval = interval
+        self._last = {}
+        self._hidden = Counter()
+
+    def __call__(self, level, kind, msg, *args):
+        now = time.monotonic()
+        if now - self._last.get(kind, -math.inf) < self.interval:
+            self._hidden[kind] += 1
+            return
+        self._last[kind] = now
+        hidden = self._hidden.pop(kind, 0)
+        if hidden:
+            msg += f" (and {hidden} more like it)"
+        log.log(level, msg, *args)
+
+
+# ================================================================ receiver
+class _Stream:
+    """What the receiver keeps for the stream it is playing."""
+
+    def __init__(self, header: StreamHeader, first_seq: int, output: str,
+                 block_frames: int):
+        self.header = header
+        self.id = header.stream_id
+        spec = header.spec
+        self.decoder = Decoder(spec, header.encoding)
+        # A stream joined late (first_seq > 0) has lost its beginning: the
+        # header's length no longer applies.
+        length = header.length if first_seq == 0 else None
+        self.engine = Reconstructor(spec, length=length, block_frames=block_frames) \
+            if output == "audio" else None
+        self.phase = None
+        self.next_seq = first_seq
+        self.frames = 0
+        self.last_seen = time.monotonic()
+
+    def make_phase(self):
+        """RTPGHI for magnitude-only streams, or None where stream.phase is missing."""
+        try:
+            from .phase import RTPGHI
+        except ImportError:
+            return None
+        self.phase = RTPGHI(self.header.spec)
+        return self.phase
+
+
+class FrameReceiver:
+    """Receive frames, decode them and rebuild audio, robust to bad input.
+
+    Parameters
+    ----------
+    endpoint : str
+        ``tcp://HOST:PORT`` or ``ipc://PATH``; binding ``tcp://127.0.0.1:*``
+        picks a free port (read :attr:`endpoint`).
+    pattern : str
+        'pull' (default; pairs with a PUSH sender) or 'sub' (a PUB sender).
+    bind : bool
+        Bind (default) or connect.
+    max_message_bytes : int
+        Largest message accepted, in bytes.  ZeroMQ drops the connection of a
+        peer that sends a larger part (``ZMQ_MAXMSGSIZE``); the total of all
+        parts is checked here too.
+    max_conceal : float
+        Longest gap in seconds filled with silence; the rest of a longer gap is
+        skipped (counted as ``lost``) and timing restarts after it.
+    stream_timeout : float, optional
+        Seconds without a message after which the current stream is flushed
+        and ended ('timeout'); None waits forever.
+    output : str
+        'audio' (AudioBlock events) or 'frames' (FramesBlock: decoded complex
+        frames, no inverse STFT).
+    block_frames : int
+        Frames per batched FFT in the engine (as ``specstream reconstruct``).
+    rcvhwm : int, optional
+        Receive high-water mark in messages.
+
+    Events, from :meth:`poll` or iteration: :class:`StreamStarted`,
+    :class:`AudioBlock` (or :class:`FramesBlock`), :class:`StreamEnded`.
+    Counters are in :attr:`stats`.
+    """
+
+    def __init__(self, endpoint: str = DEFAULT_ENDPOINT, *, pattern: str = "pull",
+                 bind: bool = True, max_message_bytes: int = 64 << 20,
+                 max_conceal: float = 2.0, stream_timeout: float | None = None,
+                 output: str = "audio", block_frames: int = 256, rcvhwm: int | None = None,
+                 context: zmq.Context | None = None):
+        if pattern not in _RECEIVER_PATTERNS:
+            raise SpecError(f"pattern {pattern!r} is not one of {', '.join(_RECEIVER_PATTERNS)}")
+        if output not in ("audio", "frames"):
+            raise SpecError(f"output {output!r} is not 'audio' or 'frames'")
+        self.max_message_bytes = int(max_message_bytes)
+        self.max_conceal = float(max_conceal)
+        self.stream_timeout = stream_timeout
+        self.output = output
+        self.block_frames = block_frames
+        self.stats = ReceiverStats()
+        self.stream: _Stream | None = None
+        self._ended_ids = deque(maxlen=64)    # ids ended by END or replaced: stale
+        self._say = _RateLimitedLog()
+        self._closed = False
+        self._ctx = context or zmq.Context.instance()
+        # A part over MAXMSGSIZE makes ZeroMQ close that peer's connection.
+        opts = [(zmq.MAXMSGSIZE, self.max_message_bytes), (zmq.LINGER, 0)]
+        if rcvhwm is not None:
+            opts.append((zmq.RCVHWM, int(rcvhwm)))
+        if pattern == "sub":
+            opts.append((zmq.SUBSCRIBE, b""))
+        self._sock = _open_socket(self._ctx, _RECEIVER_PATTERNS[pattern], endpoint, bind, opts)
+        self.endpoint = _endpoint_of(self._sock, endpoint, bind)
+        self._poller = zmq.Poller()
+        self._poller.register(self._sock, zmq.POLLIN)
+
+    # ----------------------------------------------------------------- api
+    def poll(self, timeout: float | None = 0.1, max_messages: int = 64) -> list:
+        """Wait up to ``timeout`` seconds (None: forever) for messages and
+        return the events they make (possibly none)."""
+        events = []
+        ms = None if timeout is None else max(0, int(timeout * 1000))
+        if self._poller.poll(ms):
+            for _ in range(max_messages):
+                try:
+                    parts = self._sock.recv_multipart(flags=zmq.NOBLOCK, copy=False)
+                except zmq.Again:
+                    break
+                self.handle(parts, events)
+        self._check_timeout(events)
+        return events
+
+    def __iter__(self):
+        while not self._closed:
+            yield from self.poll(0.1)
+
+    def handle(self, parts, events: list | None = None) -> list:
+        """Process one multipart message (a list of bytes-like parts); returns
+        ``events`` with what it made appended."""
+        events = [] if events is None else events
+        self.stats.messages += 1
+        try:
+            total = sum(memoryview(p).nbytes for p in parts)
+            if total > self.max_message_bytes:
+                raise ProtocolError(f"message of {total} bytes is over the "
+                                    f"{self.max_message_bytes}-byte cap", "oversized")
+            if not parts:
+                raise ProtocolError("empty message", "envelope")
+            env = unpack_envelope(parts[0])
+            if env.type == MsgType.HEADER:
+                self._on_header(env, parts, events)
+            elif env.type == MsgType.FRAMES:
+                self._on_frames(env, parts, events)
+            else:
+                self._on_end(env, events)
+        except ProtocolError as e:
+            self.stats.malformed += 1
+            self.stats.rejects[e.kind] += 1
+            self._say(logging.WARNING, "malformed:" + e.kind,
+                      "rejected a malformed message (%s): %s", e.kind, e)
+        return events
+
+    def finish(self, reason: str = "closed") -> list:
+        """Flush the current stream (its last samples) and end it."""
+        events = []
+        if self.stream is not None:
+            self._end_stream(reason, events)
+        return events
+
+    def close(self):
+        self._closed = True
+        if not self._sock.closed:
+            self._sock.close(linger=0)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # ------------------------------------------------------------ messages
+    def _on_header(self, env, parts, events):
+        if len(parts) != 2:
+            raise ProtocolError(f"a HEADER message has 2 parts, got {len(parts)}", "parts")
+        header = StreamHeader.from_json(parts[1], stream_id=env.stream_id)
+        st = self.stream
+        if st is not None and st.id == header.stream_id:
+            st.last_seen = time.monotonic()
+            if header != st.header:
+                raise ProtocolError(f"stream {st.id}: header changed mid-stream; a new "
+                                    "STFT needs a new stream id", "header")
+            return
+        if header.stream_id in self._ended_ids:
+            return      # a repeat of a stream that is over
+        if st is not None:
+            log.warning("stream %d replaced by stream %d (producer restarted?): "
+                        "flushing the old one", st.id, header.stream_id)
+            self._end_stream("replaced", events)
+        self._start_stream(header, env.seq, events)
+
+    def _start_stream(self, header, first_seq, events):
+        st = _Stream(header, first_seq, self.output, self.block_frames)
+        if header.frame_kind == "magnitude" and st.make_phase() is None:
+            log.error("stream %d sends magnitude-only frames but phase reconstruction "
+                      "(stream.phase.RTPGHI) is not available; its frames are dropped",
+                      header.stream_id)
+        self.stream = st
+        self.stats.streams += 1
+        s = header.spec
+        log.info("stream %d: %s frames, %s, %d ch%s", header.stream_id, header.frame_kind,
+                 s.describe(), s.channels, f", from frame {first_seq}" if first_seq else "")
+        events.append(StreamStarted(header.stream_id, header))
+
+    def _on_frames(self, env, parts, events):
+        st = self.stream
+        if st is None or env.stream_id != st.id:
+            if env.stream_id in self._ended_ids:
+                self.stats.dropped_stale += env.n_frames
+            else:
+                self.stats.dropped_no_header += env.n_frames
+                self._say(logging.WARNING, "noheader",
+                          "dropped %d frame(s) of stream %d: no header seen yet "
+                          "(it is re-sent about once a second)", env.n_frames, env.stream_id)
+            return
+        first, second = frame_arrays(st.header, env, parts)
+        self.stats.frames_in += env.n_frames
+        st.last_seen = time.monotonic()
+        if st.header.frame_kind == "magnitude" and st.phase is None:
+            self.stats.dropped_unplayable += env.n_frames
+            return
+        seq, n = env.seq, env.n_frames
+        if seq < st.next_seq:
+            late = min(st.next_seq - seq, n)
+            self.stats.dropped_late += late
+            self._say(logging.WARNING, "late", "stream %d: dropped %d duplicate or "
+                      "out-of-order frame(s) at seq %d (expected %d)", st.id, late, seq,
+                      st.next_seq)
+            if late == n:
+                return
+            first = first[:, late:]
+            second = None if second is None else second[:, late:]
+            seq += late
+        if seq > st.next_seq:
+            self._conceal(st, seq - st.next_seq, events, seq)
+        self._play(st, env, first, second, events)
+
+    def _on_end(self, env, events):
+        st = self.stream
+        if st is None or env.stream_id != st.id:
+            return      # the end of a stream we never started or already ended
+        if env.seq > st.next_seq:   # the last frames never came (PUB/SUB): keep time
+            self._conceal(st, env.seq - st.next_seq, events, env.seq)
+        self._end_stream("end", events)
+
+    # --------------------------------------------------------------- audio
+    def _play(self, st, env, first, second, events):
+        before = st.decoder.nonfinite
+        if st.header.frame_kind == "magnitude":
+            mag = st.decoder.magnitude(first)
+            bad = ~np.isfinite(mag)
+            if bad.any():
+                st.decoder.nonfinite += int(np.count_nonzero(bad))
+                mag = np.where(bad, np.float32(0), mag)
+            bins = st.phase.push(mag[0] if st.header.spec.channels == 1 else mag)
+        else:
+            bins = st.decoder.decode(first, second)
+        bad = st.decoder.nonfinite - before
+        if bad:
+            self.stats.nonfinite += bad
+            self._say(logging.WARNING, "nonfinite", "stream %d: %d NaN/Inf value(s) in "
+                      "frames at seq %d replaced by 0", st.id, bad, env.seq)
+        n = first.shape[1]
+        st.next_seq += n
+        st.frames += n
+        self.stats.frames_played += n
+        self._emit(st, bins, st.next_seq - n, n, events, env.timestamp)
+
+    def _conceal(self, st, gap, events, resume_seq):
+        """Fill a gap of ``gap`` frames with silence (up to the cap) so timing holds."""
+        spec = st.header.spec
+        cap = max(1, int(math.ceil(self.max_conceal * spec.sample_rate / spec.hop_length)))
+        fill = min(gap, cap)
+        if gap > cap:
+            self.stats.lost += gap - cap
+            self._say(logging.WARNING, "lost", "stream %d: gap of %d frames at seq %d; "
+                      "concealed %d, skipped %d", st.id, gap, st.next_seq, fill, gap - cap)
+        else:
+            self._say(logging.WARNING, "gap", "stream %d: %d frame(s) missing at seq %d; "
+                      "concealed with silence", st.id, gap, st.next_seq)
+        self.stats.concealed += fill
+        shape = (spec.channels, fill, spec.n_bins)
+        if st.header.frame_kind == "magnitude":
+            z = np.zeros(shape, np.float32)
+            bins = st.phase.push(z[0] if spec.channels == 1 else z)
+        else:
+            bins = np.zeros(shape, np.complex64)
+        self._emit(st, bins, st.next_seq, fill, events, math.nan)
+        st.next_seq = resume_seq
+        st.frames += fill
+
+    def _emit(self, st, bins, seq, n, events, timestamp):
+        bins = np.asarray(bins)
+        if st.engine is None:
+            out = FramesBlock(st.id, bins, seq)
+        else:
+            if bins.shape[-2] == 0:
+                return
+            y = st.engine.push(bins)
+            self.stats.samples_out += y.shape[-1]
+            out = AudioBlock(st.id, y, seq, n)
+        if not math.isnan(timestamp):
+            lat = time.time() - timestamp
+            out.latency = lat
+            if lat >= 0:
+                self.stats.latencies.append(lat)
+        events.append(out)
+
+    def _end_stream(self, reason, events):
+        st = self.stream
+        self.stream = None
+        if reason in ("end", "replaced"):
+            self._ended_ids.append(st.id)
+        if st.phase is not None:
+            tail = st.phase.flush()
+            if np.asarray(tail).size:
+                self._emit(st, tail, st.next_seq, 0, events, math.nan)
+        if st.engine is not None:
+            y = st.engine.flush()
+            self.stats.samples_out += y.shape[-1]
+            if y.shape[-1]:
+                events.append(AudioBlock(st.id, y, st.next_seq, 0))
+        self.stats.streams_ended[reason] += 1
+        samples = st.engine.samples_out if st.engine is not None else 0
+        log.info("stream %d ended (%s): %d frames, %d samples", st.id, reason, st.frames,
+                 samples)
+        events.append(StreamEnded(st.id, reason, st.frames, samples))
+
+    def _check_timeout(self, events):
+        st = self.stream
+        if (st is not None and self.stream_timeout is not None
+                and time.monotonic() - st.last_seen > self.stream_timeout):
+            log.warning("stream %d: nothing for %.1f s; flushing it", st.id,
+                        self.stream_timeout)
+            self._end_stream("timeout", events)
+
