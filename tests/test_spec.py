@@ -1,0 +1,192 @@
+"""STFTSpec: windows as scipy makes them, validation with messages that say what to change."""
+
+import numpy as np
+import pytest
+import scipy.signal as ss
+
+import stream
+from stream.spec import WINDOWS, SpecError, STFTSpec, get_window, preset
+
+# Our name -> how scipy.signal.get_window spells it (fftbins=True: periodic).
+SCIPY_NAMES = {
+    "hann": "hann",
+    "hamming": "hamming",
+    "blackman": "blackman",
+    "rectangular": "boxcar",
+    "bartlett": "bartlett",
+    "sine": "cosine",
+}
+ALIASES = {"hanning": "hann", "boxcar": "boxcar", "ones": "boxcar", "rect": "boxcar",
+           "none": "boxcar", "cosine": "cosine", "triang": "bartlett",
+           "triangle": "bartlett", "HANN": "hann"}
+
+
+def test_every_window_name_is_checked():
+    # A new window in WINDOWS must get a reference here.
+    assert set(WINDOWS) == set(SCIPY_NAMES) | {"sqrt-hann"}
+
+
+@pytest.mark.parametrize("name", sorted(SCIPY_NAMES))
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 64, 255, 256, 400, 1024, 2047])
+def test_window_equals_scipy(name, n):
+    ours = get_window(name, n)
+    ref = ss.get_window(SCIPY_NAMES[name], n, fftbins=True)
+    assert ours.dtype == np.float64 and ours.shape == (n,)
+    np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize("n", [4, 255, 512, 1024])
+def test_sqrt_hann_is_root_of_periodic_hann(n):
+    ref = np.sqrt(ss.get_window("hann", n, fftbins=True))
+    np.testing.assert_allclose(get_window("sqrt-hann", n), ref, rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize("alias,scipy_name", sorted(ALIASES.items()))
+def test_window_aliases(alias, scipy_name):
+    np.testing.assert_allclose(get_window(alias, 300),
+                               ss.get_window(scipy_name, 300, fftbins=True), atol=1e-15)
+
+
+@pytest.mark.parametrize("name", ["hann", "hamming", "blackman"])
+def test_window_equals_librosa_and_torch(name):
+    import librosa
+    import torch
+    n = 1000
+    np.testing.assert_allclose(get_window(name, n), librosa.filters.get_window(name, n),
+                               atol=1e-15)
+    tw = getattr(torch, f"{name}_window")(n, periodic=True, dtype=torch.float64).numpy()
+    np.testing.assert_allclose(get_window(name, n), tw, atol=1e-12)
+
+
+def test_window_array_is_copied_and_checked():
+    a = np.hanning(16)
+    w = get_window(a, 16)
+    a[:] = 0
+    assert w.max() > 0.9
+    with pytest.raises(SpecError, match="win_length=15"):
+        get_window(np.ones(16), 15)
+    with pytest.raises(SpecError, match="NaN or Inf"):
+        get_window(np.array([1.0, np.nan, 1.0, 1.0]), 4)
+
+
+def test_spec_window_values_from_array():
+    w = ss.get_window("hamming", 400)
+    spec = STFTSpec(n_fft=512, win_length=400, hop_length=100, window=w)
+    np.testing.assert_array_equal(spec.window_values, w)
+    assert spec.window_name == "custom"
+    assert not spec.window_values.flags.writeable
+
+
+def test_unknown_window_name_lists_the_choices():
+    with pytest.raises(SpecError) as e:
+        STFTSpec(n_fft=512, window="kaiserr")
+    msg = str(e.value)
+    assert "'kaiserr'" in msg and "hann" in msg and "hamming" in msg and "array" in msg
+
+
+def test_hop_longer_than_window():
+    with pytest.raises(SpecError) as e:
+        STFTSpec(n_fft=512, win_length=256, hop_length=300)
+    msg = str(e.value)
+    assert "hop_length=300" in msg and "--hop-length <= 256" in msg
+
+
+def test_window_longer_than_n_fft():
+    with pytest.raises(SpecError) as e:
+        STFTSpec(n_fft=256, win_length=512, hop_length=128)
+    msg = str(e.value)
+    assert "win_length=512" in msg and "n_fft=256" in msg and "--win-length <= 256" in msg
+
+
+@pytest.mark.parametrize("window,win,hop", [("hann", 512, 512), ("blackman", 256, 256),
+                                             ("bartlett", 100, 100)])
+def test_nola_failure(window, win, hop):
+    # Each of these windows is 0 at its first sample: with hop == win that
+    # sample is covered by no frame at all.
+    assert not ss.check_NOLA(ss.get_window(window, win), win, win - hop)
+    with pytest.raises(SpecError) as e:
+        STFTSpec(n_fft=win, win_length=win, hop_length=hop, window=window)
+    msg = str(e.value)
+    assert "NOLA" in msg and "smaller --hop-length" in msg and window in msg
+
+
+@pytest.mark.parametrize("window,win,hop", [("hann", 512, 256), ("hann", 512, 511),
+                                             ("rectangular", 300, 300), ("hamming", 256, 256),
+                                             ("blackman", 512, 170), ("sine", 400, 400)])
+def test_nola_agrees_with_scipy_when_it_holds(window, win, hop):
+    ref = SCIPY_NAMES.get(window, window)
+    assert ss.check_NOLA(ss.get_window(ref, win), win, win - hop)
+    STFTSpec(n_fft=win, win_length=win, hop_length=hop, window=window)
+
+
+def test_nola_custom_window_with_zero_gap():
+    w = np.ones(64)
+    w[20:40] = 0
+    with pytest.raises(SpecError, match="NOLA"):
+        STFTSpec(n_fft=64, hop_length=64, window=w)
+    STFTSpec(n_fft=64, hop_length=16, window=w)
+
+
+@pytest.mark.parametrize("field,value,hint", [
+    ("n_fft", 0, "n_fft"), ("n_fft", 12.5, "n_fft"), ("n_fft", "abc", "n_fft"),
+    ("hop_length", -1, "hop_length"), ("win_length", 0, "win_length"),
+    ("sample_rate", 0, "sample_rate"), ("sample_rate", -8000, "sample_rate"),
+    ("channels", 0, "channels"),
+    ("scaling", "spectrum", "window-sum"), ("phase_origin", "middle", "frame-start"),
+    ("window_align", "right", "center"),
+])
+def test_bad_values_raise_spec_error(field, value, hint):
+    with pytest.raises(SpecError, match=hint):
+        STFTSpec(**{"n_fft": 512, field: value})
+
+
+def test_first_frame_needs_center():
+    with pytest.raises(SpecError, match="center=True"):
+        STFTSpec(n_fft=512, center=False, first_frame=-1)
+
+
+def test_spec_error_is_a_value_error():
+    assert issubclass(SpecError, ValueError)
+    assert stream.SpecError is SpecError
+
+
+def test_unknown_preset():
+    with pytest.raises(SpecError) as e:
+        preset("matlab")
+    assert "librosa" in str(e.value) and "scipy-sfft" in str(e.value)
+
+
+def test_defaults_and_derived():
+    s = STFTSpec(n_fft=1024)
+    assert (s.win_length, s.hop_length, s.n_bins, s.start_trim, s.end_trim) == (1024, 256, 513, 512, 512)
+    assert s.samples_for(0) == 0
+    # librosa's frame count and length for center=True
+    assert s.frames_for(22050) == 1 + 22050 // 256
+    assert s.samples_for(s.frames_for(22050)) == 256 * (22050 // 256)
+    s2 = s.replace(hop_length=128)
+    assert s2.hop_length == 128 and s.hop_length == 256
+    with pytest.raises(SpecError):
+        s.replace(hop_length=2048)
+
+
+def test_presets_carry_library_defaults():
+    lib = preset("librosa")
+    assert (lib.n_fft, lib.hop_length, lib.window, lib.center, lib.scaling,
+            lib.phase_origin, lib.window_align, lib.sample_rate) == \
+        (2048, 512, "hann", True, "none", "frame-start", "center", 22050)
+    sp = preset("scipy")
+    assert (sp.n_fft, sp.win_length, sp.hop_length, sp.scaling, sp.window_align) == \
+        (256, 256, 128, "window-sum", "left")
+    sp = preset("scipy", win_length=400, n_fft=512)
+    assert (sp.n_fft, sp.win_length, sp.hop_length) == (512, 400, 200)
+    sf = preset("scipy-sfft", n_fft=512, hop_length=128)
+    assert sf.phase_origin == "window-center" and sf.first_frame == -1
+    t = preset("torch", n_fft=400)
+    assert (t.hop_length, t.center, t.scaling) == (100, True, "none")
+    assert preset("librosa", hop_length=300).hop_length == 300
+
+
+@pytest.mark.parametrize("nw,hop", [(512, 128), (1024, 256), (400, 100), (256, 200), (255, 64)])
+def test_sfft_first_frame_is_p_min(nw, hop):
+    sft = ss.ShortTimeFFT(ss.get_window("hann", nw), hop, fs=1.0)
+    assert preset("scipy-sfft", n_fft=nw, hop_length=hop).first_frame == sft.p_min
