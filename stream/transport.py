@@ -214,21 +214,28 @@ class FrameSender:
     def __enter__(self):
         return self
 
+    def abort(self):
+        """Stop now: send end-of-stream if that does not block, drop what is
+        queued, close."""
+        if not self._ended and self.header is not None and not self._sock.closed:
+            self._ended = True
+            try:
+                self._sock.send_multipart(end_message(self.stream_id, self.seq),
+                                          flags=zmq.NOBLOCK)
+            except zmq.ZMQError:
+                pass
+        self._ended = True
+        if not self._sock.closed:
+            self._sock.close(linger=0)
+
     def __exit__(self, exc_type, exc, tb):
-        try:
-            if exc_type is None:
+        if exc_type is None:
+            try:
                 self.end()
-            elif not self._ended and self.header is not None:
-                # Interrupted: tell the receiver if that does not block, then go.
-                self._ended = True
-                try:
-                    self._sock.send_multipart(end_message(self.stream_id, self.seq),
-                                              flags=zmq.NOBLOCK)
-                except zmq.ZMQError:
-                    pass
-                self._sock.setsockopt(zmq.LINGER, 0)
-        finally:
-            self.close()
+            finally:
+                self.close()
+        else:
+            self.abort()
 
     # ----------------------------------------------------------- internals
     def _kind_of(self, first, second) -> str:
@@ -289,7 +296,8 @@ class AudioBlock:
     samples: np.ndarray
     seq: int                 # first frame of the message that completed them
     n_frames: int
-    latency: float = math.nan   # seconds from the producer's timestamp to now
+    latency: float = math.nan    # seconds from the producer's timestamp to engine output
+    timestamp: float = math.nan  # the producer's timestamp (Unix seconds)
 
 
 @dataclass
@@ -299,6 +307,7 @@ class FramesBlock:
     frames: np.ndarray
     seq: int
     latency: float = math.nan
+    timestamp: float = math.nan
 
 
 @dataclass
@@ -678,7 +687,7 @@ class FrameReceiver:
             out = AudioBlock(st.id, y, seq, n)
         if not math.isnan(timestamp):
             lat = time.time() - timestamp
-            out.latency = lat
+            out.latency, out.timestamp = lat, timestamp
             if lat >= 0:
                 self.stats.latencies.append(lat)
         events.append(out)

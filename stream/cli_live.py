@@ -1,0 +1,613 @@
+"""Live subcommands: ``play``, ``send``, ``devices``, ``demo``.
+
+``send`` puts frames on the wire as they are stored: complex files go as
+complex64 bins, magnitude + phase files as float32 magnitude and phase *in
+their stored units* (the header names the units, ``--magnitude``/
+``--phase-unit``/``--db-ref``), magnitude-only files as magnitudes.  The
+player decodes them with the same :class:`~stream.decode.Decoder` as
+``reconstruct``, so both give the same samples.  ``send --analyze`` sends
+complex64 bins computed on the fly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import deque
+
+import numpy as np
+
+from .cli import (UsageError, add_file_args, add_stft_args, encoding_from_args, open_source,
+                  spec_from_args)
+from .spec import SpecError, STFTSpec
+from .transport import (DEFAULT_ENDPOINT, AudioBlock, FrameReceiver, FrameSender,
+                        StreamEnded, StreamStarted)
+
+log = logging.getLogger("specstream")
+
+__all__ = ["register"]
+
+
+def register(sub):
+    """Add play, send, devices and demo to the ``specstream`` subparsers."""
+    _add_play(sub)
+    _add_send(sub)
+    p = sub.add_parser("devices", help="list audio output devices",
+                       description="List the audio outputs PortAudio sees (for --device).")
+    p.set_defaults(func=run_devices)
+    _add_demo(sub)
+
+
+def _endpoint_args(p, default_bind: bool, patterns):
+    g = p.add_argument_group("transport")
+    m = g.add_mutually_exclusive_group()
+    m.add_argument("--bind", metavar="ENDPOINT",
+                   help="bind this endpoint (tcp://HOST:PORT, tcp://127.0.0.1:* for a free "
+                        "port, or ipc://PATH)" + (f"; default {DEFAULT_ENDPOINT}"
+                                                  if default_bind else ""))
+    m.add_argument("--connect", metavar="ENDPOINT",
+                   help="connect to this endpoint" + ("" if default_bind
+                                                       else f"; default {DEFAULT_ENDPOINT}"))
+    g.add_argument("--pattern", choices=patterns, default=patterns[0],
+                   help=f"ZeroMQ pattern (default {patterns[0]}: no frame lost, backpressure; "
+                        f"{patterns[1]}: broadcast, late joiners, frames may drop)")
+    return g
+
+
+def _endpoint(args, default_bind: bool) -> tuple[str, bool]:
+    if args.bind:
+        return args.bind, True
+    if args.connect:
+        return args.connect, False
+    return DEFAULT_ENDPOINT, default_bind
+
+
+class _Stop:
+    """SIGINT/SIGTERM set a flag; the loops look at it between messages, so
+    that files are finalised and the sink is closed properly."""
+
+    def __init__(self):
+        self.signal = None
+        self._old = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old[sig] = signal.signal(sig, self._handler)
+        return self
+
+    def _handler(self, signum, frame):
+        if self.signal is not None:       # a second Ctrl-C: stop waiting at once
+            raise KeyboardInterrupt
+        self.signal = signal.Signals(signum).name
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+    def __bool__(self):
+        return self.signal is not None
+
+
+# ===================================================================== play
+def _add_play(sub):
+    p = sub.add_parser("play", help="receive frames over ZeroMQ and play (or write) them",
+                       description="Receive STFT frames, reconstruct and play them live. "
+                                   "Runs until end of stream (or forever with --keep-alive).")
+    _endpoint_args(p, True, ("pull", "sub"))
+    o = p.add_argument_group("output")
+    o.add_argument("--sink", default="sounddevice", metavar="URI",
+                   help="sounddevice (default), wav:PATH, raw:- (stdout) or raw:PATH, null, "
+                        "zmq:ENDPOINT")
+    o.add_argument("--device", metavar="ID", help="audio device index or name (sounddevice)")
+    o.add_argument("--latency", type=float, metavar="MS",
+                   help="target output buffer in ms (sounddevice)")
+    o.add_argument("--blocksize", type=int, metavar="N", help="audio callback size in samples")
+    r = p.add_argument_group("receiving")
+    r.add_argument("--keep-alive", action="store_true",
+                   help="after end of stream wait for the next one (stop with Ctrl-C)")
+    r.add_argument("--max-message-bytes", type=int, default=64 << 20, metavar="N",
+                   help="reject larger messages (default 64 MiB)")
+    r.add_argument("--max-conceal", type=float, default=2.0, metavar="SECONDS",
+                   help="longest gap filled with silence (default 2 s)")
+    r.add_argument("--stream-timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="flush a stream after this long without messages (default 10 s; "
+                        "0 waits forever)")
+    r.add_argument("--stats", action="store_true", help="live statistics on stderr, every second")
+    r.add_argument("-q", "--quiet", action="store_true", help="no summary on exit")
+    p.set_defaults(func=run_play)
+
+
+def _open_sink(args):
+    try:
+        from .sinks import open_sink
+    except ImportError as e:
+        if e.name and e.name.endswith("sinks"):
+            raise UsageError("audio sinks (stream.sinks) are not available in this "
+                             "installation") from None
+        raise
+    device = args.device
+    if device is not None and device.isdigit():
+        device = int(device)
+    return open_sink(args.sink, device=device, latency_ms=args.latency,
+                     blocksize=args.blocksize)
+
+
+class _Player:
+    """Sends a receiver's audio to a sink, reopening it when a stream's format changes."""
+
+    def __init__(self, args):
+        self.args = args
+        self.sink = None
+        self.format = None            # (sample_rate, channels) the sink was opened with
+        self.skip = None              # stream id whose audio cannot go to this sink
+        self.streams = 0
+        self.sink_latency = deque(maxlen=50_000)
+        self.samples = 0
+        self.sample_rate = None
+        self.underruns_closed = 0     # underruns of sinks already closed
+
+    def start(self, ev: StreamStarted):
+        spec = ev.header.spec
+        fmt = (spec.sample_rate, spec.channels)
+        self.streams += 1
+        self.skip = None
+        if self.sink is not None and fmt != self.format:
+            if self.args.sink.startswith("wav:"):
+                log.error("stream %d is %g Hz x %d ch but %s was opened for %g Hz x %d ch; "
+                          "its audio is skipped (start another play for it)", ev.stream_id,
+                          fmt[0], fmt[1], self.args.sink, *self.format)
+                self.skip = ev.stream_id
+                return
+            log.warning("stream %d changes the format to %g Hz x %d ch: reopening the sink",
+                        ev.stream_id, *fmt)
+            self.close(drain=True)
+        if self.sink is None:
+            self.sink = _open_sink(self.args)
+            self.sink.open(spec.sample_rate, spec.channels)
+            self.format = fmt
+            self.sample_rate = spec.sample_rate
+
+    def write(self, ev: AudioBlock):
+        if self.sink is None or ev.stream_id == self.skip or ev.samples.shape[-1] == 0:
+            return
+        self.sink.write(ev.samples)
+        self.samples += ev.samples.shape[-1]
+        if not math.isnan(ev.timestamp):
+            self.sink_latency.append(time.time() - ev.timestamp)
+
+    def underruns(self) -> int:
+        live = self.sink.stats.get("underruns", 0) if self.sink is not None else 0
+        return self.underruns_closed + int(live)
+
+    def close(self, drain: bool):
+        if self.sink is not None:
+            sink, self.sink = self.sink, None
+            try:
+                sink.close(drain=drain)
+            finally:
+                self.underruns_closed += int(sink.stats.get("underruns", 0))
+
+
+def _percentiles_ms(values) -> str:
+    if not values:
+        return "n/a"
+    a = np.fromiter(values, float) * 1e3
+    return (f"p50 {np.percentile(a, 50):.2f} ms, p99 {np.percentile(a, 99):.2f} ms, "
+            f"max {a.max():.2f} ms")
+
+
+def run_play(args) -> int:
+    endpoint, bind = _endpoint(args, default_bind=True)
+    rx = FrameReceiver(endpoint, pattern=args.pattern, bind=bind,
+                       max_message_bytes=args.max_message_bytes, max_conceal=args.max_conceal,
+                       stream_timeout=args.stream_timeout or None)
+    player = _Player(args)
+    t0 = time.monotonic()
+    print(f"specstream play: {'listening on' if bind else 'connected to'} {rx.endpoint} "
+          f"({args.pattern}), sink {args.sink}", file=sys.stderr, flush=True)
+    interrupted = False
+    try:
+        with _Stop() as stop:
+            _play_loop(rx, player, args, stop)
+            interrupted = bool(stop)
+            if interrupted:
+                log.warning("%s: stopping", stop.signal)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        try:
+            for ev in rx.finish("closed"):     # the samples still in the engine
+                if isinstance(ev, AudioBlock):
+                    player.write(ev)
+            player.close(drain=not interrupted)
+        finally:
+            rx.close()
+    if not args.quiet:
+        _play_summary(rx, player, time.monotonic() - t0, interrupted)
+    return 0
+
+
+def _play_loop(rx, player, args, stop):
+    next_stats = time.monotonic() + 1.0
+    while not stop:
+        for ev in rx.poll(0.1):
+            if isinstance(ev, AudioBlock):
+                player.write(ev)
+            elif isinstance(ev, StreamStarted):
+                player.start(ev)
+            elif isinstance(ev, StreamEnded) and ev.reason == "end" and not args.keep_alive:
+                return
+        if args.stats and time.monotonic() >= next_stats:
+            next_stats += 1.0
+            _stats_line(rx, player)
+
+
+def _stats_line(rx, player):
+    extra = ""
+    if player.sink is not None:
+        st = player.sink.stats
+        queued = st.get("buffer_ms")
+        extra = f"; underruns {player.underruns()}" + (
+            f", queue {queued:.0f} ms" if queued is not None else "")
+    print(f"[stats] {rx.stats.line()}{extra}", file=sys.stderr, flush=True)
+
+
+def _play_summary(rx, player, seconds, interrupted):
+    s = rx.stats
+    sr = player.sample_rate
+    dur = f"{player.samples / sr:.2f} s of audio" if sr else "no audio"
+    lines = [
+        f"specstream play: {'interrupted; ' if interrupted else ''}{player.streams} stream(s), "
+        f"{dur} to {player.args.sink} in {seconds:.1f} s",
+        f"  frames: {s.frames_in} in, {s.frames_played} played, {s.dropped} dropped "
+        f"({s.dropped_late} late, {s.dropped_no_header} before a header, {s.dropped_stale} "
+        f"stale, {s.dropped_unplayable} unplayable), {s.concealed} concealed, {s.lost} lost",
+        f"  messages: {s.messages}, {s.malformed} malformed"
+        + (f" ({', '.join(f'{k} {v}' for k, v in sorted(s.rejects.items()))})"
+           if s.rejects else "") + f"; {s.nonfinite} NaN/Inf values zeroed",
+        f"  underruns: {player.underruns()}",
+        f"  latency producer->engine: {_percentiles_ms(s.latencies)}",
+        f"  latency producer->sink buffer: {_percentiles_ms(player.sink_latency)}",
+    ]
+    print("\n".join(lines), file=sys.stderr, flush=True)
+
+
+# ===================================================================== send
+def _add_send(sub):
+    p = sub.add_parser("send", help="send spectrogram files (or audio analysed live) over ZeroMQ",
+                       description="Send frames to 'specstream play', paced at real time "
+                                   "or as fast as the player takes them. Frames go in their "
+                                   "stored units; the header names them.")
+    add_file_args(p)
+    for a in p._actions:          # MAG is optional with --analyze
+        if a.dest == "mag":
+            a.nargs, a.required, a.default = "?", False, None
+    p.add_argument("--analyze", metavar="AUDIO",
+                   help="analyse this audio file into frames on the fly and send them "
+                        "(complex64; --n-fft/--hop-length/--window... set the STFT)")
+    _endpoint_args(p, False, ("push", "pub"))
+    s = p.add_argument_group("sending")
+    s.add_argument("--rate", default="realtime", metavar="realtime|max|FACTOR",
+                   help="pace at real time (default), as fast as possible, or FACTOR x real time")
+    s.add_argument("--frames-per-message", type=int, metavar="N",
+                   help="frames per message (default 1 when paced, 256 with --rate max)")
+    s.add_argument("--stream-id", type=int, metavar="ID", help="u32 stream id (default random)")
+    s.add_argument("--header-every", type=int, default=256, metavar="FRAMES",
+                   help="re-send the header after this many frames (and every second)")
+    s.add_argument("--linger", type=float, default=30.0, metavar="SECONDS",
+                   help="at the end, wait this long for queued frames to leave (default 30)")
+    s.add_argument("-q", "--quiet", action="store_true", help="no summary")
+    add_stft_args(p)
+    p.set_defaults(func=run_send)
+
+
+def _parse_rate(text: str) -> float:
+    """Speed relative to real time: 1.0, inf for 'max', or a factor."""
+    if text == "realtime":
+        return 1.0
+    if text == "max":
+        return math.inf
+    try:
+        v = float(text)
+    except ValueError:
+        v = -1.0
+    if not v > 0:
+        raise UsageError(f"--rate {text!r}: use realtime, max or a positive factor")
+    return v
+
+
+class _Pacer:
+    """Sleeps until frame ``k`` is due: ``k * hop / sample_rate / factor`` after the start."""
+
+    def __init__(self, spec: STFTSpec, factor: float):
+        self.period = spec.hop_length / spec.sample_rate / factor if math.isfinite(factor) \
+            else 0.0
+        self.t0 = time.monotonic()
+
+    def wait(self, frame_index: int):
+        if self.period:
+            delay = self.t0 + frame_index * self.period - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+
+
+def run_send(args) -> int:
+    factor = _parse_rate(args.rate)
+    fpm = args.frames_per_message or (256 if math.isinf(factor) else 1)
+    if fpm < 1:
+        raise UsageError("--frames-per-message must be at least 1")
+    if args.analyze:
+        if args.mag is not None:
+            raise UsageError("give either spectrogram files or --analyze AUDIO, not both")
+        return _send_analyzed(args, factor, fpm)
+    if args.mag is None:
+        raise UsageError("give a spectrogram file MAG [PHASE], or --analyze AUDIO")
+    source = open_source(args)
+    spec = spec_from_args(args, source)
+    enc = encoding_from_args(args)
+    length = args.length if args.length is not None else spec.samples_for(source.n_frames)
+    if args.sample_rate is None and not args.preset:
+        log.warning("sample rate not given: assuming %g Hz (set --sample-rate)", spec.sample_rate)
+    with _sender(args, spec, enc, length) as tx, _Stop() as stop:
+        t0 = time.monotonic()
+        pacer = _Pacer(spec, factor)
+        sent = 0
+        # Read a few messages' worth at a time from the (memory-mapped) files.
+        for first, second in source.blocks(max(fpm, 256)):
+            for i in range(0, first.shape[-2], fpm):
+                if stop:
+                    break
+                pacer.wait(sent)
+                a = _readonly(first[..., i:i + fpm, :])
+                b = None if second is None else _readonly(second[..., i:i + fpm, :])
+                sent += tx.send(a, b)
+        _send_summary(args, tx, spec, sent, time.monotonic() - t0, stop)
+        if stop:
+            tx.abort()
+    return 130 if stop.signal == "SIGINT" else 0
+
+
+def _readonly(a: np.ndarray) -> np.ndarray:
+    # Blocks from FrameSource are fresh copies nobody else holds: marking them
+    # read-only lets FrameSender hand them to ZeroMQ without another copy.
+    a = np.ascontiguousarray(a)
+    a.flags.writeable = False
+    return a
+
+
+def _sender(args, spec, enc, length):
+    endpoint, bind = _endpoint(args, default_bind=False)
+    tx = FrameSender(endpoint, spec=spec, encoding=enc, length=length, pattern=args.pattern,
+                     bind=bind, stream_id=args.stream_id, header_every=args.header_every,
+                     linger=args.linger)
+    if not args.quiet:
+        print(f"specstream send: {'bound to' if bind else 'sending to'} {tx.endpoint} "
+              f"({args.pattern}), stream {tx.stream_id}", file=sys.stderr, flush=True)
+    return tx
+
+
+def _send_analyzed(args, factor, fpm) -> int:
+    import soundfile as sf
+    from .engine import Analyzer
+
+    try:
+        f = sf.SoundFile(args.analyze)
+    except (RuntimeError, sf.LibsndfileError) as e:
+        raise UsageError(f"{args.analyze}: cannot read it as audio ({e})") from None
+    with f:
+        if args.sample_rate is not None and args.sample_rate != f.samplerate:
+            raise UsageError(f"{args.analyze} is {f.samplerate} Hz; drop --sample-rate or "
+                             "resample the file")
+        if args.channels is not None and args.channels != f.channels:
+            raise UsageError(f"{args.analyze} has {f.channels} channel(s), not {args.channels}")
+        args.sample_rate, args.channels = float(f.samplerate), f.channels
+        spec = spec_from_args(args)
+        length = args.length if args.length is not None else f.frames
+        analyzer = Analyzer(spec)
+        with _sender(args, spec, encoding_from_args(args), length) as tx, _Stop() as stop:
+            t0 = time.monotonic()
+            pacer = _Pacer(spec, factor)
+            sent = 0
+            step = spec.hop_length * max(fpm, 16)
+            while not stop:
+                x = f.read(step, dtype="float32", always_2d=True)
+                frames = analyzer.push(x.T) if len(x) else analyzer.flush()
+                sent = _send_frames(tx, frames, fpm, pacer, sent, stop)
+                if not len(x):
+                    break
+            _send_summary(args, tx, spec, sent, time.monotonic() - t0, stop)
+            if stop:
+                tx.abort()
+    return 130 if stop.signal == "SIGINT" else 0
+
+
+def _send_frames(tx, frames, fpm, pacer, sent, stop) -> int:
+    for i in range(0, frames.shape[-2], fpm):
+        if stop:
+            break
+        pacer.wait(sent)
+        sent += tx.send(_readonly(frames[..., i:i + fpm, :]))
+    return sent
+
+
+def _send_summary(args, tx, spec, sent, seconds, stop):
+    if args.quiet:
+        return
+    audio = sent * spec.hop_length / spec.sample_rate
+    state = f"stopped by {stop.signal}; " if stop else ""
+    print(f"specstream send: {state}{sent} frames ({audio:.2f} s of audio) in {tx.messages} "
+          f"messages, {seconds:.2f} s, {sent / max(seconds, 1e-9):.0f} frames/s",
+          file=sys.stderr, flush=True)
+
+
+# ================================================================== devices
+def _list_outputs() -> list[dict]:
+    """The audio outputs (stream.sinks.list_devices), or a UsageError that says why not."""
+    try:
+        from .sinks import list_devices
+    except ImportError:
+        raise UsageError("audio sinks (stream.sinks) are not available in this "
+                         "installation") from None
+    return list_devices()
+
+
+def run_devices(args) -> int:
+    outs = _list_outputs()
+    if not outs:
+        print("no audio output devices; use --sink wav:PATH (or null) with play",
+              file=sys.stderr)
+        return 0
+    print(f"{'':2}{'ID':>3}  {'NAME':40} {'API':12} {'CH':>3} {'RATE':>7} {'LATENCY':>9}")
+    for d in outs:
+        mark = "*" if d["default"] else " "
+        print(f"{mark:2}{d['index']:>3}  {d['name'][:40]:40} {d['hostapi'][:12]:12} "
+              f"{d['channels']:>3} {d['default_samplerate']:>7.0f} "
+              f"{1000 * d['low_latency']:>6.1f} ms")
+    print("(* default output; play --device ID picks another)")
+    return 0
+
+
+def _output_device_problem() -> str | None:
+    """None when a default output device exists, else why there is none."""
+    try:
+        outs = _list_outputs()
+    except SpecError as e:
+        return str(e)
+    if not any(d["default"] for d in outs):
+        return "PortAudio sees no default output device"
+    return None
+
+
+# ===================================================================== demo
+def _add_demo(sub):
+    p = sub.add_parser("demo", help="live demo: a synthesised clip analysed, sent over ZeroMQ "
+                                    "and played by a second process",
+                       description="Synthesise a few seconds of music, analyse it into STFT "
+                                   "frames in one process ('send --analyze'), send them over "
+                                   "ZeroMQ, and reconstruct and play them in another "
+                                   "('play'). With no audio device, writes a WAV instead.")
+    p.add_argument("--sink", metavar="URI",
+                   help="where the player sends audio (default sounddevice, or "
+                        "wav:specstream-demo.wav when there is no audio device)")
+    p.add_argument("-o", "--output", default="specstream-demo.wav", metavar="WAV",
+                   help="the WAV written when there is no audio device")
+    p.add_argument("--seconds", type=float, default=6.0, help="clip length (default 6)")
+    p.add_argument("--endpoint", metavar="ENDPOINT",
+                   help="where the two processes meet (default a private ipc:// socket)")
+    p.add_argument("--n-fft", type=int, default=1024)
+    p.add_argument("--hop-length", type=int, default=256)
+    p.add_argument("--rate", default="realtime", metavar="realtime|max|FACTOR")
+    p.add_argument("--stats", action="store_true", help="the player's live statistics")
+    p.set_defaults(func=run_demo)
+
+
+def synth_clip(seconds: float = 6.0, sample_rate: int = 48000) -> np.ndarray:
+    """A few seconds of music: plucked arpeggios over I-V-vi-IV in C, with a bass.
+
+    Returns mono float32 in [-1, 1], ending in 0.25 s of silence (PortAudio
+    drops the last buffer of an ALSA stream; the pad keeps the tail audible).
+    """
+    sr = sample_rate
+    n = int(seconds * sr)
+    out = np.zeros(n + sr // 4, np.float64)
+    chords = [(60, 64, 67), (55, 59, 62), (57, 60, 64), (53, 57, 60)]   # C G Am F
+    beat = 0.25                       # seconds per arpeggio note
+    t_note = np.arange(int(1.2 * sr)) / sr
+    for k in range(int(seconds / beat)):
+        chord = chords[(k // 8) % 4]
+        pitch = chord[k % 3] + (12 if (k // 3) % 2 else 0)
+        _pluck(out, int(k * beat * sr), pitch, t_note, 0.22)
+        if k % 8 == 0:                               # bass on each chord change
+            _pluck(out, int(k * beat * sr), chord[0] - 24, np.arange(int(2 * beat * 8 * sr))
+                   / sr, 0.3, decay=1.2)
+    out[n:] = 0.0
+    fade = int(0.02 * sr)
+    out[n - fade:n] *= np.linspace(1, 0, fade)
+    return (0.8 * out / np.abs(out).max()).astype(np.float32)
+
+
+def _pluck(out, start, midi, t, amp, decay=3.0):
+    f0 = 440.0 * 2 ** ((midi - 69) / 12)
+    tone = np.zeros_like(t)
+    for h in range(1, 7):                        # bright attack, mellow body
+        if f0 * h < 18000:
+            tone += np.sin(2 * np.pi * f0 * h * t) * np.exp(-t * decay * h ** 0.7) / h ** 1.3
+    tone *= np.minimum(t / 0.004, 1.0)          # 4 ms attack: no click
+    end = min(len(out), start + len(t))
+    out[start:end] += amp * tone[:end - start]
+
+
+def run_demo(args) -> int:
+    sink = args.sink
+    if sink is None:
+        problem = _output_device_problem()
+        if problem:
+            print(f"specstream demo: no audio output ({problem}); writing {args.output} "
+                  "instead", file=sys.stderr, flush=True)
+            sink = f"wav:{args.output}"
+        else:
+            sink = "sounddevice"
+    with tempfile.TemporaryDirectory(prefix="specstream-demo-") as tmp:
+        import soundfile as sf
+        clip = os.path.join(tmp, "clip.wav")
+        sf.write(clip, synth_clip(args.seconds), 48000, subtype="FLOAT")
+        endpoint = args.endpoint or (f"ipc://{tmp}/demo.sock" if os.name == "posix"
+                                     else "tcp://127.0.0.1:5556")
+        py = [sys.executable, "-m", "stream"]
+        play_cmd = py + ["play", "--bind", endpoint, "--sink", sink] + \
+            (["--stats"] if args.stats else [])
+        send_cmd = py + ["send", "--analyze", clip, "--connect", endpoint, "--n-fft",
+                         str(args.n_fft), "--hop-length", str(args.hop_length),
+                         "--rate", args.rate]
+        print(f"specstream demo: {args.seconds:g} s clip at 48 kHz, n_fft {args.n_fft}, hop "
+              f"{args.hop_length}, over {endpoint}", file=sys.stderr, flush=True)
+        return _run_pair(play_cmd, send_cmd, timeout=args.seconds * 3 + 60)
+
+
+def _run_pair(play_cmd, send_cmd, timeout: float) -> int:
+    """Start the player, wait until it listens, run the sender, wait for both."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [os.path.dirname(os.path.dirname(os.path.abspath(__file__)))]
+        + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    player = subprocess.Popen(play_cmd, stderr=subprocess.PIPE, text=True, env=env)
+    ready = threading.Event()
+
+    def relay():
+        for line in player.stderr:
+            sys.stderr.write(line)
+            if "listening on" in line:
+                ready.set()
+        ready.set()
+
+    threading.Thread(target=relay, daemon=True).start()
+    sender = None
+    try:
+        if not ready.wait(30) or player.poll() is not None:
+            print("specstream demo: the player did not start", file=sys.stderr)
+            return 2
+        sender = subprocess.Popen(send_cmd, env=env)
+        rc_send = sender.wait(timeout=timeout)
+        rc_play = player.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        print("specstream demo: timed out", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        for proc in (sender, player):
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+    return rc_send or rc_play
