@@ -223,8 +223,12 @@ class AudioWriter:
 
     def __init__(self, path, sample_rate, channels, fmt, subtype, gain=1.0):
         import soundfile as sf
-        self.file = sf.SoundFile(path, "w", samplerate=int(round(sample_rate)),
-                                 channels=channels, format=fmt, subtype=subtype)
+        try:
+            self.file = sf.SoundFile(path, "w", samplerate=int(round(sample_rate)),
+                                     channels=channels, format=fmt, subtype=subtype)
+        except (sf.SoundFileError, ValueError) as e:
+            raise UsageError(f"cannot write {path} ({str(e).splitlines()[0]}); check that "
+                             "its directory exists and is writable") from None
         self.integer = subtype.startswith("PCM")
         self.gain = gain
         self.peak = 0.0
