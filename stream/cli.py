@@ -154,6 +154,12 @@ def spec_from_args(args, source: FrameSource | None = None) -> STFTSpec:
                              f"(or {2 * b - 1}), not {given['n_fft']}")
         if "channels" not in given:
             given["channels"] = source.channels
+        elif given["channels"] != source.channels:
+            raise UsageError(
+                f"--channels {given['channels']} does not fit the frames: a "
+                f"{source.first.ndim}-D array of shape {tuple(source.first.shape)} holds "
+                f"{source.channels} channel(s) (3-D arrays have channels first); "
+                f"drop --channels or use --channels {source.channels}")
     if args.preset:
         return preset(args.preset, **given)
     return STFTSpec(**given)
