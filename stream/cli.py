@@ -283,7 +283,7 @@ def run_reconstruct(args) -> int:
     spec = spec_from_args(args, source)
     enc = encoding_from_args(args)
     fmt, subtype = _output_format(args.output, args.subtype)
-    if not args.quiet and args.sample_rate is None and not args.preset:
+    if not args.quiet and args.sample_rate is None:
         log.warning("sample rate not given: assuming %g Hz (set --sample-rate)", spec.sample_rate)
     decoder = Decoder(spec, enc)
     if source.second is None and not source.is_complex:
