@@ -284,9 +284,11 @@ class FrameSender:
 # ================================================================== events
 @dataclass
 class StreamStarted:
-    """A new stream's header arrived; ``header.spec`` says how to play it."""
+    """A new stream's header arrived; ``header.spec`` says how to play it.
+    ``first_seq`` is the first frame it will play (> 0 when joined late)."""
     stream_id: int
     header: StreamHeader
+    first_seq: int = 0
 
 
 @dataclass
@@ -586,7 +588,7 @@ class FrameReceiver:
         s = header.spec
         log.info("stream %d: %s frames, %s, %d ch%s", header.stream_id, header.frame_kind,
                  s.describe(), s.channels, f", from frame {first_seq}" if first_seq else "")
-        events.append(StreamStarted(header.stream_id, header))
+        events.append(StreamStarted(header.stream_id, header, first_seq))
 
     def _on_frames(self, env, parts, events):
         st = self.stream
@@ -633,14 +635,16 @@ class FrameReceiver:
     def _play(self, st, env, first, second, events):
         before = st.decoder.nonfinite
         if st.header.frame_kind == "magnitude":
-            mag = st.decoder.magnitude(first)
+            with np.errstate(invalid="ignore", over="ignore"):
+                mag = st.decoder.magnitude(first)
             bad = ~np.isfinite(mag)
             if bad.any():
                 st.decoder.nonfinite += int(np.count_nonzero(bad))
                 mag = np.where(bad, np.float32(0), mag)
             bins = st.phase.push(mag[0] if st.header.spec.channels == 1 else mag)
         else:
-            bins = st.decoder.decode(first, second)
+            with np.errstate(invalid="ignore", over="ignore"):   # NaN/Inf: zeroed, counted
+                bins = st.decoder.decode(first, second)
         bad = st.decoder.nonfinite - before
         if bad:
             self.stats.nonfinite += bad
@@ -702,6 +706,10 @@ class FrameReceiver:
             if np.asarray(tail).size:
                 self._emit(st, tail, st.next_seq, 0, events, math.nan)
         if st.engine is not None:
+            if reason != "end":
+                # Cut short: the header's length would pad the missing rest
+                # with silence; end at the frames we have instead.
+                st.engine.length = None
             y = st.engine.flush()
             self.stats.samples_out += y.shape[-1]
             if y.shape[-1]:
