@@ -263,9 +263,16 @@ class AudioWriter:
 
 def reconstruct_blocks(source: FrameSource, spec: STFTSpec, decoder: Decoder,
                        length: int | None, bar=None, block: int = 1024):
-    """Yield audio blocks for a whole file: decode -> engine, block by block."""
+    """Audio blocks for a whole file: decode -> engine, block by block.
+
+    The engine is made here, before the first block is asked for, so that a
+    bad ``length`` is an error before the output file is created."""
     engine = Reconstructor(spec, length=length if length is not None
                            else spec.samples_for(source.n_frames), block_frames=256)
+    return _engine_blocks(engine, source, decoder, bar, block)
+
+
+def _engine_blocks(engine, source, decoder, bar, block):
     for first, second in source.blocks(block):
         x = decoder.decode(first, second)
         yield engine.push(x)
