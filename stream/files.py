@@ -12,6 +12,7 @@ probe read through.
 
 from __future__ import annotations
 
+import mmap
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -207,8 +208,32 @@ class FrameSource:
         stop = self.n_frames if stop is None else min(stop, self.n_frames)
         for i in range(start, stop, size):
             j = min(i + size, stop)
-            yield (self.block(i, j),
-                   None if self.second is None else self.block(i, j, self.second))
+            pair = (self.block(i, j),
+                    None if self.second is None else self.block(i, j, self.second))
+            # The blocks are copies: let the kernel drop the mapped pages read so
+            # far, or a file read once end to end stays resident (RSS grows by
+            # the file's size although no RAM is allocated).
+            _release_pages(self.first)
+            if self.second is not None:
+                _release_pages(self.second)
+            yield pair
+
+
+def _release_pages(a):
+    """Drop the resident pages of a read-only/shared memory map (they stay in the
+    page cache and fault back in if read again).  No-op for other arrays."""
+    while a is not None and not isinstance(a, np.memmap):
+        a = a.base if isinstance(a, np.ndarray) else None
+    m = getattr(a, "_mmap", None)
+    if m is None or a.mode not in ("r", "r+", "readonly", "readwrite"):
+        return
+    advice = getattr(mmap, "MADV_DONTNEED", None)
+    if advice is None or not hasattr(m, "madvise"):
+        return
+    try:
+        m.madvise(advice)
+    except (OSError, ValueError):
+        pass
 
 
 def guess_layout(shape: tuple, n_fft: int | None) -> str:
