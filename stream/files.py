@@ -237,7 +237,9 @@ def _release_pages(a):
 
 
 def guess_layout(shape: tuple, n_fft: int | None) -> str:
-    """Which axis is frequency, from ``n_fft`` when known; librosa's bins-frames otherwise."""
+    """Which axis is frequency, from ``n_fft`` when known; librosa's bins-frames
+    otherwise, unless that would mean more than 8193 bins (n_fft > 16384) and
+    the other axis would not."""
     if n_fft is not None:
         b = n_fft // 2 + 1
         if shape[-1] == b and shape[-2] != b:
@@ -248,7 +250,13 @@ def guess_layout(shape: tuple, n_fft: int | None) -> str:
             f"an array of shape {tuple(shape)} has no axis of {b} bins, which n_fft={n_fft} "
             f"makes; its axes fit n_fft={2 * (shape[-2] - 1)} (bins-frames) or "
             f"n_fft={2 * (shape[-1] - 1)} (frames-bins)")
+    if shape[-2] > _MAX_GUESS_BINS >= shape[-1]:
+        # bins-frames would mean n_fft > 16384: no audio STFT; the frames run down
+        return "frames-bins"
     return "bins-frames"
+
+
+_MAX_GUESS_BINS = 8193     # n_fft 16384
 
 
 def parse_window(text: str):
