@@ -205,3 +205,12 @@ def test_guess_layout_says_which_n_fft_fits():
     with pytest.raises(FileError) as e:
         guess_layout((257, 40), 1024)
     assert "n_fft=512" in str(e.value)
+
+
+def test_guess_layout_without_n_fft():
+    assert guess_layout((513, 50), None) == "bins-frames"        # librosa's order
+    assert guess_layout((50, 513), None) == "bins-frames"        # ambiguous: librosa's
+    assert guess_layout((513, 9000), None) == "bins-frames"
+    # (93750, 257) as bins-frames would be n_fft=187498: it is frames-bins
+    assert guess_layout((93750, 257), None) == "frames-bins"
+    assert guess_layout((2, 93750, 257), None) == "frames-bins"
