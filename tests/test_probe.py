@@ -1,0 +1,334 @@
+"""The probe: files made by scipy, librosa, torch and a hand-rolled numpy STFT.
+
+Each case writes files the way a user of that library would, checks that
+``probe`` names the parameters, and that ``specstream reconstruct --auto``
+(a subprocess) gives the original back: SNR > 40 dB after a least-squares
+gain fit (the gain is what a dB-relative-to-max file or an unknown amplitude
+scaling leaves open).  Ambiguous inputs must say "cannot tell".
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.signal as ss
+
+from stream.cli import build_parser
+from stream.cli_probe import apply_probe, report
+from stream.probe import consistency, probe
+from stream.spec import SpecError, STFTSpec
+
+ROOT = Path(__file__).resolve().parent.parent
+SPEECH = Path("/usr/share/sounds/alsa/Rear_Center.wav")   # speech at both ends of the clip
+
+
+# ----------------------------------------------------------------- signals
+def speech(seconds=1.0):
+    """A real recording (48 kHz speech), cut to ``seconds``; a chirp if absent."""
+    if SPEECH.exists():
+        import soundfile as sf
+        x, sr = sf.read(SPEECH, dtype="float32", always_2d=True)
+        x = x[:, 0]
+        start = min(4800, max(len(x) - int(seconds * sr), 0))
+        return x[start:start + int(seconds * sr)].copy()
+    return chirp(seconds)
+
+
+def chirp(seconds=1.5, sr=48000):
+    t = np.arange(int(seconds * sr)) / sr
+    return (0.5 * ss.chirp(t, 60, seconds, 12000, method="logarithmic")).astype(np.float32)
+
+
+def noise(seconds=1.0, sr=48000, seed=1):
+    return (0.2 * np.random.default_rng(seed).standard_normal(int(seconds * sr))).astype(np.float32)
+
+
+def frames_np(x, n, hop, window=None):
+    """Hand-rolled STFT: uncentred frames x[t*hop : t*hop+n], rfft, frames x bins."""
+    w = np.ones(n) if window is None else window
+    t = 1 + (len(x) - n) // hop
+    return np.fft.rfft(np.stack([x[i * hop:i * hop + n] * w for i in range(t)]), axis=1)
+
+
+# ------------------------------------------------------------------ makers
+# Each maker writes files into a directory and returns (argv files, original
+# signal, expected findings).
+
+def make_librosa_db(d):
+    import librosa
+    x = speech()
+    X = librosa.stft(x, n_fft=2048, hop_length=512)            # hann, centre, 75 %
+    np.save(d / "spectrogram.npy", librosa.amplitude_to_db(np.abs(X), ref=np.max, top_db=80))
+    np.save(d / "phases.npy", np.angle(X))
+    # phase first: the probe must find the roles itself
+    return ["phases.npy", "spectrogram.npy"], x, dict(
+        layout="bins-frames", n_fft=2048, hop_length=512, window="hann", center=True,
+        magnitude="db", phase_unit="rad", onesided=True)
+
+
+def make_scipy_npz(d):
+    x = speech()
+    _, _, Z = ss.stft(x, nperseg=1024, noverlap=512, window="hamming")   # 50 %, 'spectrum'
+    np.savez(d / "arrays.npz", b=np.degrees(np.angle(Z)).T, a=np.abs(Z).T)   # frames x bins
+    return ["arrays.npz"], x, dict(
+        layout="frames-bins", n_fft=1024, hop_length=512, window="hamming", center=True,
+        magnitude="linear", phase_unit="deg", scaling="window-sum")
+
+
+def make_shorttimefft(d):
+    x = speech()
+    S = ss.ShortTimeFFT(ss.get_window("hann", 512), hop=128, fs=48000)   # 75 %
+    np.save(d / "z.npy", S.stft(x).astype(np.complex64))
+    return ["z.npy"], x, dict(
+        layout="bins-frames", n_fft=512, hop_length=128, window="hann", center=True,
+        phase_origin="window-center", first_frame=S.p_min, magnitude="linear")
+
+
+def make_torch_raw(d):
+    import torch
+    x = speech()
+    X = torch.stft(torch.from_numpy(x), 4096, 1024, window=torch.blackman_window(4096),
+                   center=True, normalized=True, return_complex=True).numpy()
+    (np.abs(X) ** 2).astype("<f4").tofile(d / "power.bin")             # bins x frames
+    np.mod(np.angle(X), 2 * np.pi).astype("<f4").tofile(d / "phase.bin")  # [0, 2 pi)
+    return ["power.bin", "phase.bin"], x, dict(
+        layout="bins-frames", n_fft=4096, hop_length=1024, window="blackman", center=True,
+        magnitude="power", phase_unit="rad", dtype="float32", bins=2049, scaling="sqrt-n")
+
+
+def make_numpy_rect25_csv(d):
+    x = speech()
+    F = frames_np(x, 256, 192)                                       # 25 % overlap
+    np.savetxt(d / "mag.csv", np.abs(F), delimiter=",")
+    np.savetxt(d / "phase.csv", np.angle(F) / (2 * np.pi), delimiter=",")
+    return ["mag.csv", "phase.csv"], x, dict(
+        layout="frames-bins", n_fft=256, hop_length=192, window="rectangular", center=False,
+        magnitude="linear", phase_unit="cycles")
+
+
+def make_numpy_rect50_twosided(d):
+    x = chirp()
+    F = np.fft.fft(np.stack([x[i:i + 512] for i in range(0, len(x) - 512 + 1, 256)]), axis=1)
+    np.save(d / "full.npy", F.T.astype(np.complex64))                  # 512 bins x frames
+    return ["full.npy"], x, dict(
+        layout="bins-frames", n_fft=512, onesided=False, hop_length=256, window="rectangular",
+        center=False)
+
+
+def make_librosa_power_f64be(d):
+    import librosa
+    x = noise()
+    X = librosa.stft(x, n_fft=1024, hop_length=256, window="hamming", center=False)
+    (np.abs(X.T) ** 2).astype(">f8").tofile(d / "p.dat")               # frames x bins
+    np.angle(X.T).astype(">f8").tofile(d / "a.dat")
+    return ["p.dat", "a.dat"], x, dict(
+        layout="frames-bins", n_fft=1024, hop_length=256, window="hamming", center=False,
+        magnitude="power", dtype="float64be", bins=513)
+
+
+def make_torch_db_deg_csv(d):
+    import torch
+    x = chirp()
+    X = torch.stft(torch.from_numpy(x), 256, 128, window=torch.hann_window(256),
+                   return_complex=True).numpy()                        # 50 %, reflect padding
+    np.savetxt(d / "db.csv", 20 * np.log10(np.maximum(np.abs(X), 1e-10)), delimiter=",")
+    np.savetxt(d / "deg.csv", np.degrees(np.angle(X)), delimiter=",")
+    return ["deg.csv", "db.csv"], x, dict(
+        layout="bins-frames", n_fft=256, hop_length=128, window="hann", center=True,
+        magnitude="db", phase_unit="deg")
+
+
+def make_sfft_magnitude_rect(d):
+    x = noise(seed=3)
+    S = ss.ShortTimeFFT(np.ones(2048), hop=1024, fs=48000, scale_to="magnitude")  # 50 %
+    Z = S.stft(x)
+    np.savez(d / "pair.npz", magnitude=np.abs(Z), phase=np.angle(Z))
+    return ["pair.npz"], x, dict(
+        n_fft=2048, hop_length=1024, window="rectangular", phase_origin="window-center",
+        first_frame=S.p_min, scaling="window-sum")
+
+
+def make_librosa_log_complexraw(d):
+    import librosa
+    x = speech()
+    X = librosa.stft(x, n_fft=400, hop_length=100, window="hann")      # odd 400/4
+    X.T.astype("<c8").tofile(d / "bins.raw")                           # frames x bins
+    return ["bins.raw"], x, dict(
+        layout="frames-bins", n_fft=400, hop_length=100, window="hann", center=True,
+        dtype="complex64", bins=201)
+
+
+CASES = {
+    "librosa-db-top80-npy-swapped": make_librosa_db,
+    "scipy-stft-hamming50-npz-deg": make_scipy_npz,
+    "scipy-shorttimefft-complex": make_shorttimefft,
+    "torch-blackman-power-raw-2pi": make_torch_raw,
+    "numpy-rect25-csv-cycles": make_numpy_rect25_csv,
+    "numpy-rect50-twosided": make_numpy_rect50_twosided,
+    "librosa-hamming-power-f64be": make_librosa_power_f64be,
+    "torch-hann-db-deg-csv": make_torch_db_deg_csv,
+    "shorttimefft-magnitude-rect": make_sfft_magnitude_rect,
+    "librosa-n400-complex-raw": make_librosa_log_complexraw,
+}
+
+
+def snr_after_gain(ref, out, edge):
+    """SNR in dB of ``out`` against ``ref`` after the least-squares gain, away from the edges."""
+    n = min(len(ref), len(out))
+    a, b = ref[edge:n - edge].astype(np.float64), out[edge:n - edge].astype(np.float64)
+    g = (a @ b) / max(b @ b, 1e-300)
+    return 10 * np.log10((a @ a) / max(((a - g * b) ** 2).sum(), 1e-300))
+
+
+def run_cli(*argv, cwd):
+    return subprocess.run([sys.executable, "-m", "stream", *map(str, argv)], cwd=cwd,
+                          capture_output=True, text=True, timeout=120,
+                          env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
+
+
+# ------------------------------------------------------------------- tests
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_probe_names_parameters_and_auto_reconstructs(case, tmp_path):
+    files, x, want = CASES[case](tmp_path)
+    res = probe(*[tmp_path / f for f in files])
+    assert res.ok, report(res)
+    got = {k: res.value(k) for k in want}
+    assert got == want, report(res)
+    assert res.candidates[0].consistency < 1e-3, report(res)
+    r = run_cli("reconstruct", *files, "--auto", "-o", "out.wav", "-q", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    import soundfile as sf
+    y, _ = sf.read(tmp_path / "out.wav", dtype="float32")
+    assert len(x) - want["n_fft"] <= len(y) <= len(x) + 2 * want["n_fft"]
+    assert snr_after_gain(x, y, edge=want["n_fft"]) > 40
+
+
+def test_magnitude_only_cannot_tell(tmp_path):
+    import librosa
+    X = librosa.stft(speech(), n_fft=1024, hop_length=256)
+    np.save(tmp_path / "mag.npy", np.abs(X))
+    res = probe(tmp_path / "mag.npy")
+    assert not res.ok
+    assert res.confidence("hop_length") == 0 and res.value("hop_length") is None
+    assert any("phase" in p for p in res.problems)
+    r = run_cli("reconstruct", "mag.npy", "--auto", "-o", "o.wav", cwd=tmp_path)
+    assert r.returncode == 2 and "cannot tell" in r.stderr and "--hop-length" in r.stderr
+
+
+def test_magnitude_only_with_known_hop_and_window_is_enough(tmp_path):
+    np.save(tmp_path / "mag.npy", np.abs(frames_np(chirp(), 512, 128, ss.get_window("hann", 512))))
+    res = probe(tmp_path / "mag.npy", known={"hop_length": 128, "window": "hann"})
+    assert res.ok and res.value("layout") == "frames-bins" and res.value("n_fft") == 512
+
+
+@pytest.mark.parametrize("kind", ["complex", "mag+phase"])
+def test_random_noise_cannot_tell(kind, tmp_path):
+    rng = np.random.default_rng(7)
+    z = rng.standard_normal((513, 120)) + 1j * rng.standard_normal((513, 120))
+    if kind == "complex":
+        np.save(tmp_path / "z.npy", z)
+        files = ["z.npy"]
+    else:
+        np.save(tmp_path / "m.npy", np.abs(z))
+        np.save(tmp_path / "p.npy", np.angle(z))
+        files = ["m.npy", "p.npy"]
+    res = probe(*[tmp_path / f for f in files])
+    assert not res.ok
+    assert res.confidence("hop_length") == 0 and res.confidence("window") == 0
+    assert res.problems and "--hop-length" in " ".join(res.problems)
+    r = run_cli("reconstruct", *files, "--auto", "-o", "o.wav", cwd=tmp_path)
+    assert r.returncode == 2 and "cannot tell" in r.stderr
+
+
+def test_too_short_cannot_tell(tmp_path):
+    import librosa
+    X = librosa.stft(speech(0.2), n_fft=1024, hop_length=256)[:, :2]
+    np.save(tmp_path / "z.npy", X)
+    res = probe(tmp_path / "z.npy")
+    assert not res.ok and res.value("n_fft") == 1024
+    assert any("too short" in p for p in res.problems)
+
+
+def test_known_length_confirms_hop(tmp_path):
+    files, x, _ = make_librosa_db(tmp_path)
+    res = probe(*[tmp_path / f for f in files], known={"length": len(x)})
+    assert "confirmed" in res.findings["hop_length"].evidence
+    res = probe(*[tmp_path / f for f in files], known={"length": len(x) + 5000})
+    assert res.confidence("hop_length") <= 0.4 and res.problems
+
+
+def test_known_parameters_constrain_and_explicit_flags_win(tmp_path):
+    make_scipy_npz(tmp_path)
+    path = str(tmp_path / "arrays.npz")
+    args = build_parser().parse_args(["reconstruct", path, "--auto", "-o", "o.wav",
+                                      "--hop-length", "512", "--scaling", "none",
+                                      "--sample-rate", "48000"])
+    res = apply_probe(args)
+    assert res.value("scaling") == "none" and res.confidence("scaling") > 1   # taken as known
+    assert args.hop_length == 512 and args.sample_rate == 48000       # given: kept
+    assert args.scaling == "none"                                     # the probe would say window-sum
+    assert args.window == "hamming" and args.n_fft == 1024            # probed: filled
+    assert args.layout == "frames-bins" and args.phase_unit == "deg"
+    assert args.mag_key == "a" and args.phase_key == "b"
+    # with a wrong hop forced, nothing is consistent and the probe says so
+    assert probe(path).value("scaling") == "window-sum"
+    res = probe(path, known={"hop_length": 256})
+    assert not res.ok and res.confidence("window") == 0
+    assert not res.candidates[0].consistency < 0.02
+
+
+def test_swapped_files_are_swapped_back(tmp_path):
+    files, _, _ = make_librosa_db(tmp_path)
+    args = build_parser().parse_args(["reconstruct", *[str(tmp_path / f) for f in files],
+                                      "--auto", "-o", "o.wav"])
+    apply_probe(args)
+    assert args.mag.endswith("spectrogram.npy") and args.phase.endswith("phases.npy")
+    assert args.magnitude == "db" and args.center is True
+
+
+def test_probe_json_and_plot(tmp_path):
+    make_scipy_npz(tmp_path)
+    r = run_cli("probe", "arrays.npz", "--json", "--plot", "p.png", "-q", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    for key in ("layout", "n_fft", "onesided", "hop_length", "win_length", "window", "center",
+                "magnitude", "db_ref", "phase_unit", "scaling", "consistency", "confidence"):
+        assert key in out
+    assert out["hop_length"] == 512 and out["window"] == "hamming" and out["consistency"] < 1e-3
+    assert out["command"].startswith("specstream reconstruct arrays.npz")
+    assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_gives_a_command_that_works(tmp_path):
+    files, x, want = make_torch_raw(tmp_path)
+    r = run_cli("probe", *files, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    line = [ln for ln in r.stdout.splitlines() if ln.strip().startswith("specstream reconstruct")]
+    assert line, r.stdout
+    argv = line[0].split("#")[0].split()[2:]
+    argv[argv.index("OUT.wav")] = "o.wav"
+    r2 = run_cli("reconstruct", *argv, "-q", cwd=tmp_path)
+    assert r2.returncode == 0, r2.stderr
+    import soundfile as sf
+    y, _ = sf.read(tmp_path / "o.wav", dtype="float32")
+    assert snr_after_gain(x, y, edge=4096) > 40
+
+
+@pytest.mark.parametrize("window,hop", [("hann", 256), ("blackman", 128), ("rectangular", 768)])
+def test_consistency_near_zero_only_for_the_right_spec(window, hop):
+    x = noise(0.5)
+    spec = STFTSpec(n_fft=1024, hop_length=hop, window=window, center=False)
+    X = frames_np(x, 1024, hop, spec.window_values)
+    assert consistency(X, spec) < 1e-6
+    assert consistency(X, spec.replace(hop_length=hop + 8)) > 1e-2
+    other = "hamming" if window != "hamming" else "hann"
+    assert consistency(X, spec.replace(window=other)) > 1e-2
+
+
+def test_unreadable_raw_file_is_an_error(tmp_path):
+    (tmp_path / "x.bin").write_bytes(b"\xff" * 4001)     # no dtype divides 4001 bytes usefully
+    with pytest.raises(SpecError):
+        probe(tmp_path / "x.bin")
