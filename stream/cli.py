@@ -349,7 +349,8 @@ def _rebuild_phase(args, source, spec, decoder):
         raise UsageError("no phase given and phase reconstruction is not available; "
                          "give a PHASE file or complex frames") from None
     return phase.rebuild_source(source, spec, decoder, method=args.phase_method or "pghi",
-                                iterations=args.iterations, quiet=args.quiet)
+                                iterations=args.iterations, quiet=args.quiet,
+                                length=args.length)
 
 
 def _summary(args, source, spec, writer, decoder, seconds):
@@ -363,6 +364,16 @@ def _summary(args, source, spec, writer, decoder, seconds):
            if args.normalize is not None else ""),
         f"  {seconds:.2f} s of work, {dur / max(seconds, 1e-9):.0f}x real time",
     ]
+    report = getattr(source, "phase_report", None)   # magnitude only: stream.phase
+    if report:
+        its = f", {report['iterations']} iterations" if report.get("iterations") else ""
+        sc = report.get("spectral_convergence")
+        lines.append(f"  phase rebuilt from the magnitude by {report['method']}{its} in "
+                     f"{report['seconds']:.2f} s" + ("" if sc is None else
+                     f"; spectral convergence {sc:.2f} dB"
+                     + (" (before --normalize)" if args.normalize is not None else "")))
+        if report.get("nonfinite"):
+            lines.append(f"  {report['nonfinite']} NaN/Inf magnitudes were replaced by 0")
     if decoder.nonfinite:
         lines.append(f"  {decoder.nonfinite} NaN/Inf values were replaced by 0")
     for line in lines:
