@@ -155,12 +155,15 @@ class FrameSender:
         self._since_header = 0
         self._header_at = -math.inf
         self._ended = False
+        self._tracker = None
+        self._linger = linger
         self._ctx = context or zmq.Context.instance()
         opts = [(zmq.LINGER, -1 if linger is None else int(linger * 1000))]
         if sndhwm is not None:
             opts.append((zmq.SNDHWM, int(sndhwm)))
         self._sock = _open_socket(self._ctx, _SENDER_PATTERNS[pattern], endpoint, bind, opts)
         self.endpoint = _endpoint_of(self._sock, endpoint, bind)
+        self._copy_threshold = self._sock.copy_threshold
 
     # ----------------------------------------------------------------- api
     def send(self, first, second=None, *, timestamp: float | None = None) -> int:
@@ -182,8 +185,14 @@ class FrameSender:
         if n == 0:
             return 0
         self._maybe_header()
-        self._sock.send_multipart(frames_message(self.header, self.seq, a, b, timestamp),
-                                  copy=False)
+        # Zero copy: ZeroMQ reads our array after send() returns.  The tracker
+        # says when it is done with it; close() waits for the last one.  pyzmq
+        # copies payloads under its copy_threshold anyway: no tracker needed.
+        track = a.nbytes >= self._copy_threshold
+        tracker = self._sock.send_multipart(
+            frames_message(self.header, self.seq, a, b, timestamp), copy=False, track=track)
+        if track:
+            self._tracker = tracker
         self.seq += n
         self.messages += 1
         self._since_header += n
@@ -207,9 +216,23 @@ class FrameSender:
             self._sock.send_multipart(end_message(self.stream_id, self.seq))
 
     def close(self):
-        """Close the socket; waits up to ``linger`` for queued messages."""
-        if not self._sock.closed:
-            self._sock.close()
+        """Close the socket; waits up to ``linger`` seconds for queued frames to leave.
+
+        Always close a sender (or use it as a context manager): frames go out
+        without a copy, and at interpreter exit pyzmq lets go of buffers that
+        are still queued, so that the receiver could get freed memory.
+        """
+        if self._sock.closed:
+            return
+        linger = self._linger
+        if self._tracker is not None and not self._tracker.done:
+            try:
+                self._tracker.wait(None if linger is None else linger)
+            except zmq.NotDone:
+                log.warning("stream %d: %d s passed and queued frames have not left; "
+                            "dropping them", self.stream_id, linger)
+                linger = 0.0
+        self._sock.close(linger=None if linger is None else int(linger * 1000))
 
     def __enter__(self):
         return self

@@ -1,0 +1,258 @@
+"""specstream send / play / devices / demo as real subprocesses over real sockets."""
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from stream.engine import stft
+from stream.spec import STFTSpec
+
+SR = 16000
+SPEC = STFTSpec(sample_rate=SR, n_fft=512, hop_length=128)
+PY = [sys.executable, "-m", "stream"]
+
+
+def _env():
+    env = dict(os.environ)
+    # Deterministic FFTW plans: reconstruct and play round identically.
+    env["SPECSTREAM_FFTW_PLANNER"] = "estimate"
+    env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(os.path.dirname(__file__))]
+                                        + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    return env
+
+
+class Proc:
+    """A subprocess whose stderr is collected line by line in the background."""
+
+    def __init__(self, args, **kw):
+        self.p = subprocess.Popen(PY + [str(a) for a in args], stderr=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True, env=_env(), **kw)
+        self.lines = []
+        self._cv = threading.Condition()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.p.stderr:
+            with self._cv:
+                self.lines.append(line)
+                self._cv.notify_all()
+        with self._cv:
+            self.lines.append(None)       # EOF
+            self._cv.notify_all()
+
+    def wait_line(self, pattern, timeout=30.0):
+        """The first stderr match of ``pattern`` (a regex), waiting for it."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        i = 0
+        with self._cv:
+            while True:
+                while i < len(self.lines):
+                    line = self.lines[i]
+                    i += 1
+                    if line is None:
+                        raise AssertionError(f"no {pattern!r} before exit: {self.stderr}")
+                    m = rx.search(line)
+                    if m:
+                        return m
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"no {pattern!r} in time: {self.stderr}")
+                self._cv.wait(left)
+
+    def wait(self, timeout=60.0):
+        rc = self.p.wait(timeout)
+        with self._cv:
+            self._cv.wait_for(lambda: self.lines and self.lines[-1] is None, timeout=10)
+        return rc
+
+    @property
+    def stderr(self):
+        return "".join(x for x in self.lines if x)
+
+    def kill(self):
+        if self.p.poll() is None:
+            self.p.kill()
+            self.p.wait(10)
+
+
+@pytest.fixture
+def procs():
+    started = []
+
+    def start(args, **kw):
+        p = Proc(args, **kw)
+        started.append(p)
+        return p
+
+    yield start
+    for p in started:
+        p.kill()
+
+
+def _run(args, timeout=60):
+    return subprocess.run(PY + [str(a) for a in args], capture_output=True, text=True,
+                          env=_env(), timeout=timeout)
+
+
+def _play(procs, endpoint, *extra):
+    p = procs(["play", "--bind", endpoint, *extra])
+    ep = p.wait_line(r"listening on (\S+)").group(1)
+    return p, ep
+
+
+def _files(tmp_path, name, seconds, seed, db_deg=True):
+    """Magnitude (dB) and phase (degrees) files, bins x frames as librosa lays them out."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * SR)
+    t = np.arange(n) / SR
+    x = (0.3 * np.sin(2 * np.pi * (300 + 100 * seed) * t) + 0.05 * rng.standard_normal(n))
+    X = stft(x.astype(np.float32), SPEC).T
+    mag, ph = tmp_path / f"{name}-mag.npy", tmp_path / f"{name}-phase.npy"
+    np.save(mag, (20 * np.log10(np.abs(X) + 1e-9)).astype(np.float32))
+    np.save(ph, np.degrees(np.angle(X)).astype(np.float32))
+    return mag, ph
+
+
+UNITS = ["-r", SR, "--magnitude", "db", "--phase-unit", "deg"]
+
+
+def _reconstruct(tmp_path, mag, ph, name):
+    out = tmp_path / f"{name}-ref.wav"
+    r = _run(["reconstruct", mag, ph, "-o", out, "-q", *UNITS])
+    assert r.returncode == 0, r.stderr
+    return sf.read(out, dtype="float32")[0]
+
+
+# ------------------------------------------------------- send -> play == reconstruct
+@pytest.mark.parametrize("transport", ["tcp", "ipc"])
+def test_send_play_equals_reconstruct(tmp_path, procs, transport):
+    mag, ph = _files(tmp_path, "a", 3.0, 0)
+    ref = _reconstruct(tmp_path, mag, ph, "a")
+    out = tmp_path / "played.wav"
+    endpoint = "tcp://127.0.0.1:*" if transport == "tcp" else f"ipc://{tmp_path}/play.sock"
+    play, ep = _play(procs, endpoint, "--sink", f"wav:{out}")
+    send = _run(["send", mag, ph, "--connect", ep, "--rate", "max", *UNITS])
+    assert send.returncode == 0, send.stderr
+    assert play.wait() == 0, play.stderr
+    got, rate = sf.read(out, dtype="float32")
+    assert rate == SR
+    assert got.shape == ref.shape
+    np.testing.assert_array_equal(got, ref)
+    assert "0 dropped" in play.stderr and "0 concealed" in play.stderr
+
+
+def test_send_analyze_paced_plays_the_audio(tmp_path, procs):
+    rng = np.random.default_rng(5)
+    x = (0.2 * rng.standard_normal(SR // 2)).astype(np.float32)
+    wav = tmp_path / "in.wav"
+    sf.write(wav, x, SR, subtype="FLOAT")
+    out = tmp_path / "out.wav"
+    play, ep = _play(procs, f"ipc://{tmp_path}/a.sock", "--sink", f"wav:{out}")
+    send = _run(["send", "--analyze", wav, "--connect", ep, "--rate", "4", "--n-fft", 512,
+                 "--hop-length", 128])
+    assert send.returncode == 0, send.stderr
+    assert play.wait() == 0, play.stderr
+    y, rate = sf.read(out, dtype="float32")
+    assert rate == SR and y.shape == x.shape
+    np.testing.assert_allclose(y, x, atol=1e-5)
+
+
+# ------------------------------------------------------------ producer killed
+def test_killed_producer_then_a_new_stream(tmp_path, procs):
+    mag_a, ph_a = _files(tmp_path, "a", 20.0, 1)
+    mag_b, ph_b = _files(tmp_path, "b", 1.0, 2)
+    ref_b = _reconstruct(tmp_path, mag_b, ph_b, "b")
+    out = tmp_path / "out.wav"
+    play, ep = _play(procs, "tcp://127.0.0.1:*", "--sink", f"wav:{out}", "--stats")
+    send_a = procs(["send", mag_a, ph_a, "--connect", ep, "--rate", "realtime", *UNITS])
+    play.wait_line(r"\[stats\] frames [1-9]\d* in")       # A is playing
+    send_a.p.send_signal(signal.SIGKILL)
+    send_a.p.wait(10)
+    send_b = _run(["send", mag_b, ph_b, "--connect", ep, "--rate", "max", *UNITS])
+    assert send_b.returncode == 0, send_b.stderr
+    assert play.wait() == 0, play.stderr
+    assert "2 stream(s)" in play.stderr
+    got = sf.read(out, dtype="float32")[0]
+    assert len(got) > len(ref_b)
+    np.testing.assert_array_equal(got[-len(ref_b):], ref_b)
+
+
+# -------------------------------------------------------------------- signals
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_stops_play_cleanly_and_finalises_the_file(tmp_path, procs, sig):
+    mag, ph = _files(tmp_path, "a", 1.0, 3)
+    ref = _reconstruct(tmp_path, mag, ph, "a")
+    n_frames = np.load(mag).shape[1]
+    out = tmp_path / "out.wav"
+    play, ep = _play(procs, "tcp://127.0.0.1:*", "--sink", f"wav:{out}", "--stats",
+                     "--keep-alive")
+    assert _run(["send", mag, ph, "--connect", ep, "--rate", "max", *UNITS]).returncode == 0
+    play.wait_line(rf"\[stats\] frames {n_frames} in, {n_frames} played")
+    play.p.send_signal(sig)
+    assert play.wait() == 0, play.stderr
+    assert "interrupted" in play.stderr and "Traceback" not in play.stderr
+    np.testing.assert_array_equal(sf.read(out, dtype="float32")[0], ref)
+
+
+# ---------------------------------------------------------------- errors, devices
+def test_bind_on_a_busy_port_is_a_one_line_error():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        r = _run(["play", "--bind", f"tcp://127.0.0.1:{port}", "--sink", "null"])
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1 and "cannot bind" in r.stderr
+
+
+@pytest.mark.parametrize("args, words", [
+    (["send", "--rate", "fast", "--analyze", "x.wav"], "--rate"),
+    (["send"], "MAG"),
+    (["send", "--analyze", "/nonexistent.wav"], "cannot read"),
+])
+def test_send_usage_errors(args, words):
+    r = _run(args)
+    assert r.returncode == 2 and words in r.stderr and "Traceback" not in r.stderr
+
+
+def test_devices_lists_outputs_or_says_why_not():
+    r = _run(["devices"])
+    assert "Traceback" not in r.stderr
+    if r.returncode == 0:
+        assert "NAME" in r.stdout or "no audio output devices" in r.stderr
+    else:
+        assert r.returncode == 2 and "PortAudio" in r.stderr
+
+
+# ----------------------------------------------------------------------- demo
+def test_demo_through_two_processes_writes_the_clip(tmp_path):
+    from stream.cli_live import synth_clip
+    out = tmp_path / "demo.wav"
+    r = _run(["demo", "--sink", f"wav:{out}", "--seconds", "1.5", "--rate", "max"])
+    assert r.returncode == 0, r.stderr
+    y, rate = sf.read(out, dtype="float32")
+    x = synth_clip(1.5)
+    assert rate == 48000 and y.shape == x.shape
+    np.testing.assert_allclose(y, x, atol=1e-5)
+    assert np.abs(y).max() > 0.5
+
+
+def test_demo_without_an_audio_device_writes_a_wav(tmp_path):
+    from stream.cli_live import _output_device_problem
+    if _output_device_problem() is None:
+        pytest.skip("this machine has an audio output device")
+    out = tmp_path / "fallback.wav"
+    r = _run(["demo", "-o", out, "--seconds", "1", "--rate", "max"])
+    assert r.returncode == 0, r.stderr
+    assert "no audio output" in r.stderr and f"writing {out}" in r.stderr
+    assert sf.info(out).frames == 48000 + 48000 // 4
