@@ -70,7 +70,14 @@ def _safe_inverse(wss: np.ndarray, dtype, ref: float = 0.0) -> np.ndarray:
 
 
 def _default_threads() -> int:
-    return max(1, min(4, os.cpu_count() or 1))
+    # One FFTW thread unless SPECSTREAM_FFTW_THREADS asks for more: the batches
+    # are many small 1-D transforms, where a second thread gained little on an
+    # idle 2-core machine and cost 2-60x (stalls of seconds) on a busy one.
+    try:
+        n = int(os.environ.get("SPECSTREAM_FFTW_THREADS", "1"))
+    except ValueError:
+        n = 1
+    return max(1, min(n, os.cpu_count() or 1))
 
 
 class Reconstructor:
@@ -91,6 +98,7 @@ class Reconstructor:
         Frames per batched FFT in :meth:`push` of a block.
     threads : int
         FFTW threads for the batched plan (single frames always use one).
+        Default 1, or ``SPECSTREAM_FFTW_THREADS``.
 
     Output arrays are ``(n_samples,)`` for one channel and
     ``(channels, n_samples)`` for more.
