@@ -148,6 +148,7 @@ class Reconstructor:
         self._zeros_first = max(self._lead - spec.start_trim, 0)
         self.samples_out = 0
         self._held = None      # final samples that may be end padding (no length given)
+        self._end_offset = spec.frame_span - h - spec.start_trim - spec.end_trim
         self._flushed = False
 
     # ------------------------------------------------------------ properties
@@ -335,7 +336,8 @@ class Reconstructor:
             if self._held is not None:
                 y = np.concatenate([self._held, y], axis=1)
                 self._held = None
-            limit = max(self.spec.samples_for(self.frames) - self.samples_out, 0)
+            end = self.frames * self.spec.hop_length + self._end_offset if self.frames else 0
+            limit = max(end - self.samples_out, 0)     # end = spec.samples_for(self.frames)
             if y.shape[1] > limit:
                 self._held = y[:, limit:]
                 y = y[:, :limit]
