@@ -334,6 +334,77 @@ def _integrate(key, tgrad, fgrad, phase, state, heap, n_bins):
     return remaining
 
 
+def _integrate_frame(pkey, pphase, ptg, key, tg, fg, ph, st, heap, hkey):
+    """One frame of RTPGHI: the heap integration of :func:`_integrate` on two
+    rows, the previous one known, done with less heap traffic.
+
+    The previous frame's seeds (``pkey[m] >= 0``; their phases ``pphase``
+    and time gradients ``ptg``) only ever pass a phase forward to the same
+    bin, so instead of going through the heap they are sorted once and
+    merged with it: the heap holds the current frame's frontier only.  The
+    order of events is the same as with one heap of both rows (ties apart).
+    ``st`` (current frame): 1 known, 0 to integrate, -1 left as it is.
+    """
+    B = key.shape[0]
+    nc = 0
+    for m in range(B):
+        if pkey[m] >= 0.0 and st[m] == 0:
+            heap[nc] = m
+            nc += 1
+    cand = heap[:nc].copy()
+    if nc > 1:
+        vals = np.empty(nc)
+        for j in range(nc):
+            vals[j] = -pkey[cand[j]]
+        cand = cand[np.argsort(vals)]
+    remaining = 0
+    for m in range(B):
+        if st[m] == 0:
+            remaining += 1
+    size = 0
+    for m in range(B):
+        if st[m] == 1 and ((m + 1 < B and st[m + 1] == 0) or (m > 0 and st[m - 1] == 0)):
+            size = _heap_push(heap, hkey, size, m, key[m])
+    p = 0
+    while remaining > 0:
+        while p < nc and st[cand[p]] != 0:
+            p += 1
+        if size > 0 and (p >= nc or hkey[0] >= pkey[cand[p]]):
+            i, size = _heap_pop(heap, hkey, size)
+            j = i + 1
+            if j < B and st[j] == 0:
+                ph[j] = ph[i] + 0.5 * (fg[i] + fg[j])
+                st[j] = 1
+                remaining -= 1
+                if j + 1 < B and st[j + 1] == 0:
+                    size = _heap_push(heap, hkey, size, j, key[j])
+            j = i - 1
+            if j >= 0 and st[j] == 0:
+                ph[j] = ph[i] - 0.5 * (fg[i] + fg[j])
+                st[j] = 1
+                remaining -= 1
+                if j > 0 and st[j - 1] == 0:
+                    size = _heap_push(heap, hkey, size, j, key[j])
+            continue
+        if p < nc:                 # a phase passed on in time from the previous frame
+            m = cand[p]
+            p += 1
+            ph[m] = pphase[m] + 0.5 * (ptg[m] + tg[m])
+        else:                      # a new island: its strongest coefficient starts at 0
+            m = -1
+            best = -1.0
+            for j in range(B):
+                if st[j] == 0 and key[j] > best:
+                    best = key[j]
+                    m = j
+            ph[m] = 0.0
+        st[m] = 1
+        remaining -= 1
+        if (m + 1 < B and st[m + 1] == 0) or (m > 0 and st[m - 1] == 0):
+            size = _heap_push(heap, hkey, size, m, key[m])
+    return 0
+
+
 def _rt_run(S, A, KN, KP, R, n0, i0, i1, lookahead, odd, tol, k_t, k_f, adv, shift,
             prev_phase, prev_tg, prev_ok, out):
     """RTPGHI over rows ``i0 <= i < i1`` of a buffer of frames.
@@ -349,12 +420,13 @@ def _rt_run(S, A, KN, KP, R, n0, i0, i1, lookahead, odd, tol, k_t, k_f, adv, shi
     bin's mirror is itself, not its left neighbour).
     """
     K, B = S.shape
-    key = np.empty(2 * B)
-    tg = np.empty(2 * B)
-    fg = np.zeros(2 * B)
-    ph = np.empty(2 * B)
-    st = np.empty(2 * B, np.int8)
-    heap = np.empty(2 * B, np.int64)
+    pkey = np.empty(B)
+    tg = np.empty(B)
+    fg = np.empty(B)
+    ph = np.empty(B)
+    st = np.empty(B, np.int8)
+    heap = np.empty(B, np.int64)
+    hkey = np.empty(B)
     for i in range(i0, i1):
         n = n0 + i
         # dphi/dn of this frame from the frequency difference of ln|X|.
@@ -365,7 +437,7 @@ def _rt_run(S, A, KN, KP, R, n0, i0, i1, lookahead, odd, tol, k_t, k_f, adv, shi
                 d = 0.5 * (S[i, m] - S[i, m - 1]) if odd else 0.0
             else:
                 d = 0.5 * (S[i, m + 1] - S[i, m - 1])
-            tg[B + m] = k_t * d + adv[m]
+            tg[m] = k_t * d + adv[m]
         # dphi/dm from the time difference.
         has_next = i + 1 < K
         has_prev = n >= 1 and i >= 1
@@ -386,7 +458,7 @@ def _rt_run(S, A, KN, KP, R, n0, i0, i1, lookahead, odd, tol, k_t, k_f, adv, shi
                     d = S[i, m] - S[i - 1, m]
                 else:
                     d = 0.0
-            fg[B + m] = -k_f * d
+            fg[m] = -k_f * d
         # The tolerance: relative to the largest magnitude in the frames at hand.
         peak = 0.0
         lo = i - 1 if (prev_ok[0] and i >= 1) else i
@@ -398,33 +470,27 @@ def _rt_run(S, A, KN, KP, R, n0, i0, i1, lookahead, odd, tol, k_t, k_f, adv, shi
         thr = tol * peak
         for m in range(B):
             if prev_ok[0] and i >= 1 and A[i - 1, m] > thr:
+                pkey[m] = A[i - 1, m]
+            else:
+                pkey[m] = -1.0
+            a = A[i, m]
+            if KN[i, m]:
                 st[m] = 1
-                key[m] = A[i - 1, m]
+                ph[m] = KP[i, m]
+            elif a > thr:
+                st[m] = 0
+                ph[m] = 0.0
             else:
                 st[m] = -1
-                key[m] = 0.0
-            ph[m] = prev_phase[m]
-            tg[m] = prev_tg[m]
-            fg[m] = 0.0
-            a = A[i, m]
-            key[B + m] = a
-            if KN[i, m]:
-                st[B + m] = 1
-                ph[B + m] = KP[i, m]
-            elif a > thr:
-                st[B + m] = 0
-                ph[B + m] = 0.0
-            else:
-                st[B + m] = -1
-                ph[B + m] = R[i, m]
-        _integrate(key, tg, fg, ph, st, heap, B)
+                ph[m] = R[i, m]
+        _integrate_frame(pkey, prev_phase, prev_tg, A[i], tg, fg, ph, st, heap, hkey)
         for m in range(B):
-            p = ph[B + m]
+            p = ph[m]
             p = p - _TWO_PI * math.floor(p / _TWO_PI + 0.5)   # keep it small
             q = p + shift[m]
             out[i - i0, m] = complex(A[i, m] * math.cos(q), A[i, m] * math.sin(q))
             prev_phase[m] = p
-            prev_tg[m] = tg[B + m]
+            prev_tg[m] = tg[m]
         prev_ok[0] = True
     return i1 - i0
 
@@ -434,7 +500,7 @@ _KERNELS = None
 
 def _kernels():
     """``(integrate, rt_run)``, numba-compiled (and cached on disk) when numba is there."""
-    global _KERNELS, _heap_push, _heap_pop, _open, _integrate, _rt_run
+    global _KERNELS, _heap_push, _heap_pop, _open, _integrate, _integrate_frame, _rt_run
     if _KERNELS is not None:
         return _KERNELS
     try:
@@ -453,9 +519,21 @@ def _kernels():
     _heap_pop = jit(_heap_pop)
     _open = jit(_open)
     _integrate = jit(_integrate)
+    _integrate_frame = jit(_integrate_frame)
     _rt_run = jit(_rt_run)
     _KERNELS = (_integrate, _rt_run)
+    _warm_up()
     return _KERNELS
+
+
+def _warm_up():
+    # Compile (or load from the disk cache) now, with the argument types the
+    # real calls use, so that a live stream does not stall at its first frame.
+    spec = STFTSpec(n_fft=8, hop_length=2)
+    r = RTPGHI(spec, lookahead=1, rng=0)
+    r.push(np.ones((3, spec.n_bins)))
+    r.flush()
+    pghi(np.ones((3, spec.n_bins)), spec)
 
 
 # ------------------------------------------------------------------ shapes
