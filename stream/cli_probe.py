@@ -216,7 +216,23 @@ def apply_probe(args):
     for name in ("scaling", "sample_rate"):
         if res.confidence(name) == 0:
             log.info("probe: %s: %s", name, res.findings[name].evidence)
+    if not getattr(args, "quiet", False):
+        print(f"specstream: probe: {summary(res)}", file=sys.stderr)
     return res
+
+
+def summary(res: ProbeResult) -> str:
+    """One line: the parameters that matter, the consistency and the confidence."""
+    v = res.value
+    best = res.candidates[0].consistency if res.candidates else None
+    parts = [f"{v('layout')}", f"n_fft={v('n_fft')}", f"hop={v('hop_length')}",
+             f"window={v('window')}", f"center={v('center')}", f"magnitude={v('magnitude')}"]
+    if v("phase_unit"):
+        parts.append(f"phase={v('phase_unit')}")
+    parts.append(f"scaling={v('scaling')}")
+    if best is not None:
+        parts.append(f"consistency={best:.2g}")
+    return " ".join(parts) + f" (confidence {res.overall:.2f}; flags given win)"
 
 
 def _apply_roles(args, res: ProbeResult):

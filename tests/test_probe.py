@@ -332,3 +332,27 @@ def test_unreadable_raw_file_is_an_error(tmp_path):
     (tmp_path / "x.bin").write_bytes(b"\xff" * 4001)     # no dtype divides 4001 bytes usefully
     with pytest.raises(SpecError):
         probe(tmp_path / "x.bin")
+
+
+@pytest.mark.parametrize("unit", ["linear", "power", "db", "db-power", "log"])
+def test_magnitude_units(unit, tmp_path):
+    x = speech()
+    F = frames_np(x, 1024, 256, ss.get_window("hann", 1024))
+    m = np.abs(F)
+    stored = {"linear": m, "power": m ** 2, "db": 20 * np.log10(m + 1e-12),
+              "db-power": 10 * np.log10(m ** 2 + 1e-24), "log": np.log(m + 1e-12)}[unit]
+    np.save(tmp_path / "m.npy", stored)
+    np.save(tmp_path / "p.npy", np.angle(F))
+    res = probe(tmp_path / "m.npy", tmp_path / "p.npy")
+    # 20 log10 |X| and 10 log10 |X|^2 are the same numbers: both read as 'db'
+    assert res.value("magnitude") == ("db" if unit == "db-power" else unit), report(res)
+    assert res.ok and res.value("hop_length") == 256 and res.value("center") is False
+
+
+def test_known_win_length_shorter_than_n_fft(tmp_path):
+    import librosa
+    X = librosa.stft(speech(), n_fft=512, win_length=400, hop_length=160)
+    np.save(tmp_path / "z.npy", X)
+    res = probe(tmp_path / "z.npy", known={"win_length": 400})
+    assert res.ok and res.value("hop_length") == 160 and res.value("window") == "hann"
+    assert res.candidates[0].consistency < 1e-3
