@@ -661,6 +661,19 @@ class RTPGHI:
         a = _as_block(mag, self.spec, "magnitude")
         kn, kp = _known(a, phase, known, self.spec)
         c, n, b = a.shape
+        if n > self._CHUNK:   # long blocks in cache-sized pieces (same frames out)
+            outs = []
+            for i in range(0, n, self._CHUNK):
+                j = i + self._CHUNK
+                outs.append(self._push(a[:, i:j], None if kn is None else kn[:, i:j],
+                                       None if kp is None else kp[:, i:j]))
+            return _unblock(np.concatenate(outs, axis=1), self.spec)
+        return _unblock(self._push(a, kn, kp), self.spec)
+
+    _CHUNK = 64
+
+    def _push(self, a, kn, kp) -> np.ndarray:
+        c, n, b = a.shape
         if n:
             a = np.abs(a)
             bad = ~np.isfinite(a)
@@ -687,7 +700,7 @@ class RTPGHI:
         if self._flushed:
             return _unblock(np.zeros((self.spec.channels, 0, self.spec.n_bins),
                                      np.complex64), self.spec)
-        out = self._process(self.frames_in)
+        out = _unblock(self._process(self.frames_in), self.spec)
         self._flushed = True
         return out
 
@@ -719,10 +732,11 @@ class RTPGHI:
             self._grow(max(2 * self._cap, self._rows + n))
 
     def _process(self, stop: int) -> np.ndarray:
+        """Frames up to ``stop`` (exclusive), as (channels, n, bins)."""
         c, b = self.spec.channels, self.spec.n_bins
         i0, i1 = self._next - self._n0, stop - self._n0
         if i1 <= i0:
-            return _unblock(np.zeros((c, 0, b), np.complex64), self.spec)
+            return np.zeros((c, 0, b), np.complex64)
         out = np.empty((c, i1 - i0, b), np.complex64)
         odd = bool(self.spec.n_fft % 2)
         k = self._rows
@@ -733,7 +747,7 @@ class RTPGHI:
                       self._prev_tg[ch], self._prev_ok[ch], out[ch])
         self._next = stop
         self.frames_out += i1 - i0
-        return _unblock(out, self.spec)
+        return out
 
 
 # ----------------------------------------------------------------- offline
