@@ -430,7 +430,25 @@ def stft(x, spec: STFTSpec, dtype=np.float32) -> np.ndarray:
 def istft(frames, spec: STFTSpec, length: int | None = None, dtype=np.float32) -> np.ndarray:
     """Whole-array inverse: frames ``(n_frames, bins)`` or ``(channels, n_frames, bins)``."""
     x = np.asarray(frames)
+    c = spec.channels
+    single = x.ndim == 1 or (c > 1 and x.ndim == 2)       # one frame
     if length is None:   # a whole array: we know the end, trim its padding exactly
-        length = spec.samples_for(x.shape[-2] if x.ndim > 1 else 1)
+        length = spec.samples_for(1 if single else x.shape[-2])
     r = Reconstructor(spec, length=length, dtype=dtype)
-    return np.concatenate([r.push(frames), r.flush()], axis=-1)
+    if single:
+        return np.concatenate([r.push(x), r.flush()], axis=-1)
+    # The output is written in place, block by block: the signal is in RAM
+    # once, not once in pieces and again joined.
+    out = np.empty((c, length) if c > 1 else (length,), r.dtype)
+    step = 16 * r.block_frames
+
+    def pieces():
+        for i in range(0, x.shape[-2], step):
+            yield r.push(x[..., i:i + step, :])
+        yield r.flush()
+
+    pos = 0
+    for y in pieces():
+        out[..., pos:pos + y.shape[-1]] = y
+        pos += y.shape[-1]
+    return out
