@@ -445,3 +445,17 @@ def test_no_spike_where_the_window_is_zero(window, dtype):
     assert np.abs(y).max() <= 1.01 * np.abs(x).max()
     inner = wss_interior(spec, X.shape[0], len(y))
     assert np.abs(y[inner] - x[:len(y)][inner]).max() <= 1e-4
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+def test_istft_single_frame_and_empty(channels):
+    spec = preset("librosa", n_fft=64, hop_length=16, center=False, channels=channels)
+    one = _random_frames(np.random.default_rng(2), spec, 1)[..., 0, :]   # (bins,) / (c, bins)
+    y = stream.istft(one, spec, dtype=np.float64)
+    assert y.shape[-1] == spec.samples_for(1) == 64
+    ref, good = reference_istft(one[..., None, :], spec)
+    assert np.abs(y[..., good] - ref[..., good]).max() < 1e-9 * np.abs(ref).max()
+    empty = np.zeros((0, spec.n_bins) if channels == 1 else (channels, 0, spec.n_bins),
+                     np.complex64)
+    assert stream.istft(empty, spec).shape[-1] == 0
+    assert stream.istft(empty, spec, length=10).shape[-1] == 10
