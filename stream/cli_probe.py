@@ -149,8 +149,9 @@ def command_line(res: ProbeResult, output: str = "OUT.wav") -> str | None:
     if res.confidence("scaling") < 0.5:
         cmd += ["--normalize"]
     text = " ".join(shlex.quote(c) for c in cmd)
-    if v("onesided") is False:
-        text += "   # two-sided input: keep bins 0..n_fft/2 first (--auto does)"
+    if res.needs_copy:
+        text += (f"   # {res.needs_copy}: make complex one-sided frames (bins 0..n_fft/2) "
+                 "first; --auto does it for you")
     return text
 
 
@@ -211,8 +212,8 @@ def apply_probe(args):
     if res.value("first_frame", 0) and getattr(args, "preset", None) is None:
         args.preset = "scipy-sfft"
         log.info("probe: preset = scipy-sfft (frames start before sample 0)")
-    if res.value("onesided") is False:
-        _one_sided_copy(args, res)
+    if res.needs_copy:
+        _readable_copy(args, res)
     for name in ("scaling", "sample_rate"):
         if res.confidence(name) == 0:
             log.info("probe: %s: %s", name, res.findings[name].evidence)
@@ -248,25 +249,24 @@ def _apply_roles(args, res: ProbeResult):
             args.phase = None
 
 
-def _one_sided_copy(args, res: ProbeResult):
-    """Write bins 0..n_fft/2 of a two-sided spectrum to temporary .npy files."""
-    from .files import load_array
+def _readable_copy(args, res: ProbeResult):
+    """Write what the probe read as one-sided .npy files ``reconstruct`` can open:
+    complex values from real/imag parts, bins 0..n_fft/2 of a two-sided spectrum."""
     n = res.value("n_fft")
-    axis = 0 if res.value("layout") == "bins-frames" else 1
+    first, phase = res.arrays
     tmp = tempfile.mkdtemp(prefix="specstream-probe-")
-    raw = dict(dtype=res.value("dtype"), bins=n if res.value("dtype") else None,
-               layout=res.value("layout"))
-    for attr, key in (("mag", "mag_key"), ("phase", "phase_key")):
-        path = getattr(args, attr)
-        if path is None and not (attr == "phase" and getattr(args, key)):
+    for attr, arr in (("mag", first), ("phase", phase)):
+        if arr is None:
+            setattr(args, attr, None)
             continue
-        src = args.mag if path is None else path
-        a = load_array(src, key=getattr(args, key), **raw)
-        half = np.take(a, np.arange(n // 2 + 1), axis=a.ndim - 2 + axis)
+        a = arr.data
+        if res.value("onesided") is False:
+            axis = a.ndim - 2 + (0 if res.value("layout") == "bins-frames" else 1)
+            a = np.take(a, np.arange(n // 2 + 1), axis=axis)
         out = os.path.join(tmp, f"{attr}.npy")
-        np.save(out, half)
+        np.save(out, a)
         setattr(args, attr, out)
-        setattr(args, key, None)
-    args.dtype = args.bins = None
-    log.info("probe: two-sided spectrum; one-sided copy in %s", tmp)
-    print(f"specstream: two-sided input cut to {n // 2 + 1} bins in {tmp}", file=sys.stderr)
+    args.mag_key = args.phase_key = args.dtype = args.bins = None
+    why = res.needs_copy
+    log.info("probe: %s; readable copy in %s", why, tmp)
+    print(f"specstream: {why}: a one-sided copy is in {tmp}", file=sys.stderr)

@@ -116,6 +116,18 @@ class ProbeResult:
     problems: list = field(default_factory=list)
     preview_db: np.ndarray | None = None              # frames x bins, for plots
     seconds: float = 0.0
+    arrays: tuple = (None, None)                      # (first, phase) as read, for copies
+
+    @property
+    def needs_copy(self) -> str | None:
+        """Why ``reconstruct`` cannot read the files as they are (None when it can):
+        a two-sided spectrum, or complex values made of real/imag parts."""
+        first = self.arrays[0]
+        if first is not None and first.derived:
+            return first.derived
+        if self.value("onesided") is False:
+            return "two-sided spectrum"
+        return None
 
     def value(self, name, default=None):
         f = self.findings.get(name)
@@ -296,6 +308,8 @@ class _Array:
     file: str
     key: str | None = None
     raw: _RawGuess | None = None
+    #: how ``data`` was made from the stored arrays when it is not one of them
+    derived: str | None = None
 
     @property
     def name(self) -> str:
@@ -306,9 +320,9 @@ def _read_file(path, known: dict, allow_complex: bool) -> list[_Array]:
     path = str(path)
     suffix = Path(path).suffix.lower()
     if suffix == ".npz":
-        return [_Array(load_array(path, key=k), path, k) for k in array_names(path)]
+        return [_pairs_last(_Array(load_array(path, key=k), path, k)) for k in array_names(path)]
     if suffix == ".npy" or suffix in _TEXT:
-        return [_Array(load_array(path), path)]
+        return [_pairs_last(_Array(load_array(path), path))]
     if not Path(path).exists():
         raise SpecError(f"{path}: no such file")
     g = _RawGuess.guess(path, known.get("dtype"), known.get("rowlen"), allow_complex)
@@ -317,6 +331,34 @@ def _read_file(path, known: dict, allow_complex: bool) -> list[_Array]:
                         "numbers; give --dtype (and --bins)")
     mm = np.memmap(path, dtype=np.dtype(RAW_DTYPES[g.dtype]), mode="r")
     return [_Array(mm.reshape(-1, g.rowlen), path, None, g)]
+
+
+def _pairs_last(a: _Array) -> _Array:
+    """A real array whose last axis holds (real, imag) pairs (torch's
+    ``view_as_real``, ``return_complex=False``) becomes complex."""
+    d = a.data
+    if d.ndim == 3 and d.shape[-1] == 2 and not np.iscomplexobj(d) and d.dtype.kind == "f":
+        z = np.asarray(d[..., 0]) + 1j * np.asarray(d[..., 1])
+        return _Array(z, a.file, a.key, a.raw, derived="real/imag pairs on the last axis")
+    return a
+
+
+def _as_real_imag(two_d: list[_Array]):
+    """Two same-shape signed arrays that are the real and imaginary parts:
+    then the DC bins (one edge of one axis) have an imaginary part of 0."""
+    for re in two_d:
+        for im in two_d:
+            if re is im or re.data.shape != im.data.shape or re.data.ndim != 2:
+                continue
+            if not (_sample(re.data).min() < 0 and _sample(im.data).min() < 0):
+                continue
+            zero_edge = any(not np.any(np.take(np.asarray(im.data), 0, axis=ax)) and
+                            np.any(np.take(np.asarray(re.data), 0, axis=ax)) for ax in (0, 1))
+            if zero_edge:
+                z = np.asarray(re.data, dtype=np.float64) + 1j * np.asarray(im.data)
+                return _Array(z, re.file, re.key, re.raw,
+                              derived=f"real part {re.name}, imaginary part {im.name}"), im
+    return None, None
 
 
 def _phase_likeness(a: np.ndarray):
@@ -363,10 +405,20 @@ def _assign_roles(arrays: list[_Array], known: dict, res: ProbeResult):
         two_d = _by_keys(two_d, known) or two_d
     cplx = [a for a in two_d if np.iscomplexobj(a.data)]
     if cplx:
-        res.findings["input"] = Finding("complex", f"{cplx[0].name} holds complex values{note}", 1.0)
+        how = f" ({cplx[0].derived})" if cplx[0].derived else ""
+        res.findings["input"] = Finding("complex", f"{cplx[0].name} holds complex values{how}"
+                                        f"{note}", 1.0)
         return cplx[0], None
     scored = [(_phase_likeness(a.data), a) for a in two_d]
     phases = [(s, a) for s, a in scored if s[0] > 0]
+    if not phases and len(two_d) >= 2:
+        z, im = _as_real_imag(two_d)
+        if z is not None:
+            res.findings["input"] = Finding("real+imag", f"{z.derived}: the imaginary part is 0 "
+                                            f"all along one edge (the DC bins){note}", 0.9)
+            res.findings["imag_file"] = Finding(im.file, "the imaginary part", 0.9)
+            res.findings["imag_key"] = Finding(im.key, "array name in the .npz", 0.9)
+            return z, None
     mags = [a for s, a in scored if s[0] == 0]
     if len(two_d) >= 2 and phases:
         ph_score, ph = max(phases, key=lambda p: p[0][0])
@@ -735,6 +787,7 @@ def _run(mag_path, phase_path, known, res: ProbeResult, bar: _Progress):
         arrays += _read_file(phase_path, _raw_known(known, "phase"), allow_complex=False)
     arrays = _fix_raw_shapes(arrays)
     first, ph = _assign_roles(arrays, known, res)
+    res.arrays = (first, ph)
     _record_files(first, ph, res)
     bar.step()
     if ph is not None and ph.data.shape != first.data.shape:
@@ -745,6 +798,8 @@ def _run(mag_path, phase_path, known, res: ProbeResult, bar: _Progress):
     n_frames = fb.shape[0]
     res.findings["n_frames"] = Finding(n_frames, "frames in the file", 1.0)
     mags = ["complex"] if np.iscomplexobj(fb) else _magnitude_candidates(fb, known, res)
+    if mags == ["complex"]:
+        res.findings["magnitude"] = Finding("linear", "complex values carry their magnitude", 1.0)
     res.preview_db = _preview(fb, mags[0])
     bar.step()
     if ph is None and not np.iscomplexobj(fb):
@@ -965,7 +1020,7 @@ def _magnitude_finding(cands, best, known, res):
 def _cannot_tell(res, best, known, n_fft):
     c = "none" if best is None else f"{best.consistency:.2g}"
     for k in ("hop_length", "window", "phase_origin", "magnitude"):
-        if k not in res.findings:
+        if k not in res.findings or res.findings[k].value is None:
             res.findings[k] = Finding(known.get(k), "no candidate makes the frames consistent "
                                       f"(best {c})", 2.0 if known.get(k) else 0.0)
     res.findings.setdefault("center", Finding(known.get("center"), "untested", 0.0))

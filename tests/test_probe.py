@@ -161,7 +161,29 @@ def make_librosa_log_complexraw(d):
         dtype="complex64", bins=201)
 
 
+def make_torch_view_as_real(d):
+    import torch
+    x = noise(seed=5)
+    X = torch.stft(torch.from_numpy(x), 2048, 1536, window=torch.hamming_window(2048),
+                   center=False, return_complex=True)                  # 25 % overlap
+    np.save(d / "ri.npy", torch.view_as_real(X).numpy())               # bins x frames x 2
+    return ["ri.npy"], x, dict(
+        layout="bins-frames", n_fft=2048, hop_length=1536, window="hamming", center=False,
+        input="complex")
+
+
+def make_real_imag_npz(d):
+    x = speech()
+    F = frames_np(x, 1024, 512, ss.get_window("blackman", 1024))       # 50 %
+    np.savez(d / "parts.npz", im=F.imag, re=F.real)                    # frames x bins
+    return ["parts.npz"], x, dict(
+        layout="frames-bins", n_fft=1024, hop_length=512, window="blackman", center=False,
+        input="real+imag")
+
+
 CASES = {
+    "torch-view-as-real-hamming25": make_torch_view_as_real,
+    "numpy-real-imag-npz-blackman50": make_real_imag_npz,
     "librosa-db-top80-npy-swapped": make_librosa_db,
     "scipy-stft-hamming50-npz-deg": make_scipy_npz,
     "scipy-shorttimefft-complex": make_shorttimefft,
