@@ -1,0 +1,258 @@
+"""Real playback through PortAudio into a private PulseAudio null sink.
+
+Each test runs the playing code in a subprocess started with the server's
+environment (PortAudio reads it when ``sounddevice`` is imported), records
+the sink's monitor, aligns the capture with the signal by cross-correlation
+and compares sample values.  The fixture is ``tests/audio_server.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+RATE = 48000
+HOP = 256
+
+# The player: writes a signal (.npy, (n,) or (channels, n)) to a sink in
+# hop-sized blocks, paced at real time (or as fast as the sink takes them),
+# optionally stalling once; closes with drain and prints the sink's stats.
+PLAYER = r"""
+import json, sys, time
+import numpy as np
+cfg = json.loads(sys.argv[1])
+sys.path.insert(0, cfg["root"])
+from stream.sinks import open_sink
+sig = np.load(cfg["signal"])
+rate, hop, n = cfg["rate"], cfg["hop"], sig.shape[-1]
+sink = open_sink(cfg.get("uri", "sounddevice"), latency_ms=cfg.get("latency_ms"))
+sink.open(rate, 1 if sig.ndim == 1 else sig.shape[0])
+stall_at, stall_s = cfg.get("stall_at"), cfg.get("stall_s", 0.0)
+t0 = time.monotonic()
+for i in range(0, n, hop):
+    if i == stall_at:
+        time.sleep(stall_s)
+        t0 += stall_s
+    if cfg.get("pace", True):
+        d = t0 + i / rate - time.monotonic()
+        if d > 0:
+            time.sleep(d)
+    sink.write(sig[..., i:i + hop])
+sink.close(drain=True)
+print(json.dumps(sink.stats))
+"""
+
+
+def play(pulse_server, tmp_path, signal: np.ndarray, **cfg) -> dict:
+    """Play ``signal`` in a subprocess while recording; return (stats, capture)."""
+    path = tmp_path / f"signal-{len(list(tmp_path.iterdir()))}.npy"
+    np.save(path, signal.astype(np.float32))
+    cfg = {"root": str(ROOT), "signal": str(path), "rate": RATE, "hop": HOP, **cfg}
+    with pulse_server.record() as rec:
+        r = subprocess.run([sys.executable, "-c", PLAYER, json.dumps(cfg)],
+                           env=pulse_server.env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, f"player failed:\n{r.stderr[-3000:]}"
+    stats = json.loads(r.stdout.strip().splitlines()[-1])
+    print(json.dumps(stats, indent=1))
+    return stats, rec.audio
+
+
+def find_lag(captured: np.ndarray, ref: np.ndarray) -> int:
+    """Offset of ``ref`` (1-D) in ``captured`` (1-D) maximising their cross-correlation."""
+    n = 1 << int(np.ceil(np.log2(len(captured) + len(ref))))
+    xc = np.fft.irfft(np.fft.rfft(captured, n) * np.conj(np.fft.rfft(ref, n)), n)
+    return int(np.argmax(xc[:len(captured) - len(ref) + 1]))
+
+
+def snr_db(captured: np.ndarray, ref: np.ndarray) -> float:
+    err = np.sum((captured.astype(np.float64) - ref) ** 2)
+    return float(10 * np.log10(np.sum(ref.astype(np.float64) ** 2) / max(err, 1e-300)))
+
+
+def aligned_snr(capture: np.ndarray, ref: np.ndarray, channel_map=None) -> tuple[float, int]:
+    """Align ``ref`` ((channels, n)) in ``capture`` by channel 0; return (SNR dB, lag)."""
+    cap = capture if channel_map is None else capture[channel_map]
+    lag = find_lag(cap[0], ref[0])
+    seg = cap[:, lag:lag + ref.shape[1]]
+    assert seg.shape == ref.shape, f"capture too short: {seg.shape} for {ref.shape} at {lag}"
+    return snr_db(seg, ref), lag
+
+
+def test_signal(seconds: float, channels: int = 2) -> np.ndarray:
+    """Chirp 100 Hz -> 8 kHz on the left, three tones on the right, at 48 kHz;
+    non-zero up to the last sample (so a lost tail shows)."""
+    t = np.arange(int(seconds * RATE)) / RATE
+    chirp = 0.5 * np.sin(2 * np.pi * (100 * t + (8000 - 100) / (2 * seconds) * t * t))
+    tones = (0.3 * np.sin(2 * np.pi * 440 * t + 0.3) + 0.15 * np.sin(2 * np.pi * 1000 * t + 1)
+             + 0.1 * np.sin(2 * np.pi * 3000 * t + 2))
+    return np.stack([chirp, tones][:channels]).astype(np.float32)
+
+
+test_signal.__test__ = False      # a helper, not a test
+
+
+# ------------------------------------------------------------------ tests
+def test_stereo_realtime_writer_is_captured_exactly(pulse_server, tmp_path):
+    sig = test_signal(1.5)
+    stats, cap = play(pulse_server, tmp_path, sig)
+    snr, lag = aligned_snr(cap, sig)
+    print(f"SNR {snr:.1f} dB, device latency {stats['device_latency_ms']:.1f} ms")
+    assert snr > 60
+    assert stats["underruns"] == 0 and stats["shortages"] == 0
+    assert stats["output_underflows"] == 0
+    assert stats["samples"] == sig.shape[1] and stats["played"] == sig.shape[1] + stats["padding"]
+    assert not stats["drain_timeout"]
+    assert stats["device_latency_ms"] > 0
+    assert stats["max_queue"] <= stats["capacity"]
+    # Silence around it: the signal was played once, whole, nothing else.
+    assert np.max(np.abs(cap[:, :lag]), initial=0) == 0
+    assert np.max(np.abs(cap[:, lag + sig.shape[1]:]), initial=0) == 0
+
+
+def test_mono_blocks_and_backpressure(pulse_server, tmp_path):
+    # Written as fast as the sink takes them: write() must block on the full
+    # ring and nothing may be lost or reordered.  Mono (n,) blocks; the
+    # server copies the mono stream to both channels of the sink.
+    sig = test_signal(1.0, channels=1)[0]
+    stats, cap = play(pulse_server, tmp_path, sig, pace=False)
+    assert stats["waits"] > 0
+    assert stats["max_queue"] <= stats["capacity"]
+    assert stats["underruns"] == 0
+    for ch in range(2):
+        snr, _ = aligned_snr(cap[ch:ch + 1], sig[None])
+        assert snr > 60, f"channel {ch}: {snr:.1f} dB"
+
+
+def test_stall_underruns_are_counted_faded_and_recovered(pulse_server, tmp_path):
+    # Chirps (not steady tones: their alignment would be ambiguous), kept
+    # below 2 kHz so that a click stands out from the signal's own steps.
+    t = np.arange(int(1.2 * RATE)) / RATE
+    sig = np.stack([0.5 * np.sin(2 * np.pi * (200 * t + 1800 / 2.4 * t * t)),
+                    0.5 * np.sin(2 * np.pi * (1500 * t - 1200 / 2.4 * t * t))]).astype(np.float32)
+    stall_at = (int(0.5 * RATE) // HOP) * HOP
+    stats, cap = play(pulse_server, tmp_path, sig, stall_at=stall_at, stall_s=0.3)
+    assert stats["underruns"] >= 1 and stats["shortages"] >= 1
+    assert stats["silence_samples"] > 0
+    assert stats["prebuffers"] >= 2                       # it re-prebuffered and resumed
+    assert stats["played"] == sig.shape[1] + stats["padding"]   # nothing dropped
+    margin = 2400         # 50 ms each side of the stall: fades, and the callback's guard
+    before, after = sig[:, :stall_at - margin], sig[:, stall_at + margin:]
+    snr_b, lag_b = aligned_snr(cap, before)
+    snr_a, lag_a = aligned_snr(cap, after)
+    print(f"before {snr_b:.1f} dB, after {snr_a:.1f} dB, gap {(lag_a - lag_b - stall_at - margin)}")
+    assert snr_b > 60 and snr_a > 60
+    # The audio after the stall came later by the silence inserted: the
+    # underrun added silence, it did not drop samples.
+    gap = lag_a - (lag_b + stall_at + margin)
+    assert gap > 0
+    assert abs(gap - stats["silence_samples"]) <= stats["max_callback_samples"]
+    # No click: no step larger than the signal's own steepest one, plus what
+    # a 5 ms fade adds.
+    steepest = np.abs(np.diff(sig, axis=1)).max()
+    assert np.abs(np.diff(cap, axis=1)).max() < steepest + 0.01
+
+
+def test_devices_and_refused_rate(pulse_server):
+    code = r"""
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from stream.sinks import SinkError, list_devices, open_sink
+out = {"devices": list_devices()}
+try:
+    open_sink("sounddevice").open(1_000_000, 2)
+except SinkError as e:
+    out["error"] = str(e)
+try:
+    open_sink("sounddevice:no such device").open(48000, 2)
+except SinkError as e:
+    out["nodev"] = str(e)
+print(json.dumps(out))
+"""
+    r = subprocess.run([sys.executable, "-c", code, str(ROOT)], env=pulse_server.env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert any(d["default"] for d in out["devices"])
+    assert all(d["channels"] > 0 for d in out["devices"])
+    assert "1000000 Hz" in out["error"] and "'default'" in out["error"]
+    assert "no such device" in out["nodev"] and "outputs:" in out["nodev"]
+
+
+# -------------------------------------------------- specstream send -> play
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _has_live_cli() -> str | None:
+    r = subprocess.run([sys.executable, "-m", "stream", "play", "--help"], cwd=ROOT,
+                       capture_output=True, text=True)
+    if r.returncode != 0 or "--sink" not in r.stdout:
+        return "`specstream play --sink` is missing (stream/cli_live.py)"
+    r = subprocess.run([sys.executable, "-m", "stream", "send", "--help"], cwd=ROOT,
+                       capture_output=True, text=True)
+    if r.returncode != 0 or "--analyze" not in r.stdout:
+        return "`specstream send --analyze` is missing (stream/cli_live.py)"
+    return None
+
+
+def test_specstream_send_to_play_on_the_device(pulse_server, tmp_path):
+    missing = _has_live_cli()
+    if missing:
+        pytest.skip(missing)
+    import soundfile as sf
+    clip = test_signal(1.5)
+    # Fade the clip in and out so the reconstruction's edges are the clip's own.
+    ramp = np.minimum(1.0, np.minimum(np.arange(clip.shape[1]),
+                                      np.arange(clip.shape[1])[::-1]) / 480.0)
+    clip = (clip * ramp).astype(np.float32)
+    wav = tmp_path / "clip.wav"
+    sf.write(wav, clip.T, RATE, subtype="FLOAT")
+    endpoint = f"tcp://127.0.0.1:{_free_port()}"
+    env = {**pulse_server.env, "PYTHONPATH": str(ROOT)}
+    stft = ["--n-fft", "1024", "--hop-length", "256"]
+    with pulse_server.record() as rec:
+        player = subprocess.Popen(
+            [sys.executable, "-m", "stream", "play", "--bind", endpoint, "--sink",
+             "sounddevice"], env=env, cwd=ROOT, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True)
+        lines, ready = [], threading.Event()
+
+        def relay():
+            for line in player.stderr:
+                lines.append(line)
+                if "listening on" in line:
+                    ready.set()
+            ready.set()
+
+        threading.Thread(target=relay, daemon=True).start()
+        try:
+            assert ready.wait(30) and player.poll() is None, "".join(lines)
+            sent = subprocess.run(
+                [sys.executable, "-m", "stream", "send", "--analyze", str(wav), *stft,
+                 "--connect", endpoint], env=env, cwd=ROOT, capture_output=True, text=True,
+                timeout=60)
+            assert sent.returncode == 0, sent.stderr
+            assert player.wait(60) == 0, "".join(lines)
+        finally:
+            if player.poll() is None:
+                player.kill()
+                player.wait()
+    log = "".join(lines)
+    print(log)
+    m = re.search(r"underruns:\s*(\d+)", log)
+    assert m, f"no underrun count in the summary:\n{log}"
+    assert int(m.group(1)) == 0
+    snr, lag = aligned_snr(rec.audio, clip)
+    print(f"send -> play -> device: SNR {snr:.1f} dB")
+    assert snr > 60
