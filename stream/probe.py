@@ -461,7 +461,8 @@ def _dc_realness(first: np.ndarray, phase: np.ndarray | None, axis: int, index: 
     if phase is not None:
         p = np.asarray(np.take(phase, index, axis=axis), dtype=np.float64)[audible]
         r = np.mod(p, period / 2)
-        return float(np.mean(np.minimum(r, period / 2 - r) <= 1e-4 * period))
+        # 2e-3 of a turn: phases stored as float16 are still "exactly" 0 or pi
+        return float(np.mean(np.minimum(r, period / 2 - r) <= 2e-3 * period))
     if np.iscomplexobj(first):
         z = np.asarray(np.take(first, index, axis=axis))[audible]
         return float(np.mean(np.abs(z.imag) <= 1e-5 * np.abs(z) + 1e-7 * lin.max()))
@@ -991,7 +992,10 @@ def _conclude(fb, pb, n_fft, unit, cands, known, res: ProbeResult):
     _magnitude_finding(cands, best, known, res)
     if conf == 0:
         res.problems.append(f"hop/window: {best.window} hop {best.hop} and {alt.window} hop "
-                            f"{alt.hop} fit about equally well; give --hop-length or --window")
+                            f"{alt.hop} fit about equally well; give --hop-length or --window"
+                            + ("; frames that barely overlap carry almost no redundancy, and "
+                               f"if they do not overlap at all (hop = n_fft = {n_fft}) nothing "
+                               "can be inferred" if best.hop > 7 * n_fft // 8 else ""))
     spec = STFTSpec(n_fft=n_fft, hop_length=best.hop, window=best.window, center=False,
                     phase_origin=best.phase_origin, win_length=known.get("win_length"))
     _edges(fb, pb, spec, best.magnitude, unit, known, res)
