@@ -114,13 +114,18 @@ class Decoder:
                                 "bins; give the phase, or use phase reconstruction")
             x = np.array(arr, dtype=self.dtype)   # own copy: we clean it in place
         else:
-            mag = self.magnitude(mag_or_complex)
-            ph = self.phase(phase)
-            if mag.shape != ph.shape:
-                raise SpecError(f"magnitude shape {mag.shape} and phase shape {ph.shape} differ")
-            x = np.empty(mag.shape, dtype=self.dtype)
-            np.multiply(mag, np.cos(ph), out=x.real)
-            np.multiply(mag, np.sin(ph), out=x.imag)
+            # Overflow (a dB value past the float range) and inf * 0 make
+            # non-finite values, which _clean zeroes and counts: no numpy
+            # warnings on the user's terminal for them.
+            with np.errstate(over="ignore", invalid="ignore"):
+                mag = self.magnitude(mag_or_complex)
+                ph = self.phase(phase)
+                if mag.shape != ph.shape:
+                    raise SpecError(f"magnitude shape {mag.shape} and phase shape "
+                                    f"{ph.shape} differ")
+                x = np.empty(mag.shape, dtype=self.dtype)
+                np.multiply(mag, np.cos(ph), out=x.real)
+                np.multiply(mag, np.sin(ph), out=x.imag)
         self._check_bins(x)
         self._clean(x)
         return x
