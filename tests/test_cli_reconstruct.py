@@ -237,6 +237,17 @@ def test_nan_values_are_counted_in_the_summary(tmp_path, D, signal):
     p = ok([tmp_path / "n.npy", "-o", out] + COMMON)
     assert "2 NaN/Inf values were replaced by 0" in p.stderr
     assert np.all(np.isfinite(read(out)))
+    # magnitude + phase: an Inf, a NaN and a dB value past float32's range
+    db = 20 * np.log10(np.abs(D) + 1e-9).astype(np.float32)
+    db[3, 4] = np.inf
+    db[5, 6] = np.nan
+    db[7, 8] = 1000.0
+    np.save(tmp_path / "db.npy", db)
+    np.save(tmp_path / "ph.npy", np.angle(D))
+    p = ok([tmp_path / "db.npy", tmp_path / "ph.npy", "-o", out, "--magnitude", "db"] + COMMON)
+    assert "3 NaN/Inf values were replaced by 0" in p.stderr
+    assert "Warning" not in p.stderr, p.stderr            # no numpy warnings
+    assert np.all(np.isfinite(read(out)))
 
 
 def test_stereo(tmp_path, signal):
