@@ -35,8 +35,12 @@ def planner_flag() -> str:
     return _PLANNERS.get(name, "FFTW_MEASURE")
 
 
+_saved_wisdom = None
+_planned = set()
+
+
 def _load_wisdom():
-    global _wisdom_loaded
+    global _wisdom_loaded, _saved_wisdom
     if _wisdom_loaded:
         return
     _wisdom_loaded = True
@@ -44,17 +48,25 @@ def _load_wisdom():
         parts = wisdom_path().read_bytes().split(b"\n\x00\n")
         if len(parts) == 3:
             pyfftw.import_wisdom(tuple(parts))
+            _saved_wisdom = pyfftw.export_wisdom()
     except (OSError, ValueError):
         pass  # no wisdom yet, or a damaged file: plan from scratch
 
 
 def _save_wisdom():
+    # Only when planning learnt something: a plan made from wisdom already on
+    # disk must not rewrite the file (that cost ~5 ms per Reconstructor).
+    global _saved_wisdom
+    wisdom = pyfftw.export_wisdom()
+    if wisdom == _saved_wisdom:
+        return
     path = wisdom_path()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_bytes(b"\n\x00\n".join(pyfftw.export_wisdom()))
+        tmp.write_bytes(b"\n\x00\n".join(wisdom))
         os.replace(tmp, path)
+        _saved_wisdom = wisdom
     except OSError:
         pass  # a read-only home only costs planning time
 
@@ -67,8 +79,11 @@ def _plan(shape_in, dtype_in, shape_out, dtype_out, direction, threads, measure)
         flag = planner_flag() if measure else "FFTW_ESTIMATE"
         plan = pyfftw.FFTW(a, b, axes=(-1,), direction=direction,
                            flags=(flag, "FFTW_DESTROY_INPUT"), threads=threads)
-        if flag != "FFTW_ESTIMATE":
-            _save_wisdom()
+        key = (tuple(shape_in), np.dtype(dtype_in).str, direction, threads, flag,
+               str(wisdom_path()))
+        if flag != "FFTW_ESTIMATE" and key not in _planned:
+            _save_wisdom()       # once per shape and process: exporting costs ~3 ms
+            _planned.add(key)
         return plan
 
 
