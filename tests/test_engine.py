@@ -459,3 +459,26 @@ def test_istft_single_frame_and_empty(channels):
                      np.complex64)
     assert stream.istft(empty, spec).shape[-1] == 0
     assert stream.istft(empty, spec, length=10).shape[-1] == 10
+
+
+def test_fftw_wisdom_is_saved_in_the_cache_dir_and_reused(tmp_path):
+    import subprocess
+    import sys
+    code = ("import numpy as np, stream, stream.fft as f; "
+            "s = stream.preset('librosa', n_fft=768, hop_length=192); "
+            "stream.istft(np.ones((600, 385), np.complex64), s); "
+            "print(f.wisdom_path())")
+    env = dict(__import__("os").environ, XDG_CACHE_HOME=str(tmp_path))
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                       timeout=120)
+    assert p.returncode == 0, p.stderr
+    path = Path(p.stdout.strip())
+    assert path == tmp_path / "specstream" / "fftw-wisdom"
+    first = path.read_bytes()
+    assert b"fftw" in first.lower()
+    mtime = path.stat().st_mtime_ns
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                       timeout=120)
+    assert p.returncode == 0, p.stderr
+    # the second run planned from the saved wisdom: nothing new, file not rewritten
+    assert path.stat().st_mtime_ns == mtime
