@@ -262,6 +262,23 @@ def test_stereo(tmp_path, signal):
     assert snr_db(xs[0], y[:, 0]) > 90 and snr_db(xs[1], y[:, 1]) > 90
 
 
+def test_no_center_and_window_from_file(tmp_path, signal):
+    import librosa
+    import scipy.signal as ss
+    D = librosa.stft(signal, n_fft=N_FFT, hop_length=HOP, window="hamming", center=False)
+    x_lib = librosa.istft(D, n_fft=N_FFT, hop_length=HOP, window="hamming", center=False)
+    np.save(tmp_path / "nc.npy", D)
+    np.save(tmp_path / "w.npy", ss.get_window("hamming", N_FFT))
+    outs = []
+    for window in ("hamming", str(tmp_path / "w.npy")):
+        out = tmp_path / f"o{len(outs)}.wav"
+        ok([tmp_path / "nc.npy", "-o", out, "--no-center", "--window", window] + COMMON)
+        outs.append(read(out))
+    np.testing.assert_array_equal(outs[0], outs[1])
+    assert outs[0].shape == x_lib.shape
+    assert np.abs(outs[0] - x_lib).max() <= 1e-5 * np.abs(x_lib).max()
+
+
 # --------------------------------------------------------------- output
 @pytest.mark.parametrize("name,subtype,sf_subtype,snr_min", [
     ("o.wav", None, "FLOAT", 90),
@@ -359,6 +376,10 @@ BAD = {
     "complex phase": (["mag.npy", "complex.npy", "-o", "{out}"], "complex"),
     "unwritable": (["complex.npy", "-o", "{tmp}/no/such/dir/o.wav"], "directory"),
     "negative length": (["complex.npy", "-o", "{out}", "--length", -5], "length"),
+    "window file missing": (["complex.npy", "-o", "{out}", "--window", "nope.npy"],
+                            "nope.npy"),
+    "window list length": (["complex.npy", "-o", "{out}", "--window", "1,2,3"],
+                           "win_length=1024"),
     "bad db ref": (["mag.npy", "phase.npy", "-o", "{out}", "--magnitude", "db",
                     "--db-ref", 0], "db_ref"),
 }
