@@ -200,31 +200,32 @@ def test_librosa_float32_path(audio):
 
 
 # ------------------------------------------------------------------ torch
-TORCH_CASES = [  # n_fft, hop, window, center, normalized
-    (1024, 256, "hann", True, False),
-    (512, 128, "hamming", True, True),
-    (400, 100, "hann", True, True),
-    (1024, 256, "hamming", False, False),
-    (512, 160, "hamming", False, True),
-    (2048, 512, "hann", True, False),
+TORCH_CASES = [  # n_fft, hop, window, center, normalized, win_length
+    (1024, 256, "hann", True, False, None),
+    (512, 128, "hamming", True, True, None),
+    (400, 100, "hann", True, True, None),
+    (1024, 256, "hamming", False, False, None),
+    (512, 160, "hamming", False, True, None),
+    (2048, 512, "hann", True, False, None),
+    (512, 100, "hann", True, False, 400),     # window centred in the frame
 ]
 
 
-@pytest.mark.parametrize("n_fft,hop,window,center,normalized", TORCH_CASES)
-def test_torch_round_trip(audio, n_fft, hop, window, center, normalized):
+@pytest.mark.parametrize("n_fft,hop,window,center,normalized,win_length", TORCH_CASES)
+def test_torch_round_trip(audio, n_fft, hop, window, center, normalized, win_length):
     import torch
     x, _ = audio
-    w = getattr(torch, f"{window}_window")(n_fft, dtype=torch.float64)
+    w = getattr(torch, f"{window}_window")(win_length or n_fft, dtype=torch.float64)
     xt = torch.from_numpy(x)
-    Z = torch.stft(xt, n_fft, hop, window=w, center=center, normalized=normalized,
-                   onesided=True, return_complex=True)            # reflect padding
+    Z = torch.stft(xt, n_fft, hop, win_length=win_length, window=w, center=center,
+                   normalized=normalized, onesided=True, return_complex=True)  # reflect pad
     spec = preset("torch", n_fft=n_fft, hop_length=hop, window=window, center=center,
-                  scaling="sqrt-n" if normalized else "none")
+                  win_length=win_length, scaling="sqrt-n" if normalized else "none")
     frames = Z.numpy().T
     lengths = (None, len(x)) if center else (None,)
     for length in lengths:
-        x_lib = torch.istft(Z, n_fft, hop, window=w, center=center, normalized=normalized,
-                            onesided=True, length=length).numpy()
+        x_lib = torch.istft(Z, n_fft, hop, win_length=win_length, window=w, center=center,
+                            normalized=normalized, onesided=True, length=length).numpy()
         # torch.istft refuses center=False with a hann window (zero envelope at
         # sample 0), hence hamming there; its envelope never reaches 0, so the
         # whole signal is compared.
