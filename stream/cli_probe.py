@@ -209,6 +209,12 @@ def apply_probe(args):
                 continue
             setattr(args, attr, value)
             log.info("probe: %s = %s (%s)", attr, value, res.findings[name].label)
+    stored = res.value("stored") or {}
+    if getattr(args, "sample_rate", None) is None and "sample_rate" in stored:
+        args.sample_rate = stored["sample_rate"]
+        log.info("probe: sample_rate = %g (stored in the file)", args.sample_rate)
+    if getattr(args, "length", None) is None and "length" in stored:
+        args.length = stored["length"]
     if res.value("first_frame", 0) and getattr(args, "preset", None) is None:
         args.preset = "scipy-sfft"
         log.info("probe: preset = scipy-sfft (frames start before sample 0)")

@@ -701,13 +701,15 @@ def _hop_candidates(score: np.ndarray, k: int = 3) -> list[int]:
 
 
 # ------------------------------------------------------- refine: engine
-def consistency(frames: np.ndarray, spec: STFTSpec, margin: int | None = None) -> float:
+def consistency(frames: np.ndarray, spec: STFTSpec, margin: int | None = None,
+                mask: np.ndarray | None = None) -> float:
     """``||X - STFT(ISTFT(X))|| / ||X||`` on the interior frames of a block.
 
     ``frames``: complex ``(n_frames, bins)`` in ``spec``'s conventions.  The
     block is treated as uncentred (a slice from inside the file); the first
     and last ``margin`` frames (default: frames one window spans) are left
-    out, since fewer frames overlap there.
+    out, since fewer frames overlap there.  ``mask`` (same shape as
+    ``frames``, bool) limits the measure to the bins it marks.
     """
     spec = spec.replace(center=False, first_frame=0)
     x = np.asarray(frames, dtype=np.complex128)
@@ -718,6 +720,11 @@ def consistency(frames: np.ndarray, spec: STFTSpec, margin: int | None = None) -
     if t - 2 * r < 1:
         r = max(0, (t - 1) // 2)
     a, b = x[r:t - r], z[r:t - r]
+    if mask is not None:
+        # Only the bins that were stored faithfully: a dB floor (top_db)
+        # replaced the others by a constant, which no signal would make.
+        m = np.asarray(mask)[r:t - r]
+        a, b = a * m, b * m
     den = np.linalg.norm(a)
     return float(np.linalg.norm(a - b) / den) if den > 0 else float("inf")
 
@@ -787,6 +794,7 @@ def _run(mag_path, phase_path, known, res: ProbeResult, bar: _Progress):
     if phase_path is not None:
         arrays += _read_file(phase_path, _raw_known(known, "phase"), allow_complex=False)
     arrays = _fix_raw_shapes(arrays)
+    known = _file_metadata(arrays, known, res)
     first, ph = _assign_roles(arrays, known, res)
     res.arrays = (first, ph)
     _record_files(first, ph, res)
@@ -809,6 +817,37 @@ def _run(mag_path, phase_path, known, res: ProbeResult, bar: _Progress):
     cands = _search(fb, pb, n_fft, mags, unit, known, res, bar)
     _conclude(fb, pb, n_fft, unit, cands, known, res)
     bar.step()
+
+
+#: names of scalars an .npz may carry -> the parameter they give
+_META = {"sr": "sample_rate", "fs": "sample_rate", "rate": "sample_rate",
+         "sample_rate": "sample_rate", "samplerate": "sample_rate", "hop": "hop_length",
+         "hop_length": "hop_length", "hop_size": "hop_length", "n_fft": "n_fft",
+         "nfft": "n_fft", "win_length": "win_length", "length": "length"}
+
+
+def _file_metadata(arrays, known: dict, res: ProbeResult) -> dict:
+    """Scalars stored next to the arrays (``sr``, ``hop_length``...): used as
+    known unless the caller gave them; the search still checks them."""
+    out = dict(known)
+    for a in arrays:
+        name = _META.get((a.key or "").lower())
+        if name is None or a.data.ndim != 0 or a.data.dtype.kind not in "iuf":
+            continue
+        v = a.data.item()
+        if v <= 0 or (name != "sample_rate" and v != int(v)):
+            continue
+        v = int(v) if name != "sample_rate" else float(v)
+        if name not in out:
+            if name in ("sample_rate", "length"):   # not in the frames: take them
+                out[name] = v
+            res.findings.setdefault("stored", Finding({}, "scalars stored in the file", 0.9))
+            res.findings["stored"].value[name] = v
+    if "stored" in res.findings:
+        res.findings["stored"].evidence = ("stored in " + ", ".join(
+            f"{k}={v}" for k, v in res.findings["stored"].value.items())
+            + "; the sample rate and length are taken, the rest is checked")
+    return out
 
 
 def _raw_known(known, role):
@@ -890,7 +929,7 @@ def _magnitude_only(res, known, mags, n_fft):
 
 def _sample_rate(known) -> Finding:
     if known.get("sample_rate"):
-        return Finding(known["sample_rate"], "given", 2.0)
+        return Finding(known["sample_rate"], "given or stored in the file", 2.0)
     return Finding(_DEFAULT_SR, "a spectrum does not store its sample rate: 22050 Hz assumed; "
                    "give --sample-rate", 0.0)
 
@@ -932,10 +971,11 @@ def _search(fb, pb, n_fft, mags, unit, known, res, bar) -> list[Candidate]:
                                     n_fft=n_fft) for h in hops]
     bar.step()
     cands.sort(key=lambda c: c.pair_score)
-    return _refine(fb, pb, n_fft, unit, cands, known, power)
+    floor = float(_sample(fb).min()) if "top_db" in res.findings else None
+    return _refine(fb, pb, n_fft, unit, cands, known, power, floor)
 
 
-def _refine(fb, pb, n_fft, unit, cands, known, power) -> list[Candidate]:
+def _refine(fb, pb, n_fft, unit, cands, known, power, floor=None) -> list[Candidate]:
     """Engine consistency for the best distinct candidates, on a longer loud slice."""
     top, seen = [], set()
     for c in cands:
@@ -956,7 +996,9 @@ def _refine(fb, pb, n_fft, unit, cands, known, power) -> list[Candidate]:
         except SpecError:
             c.consistency = np.inf
             continue
-        c.consistency = consistency(_decoded(fb, pb, n_fft, c.magnitude, unit, sl), spec)
+        mask = None if floor is None else np.asarray(fb[sl]) != floor
+        c.consistency = consistency(_decoded(fb, pb, n_fft, c.magnitude, unit, sl), spec,
+                                    mask=mask)
     top.sort(key=lambda c: c.relative)
     return top + [c for c in cands if c not in top]
 
@@ -1000,7 +1042,18 @@ def _conclude(fb, pb, n_fft, unit, cands, known, res: ProbeResult):
                     phase_origin=best.phase_origin, win_length=known.get("win_length"))
     _edges(fb, pb, spec, best.magnitude, unit, known, res)
     _length_check(known, fb.shape[0], res)
+    _check_stored(res)
     _level(fb, pb, spec, best.magnitude, unit, known, res)
+
+
+def _check_stored(res: ProbeResult):
+    """Compare what the file says about itself with what the frames show."""
+    for k, v in (res.value("stored") or {}).items():
+        if k in ("hop_length", "n_fft", "win_length") and res.value(k) != v:
+            res.problems.append(f"the file stores {k}={v}, but the frames fit {k}="
+                                f"{res.value(k)}; the frames were believed")
+        elif k in ("hop_length", "n_fft"):
+            res.findings[k].evidence += f"; the file agrees ({k}={v})"
 
 
 def _magnitude_finding(cands, best, known, res):

@@ -378,3 +378,18 @@ def test_known_win_length_shorter_than_n_fft(tmp_path):
     res = probe(tmp_path / "z.npy", known={"win_length": 400})
     assert res.ok and res.value("hop_length") == 160 and res.value("window") == "hann"
     assert res.candidates[0].consistency < 1e-3
+
+
+def test_scalars_stored_in_npz_are_used_and_checked(tmp_path):
+    import librosa
+    x = speech()
+    X = librosa.stft(x, n_fft=1024, hop_length=256)
+    np.savez(tmp_path / "s.npz", S=np.abs(X), P=np.angle(X), sr=48000, hop_length=512)
+    res = probe(tmp_path / "s.npz")
+    assert res.value("sample_rate") == 48000
+    assert res.value("hop_length") == 256                 # the frames win over the label
+    assert any("hop_length=512" in p for p in res.problems)
+    args = build_parser().parse_args(["reconstruct", str(tmp_path / "s.npz"), "--auto",
+                                      "-o", "o.wav", "-q"])
+    apply_probe(args)
+    assert args.sample_rate == 48000 and args.mag_key == "S" and args.phase_key == "P"
