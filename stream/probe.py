@@ -503,82 +503,98 @@ def _nice(n: int) -> bool:
 def _orient(first, phase, unit, known, res: ProbeResult):
     """Frequency axis, one/two-sided, n_fft.  Returns frames x bins (one-sided) views."""
     period = _PHASE_SPANS.get(unit or "rad", 2 * np.pi)
-    shape = first.shape[-2:]
-    f2 = first[0] if first.ndim == 3 else first
+    f2 = first[0] if first.ndim == 3 else first        # channel 0 speaks for all
     p2 = None if phase is None else (phase[0] if phase.ndim == 3 else phase)
-    can_test = p2 is not None or np.iscomplexobj(f2)
-    if known.get("layout"):
-        axis = 0 if known["layout"] == "bins-frames" else 1
-        layout_f = Finding(known["layout"], "given", 2.0)
-    elif can_test:
-        dc = [_dc_realness(f2, p2, ax, 0, period) for ax in (0, 1)]
-        ok = [ax for ax in (0, 1) if dc[ax] >= 0.9]   # nan (silent) fails too
-        if len(ok) == 1:
-            axis = ok[0]
-            layout_f = Finding(_layout_name(axis), f"axis {axis} ({shape[axis]} long) starts with a "
-                               f"real bin (DC phase 0 or pi) in {dc[axis]:.0%} of frames; the other "
-                               f"axis in {dc[1 - axis]:.0%}", 0.97)
-        elif len(ok) == 2:
-            # A frame symmetric about its centre (torch's reflect padding) is
-            # real too; the frequency axis also ends real (Nyquist, even n_fft).
-            nyq = [_dc_realness(f2, p2, ax, -1, period) for ax in (0, 1)]
-            nyq = [0.0 if np.isnan(q) else q for q in nyq]
-            if abs(nyq[0] - nyq[1]) >= 0.5:
-                axis = int(np.argmax(nyq))
-                layout_f = Finding(_layout_name(axis), f"both axes start real, but only axis "
-                                   f"{axis} ({shape[axis]} long) also ends real (Nyquist) in "
-                                   f"{nyq[axis]:.0%} of frames", 0.85)
-            else:
-                axis = 0 if _nice(2 * (shape[0] - 1)) or not _nice(2 * (shape[1] - 1)) else 1
-                layout_f = Finding(_layout_name(axis), "both axes start with real values; chose "
-                                   "the one whose length fits a usual n_fft", 0.4)
-        else:
-            axis = _axis_by_size(shape, known)
-            layout_f = Finding(_layout_name(axis), f"no axis starts with a real (DC) bin (DC test "
-                               f"{dc[0]:.0%} / {dc[1]:.0%}): these may not be the STFT of a real "
-                               "signal, or the phase is not what it seems", 0.0)
-            res.problems.append("the frequency axis could not be confirmed: neither axis starts "
-                                "with real DC bins; give --layout and check the phase file")
-    else:
-        axis = _axis_by_size(shape, known)
-        sym = [_hermitian(f2, None, ax, period) < 1e-6 for ax in (0, 1)]
-        if any(sym) and not all(sym):
-            axis = sym.index(True)
-        layout_f = Finding(_layout_name(axis), f"magnitude only: no phase to test; the axis of "
-                           f"{shape[axis]} fits a usual n_fft better", 0.5 if any(sym) or
-                           _nice(2 * (shape[axis] - 1)) != _nice(2 * (shape[1 - axis] - 1)) else 0.3)
+    axis, layout_f = _frequency_axis(f2, p2, period, known, res)
     res.findings["layout"] = layout_f
-    # frames x bins
     fb = np.swapaxes(f2, 0, 1) if axis == 0 else f2
     pb = None if p2 is None else (np.swapaxes(p2, 0, 1) if axis == 0 else p2)
+    return _sides_and_n_fft(fb, pb, period, known, layout_f.confidence > 0.5, res)
+
+
+def _frequency_axis(f2, p2, period, known, res) -> tuple[int, Finding]:
+    """Which axis is frequency: the one whose first bin is real in every frame."""
+    shape = f2.shape
+    if known.get("layout"):
+        return (0 if known["layout"] == "bins-frames" else 1), Finding(known["layout"], "given", 2.0)
+    if p2 is None and not np.iscomplexobj(f2):
+        return _axis_without_phase(f2, period, known)
+    dc = [_dc_realness(f2, p2, ax, 0, period) for ax in (0, 1)]
+    ok = [ax for ax in (0, 1) if dc[ax] >= 0.9]        # nan (silent) fails too
+    if len(ok) == 1:
+        ax = ok[0]
+        return ax, Finding(_layout_name(ax), f"axis {ax} ({shape[ax]} long) starts with a real "
+                           f"bin (DC phase 0 or pi) in {dc[ax]:.0%} of frames; the other axis "
+                           f"in {dc[1 - ax]:.0%}", 0.97)
+    if len(ok) == 2:
+        # A frame symmetric about its centre (torch's reflect padding) is
+        # real too; the frequency axis also ends real (Nyquist, even n_fft).
+        nyq = [_dc_realness(f2, p2, ax, -1, period) for ax in (0, 1)]
+        nyq = [0.0 if np.isnan(q) else q for q in nyq]
+        if abs(nyq[0] - nyq[1]) >= 0.5:
+            ax = int(np.argmax(nyq))
+            return ax, Finding(_layout_name(ax), f"both axes start real, but only axis {ax} "
+                               f"({shape[ax]} long) also ends real (Nyquist) in {nyq[ax]:.0%} "
+                               "of frames", 0.85)
+        ax = _axis_by_size(shape, known)
+        return ax, Finding(_layout_name(ax), "both axes start with real values; chose the one "
+                           "whose length fits a usual n_fft", 0.4)
+    ax = _axis_by_size(shape, known)
+    res.problems.append("the frequency axis could not be confirmed: neither axis starts with "
+                        "real DC bins; give --layout and check the phase file")
+    return ax, Finding(_layout_name(ax), f"no axis starts with a real (DC) bin (DC test "
+                       f"{dc[0]:.0%} / {dc[1]:.0%}): these may not be the STFT of a real "
+                       "signal, or the phase is not what it seems", 0.0)
+
+
+def _axis_without_phase(f2, period, known) -> tuple[int, Finding]:
+    """Magnitude only: a mirror-symmetric axis (two-sided), else the usual sizes."""
+    shape = f2.shape
+    ax = _axis_by_size(shape, known)
+    sym = [_hermitian(f2, None, a, period) < 1e-6 for a in (0, 1)]
+    if any(sym) and not all(sym):
+        return sym.index(True), Finding(_layout_name(sym.index(True)), "magnitude only: axis "
+                                        f"{sym.index(True)} is mirror-symmetric (two-sided)", 0.6)
+    clear = _nice(2 * (shape[ax] - 1)) != _nice(2 * (shape[1 - ax] - 1))
+    return ax, Finding(_layout_name(ax), f"magnitude only: no phase to test; the axis of "
+                       f"{shape[ax]} fits a usual n_fft" + (" better" if clear else
+                                                           " (a guess)"), 0.5 if clear else 0.3)
+
+
+def _sides_and_n_fft(fb, pb, period, known, confirmed, res):
+    """One- or two-sided (Hermitian symmetry) and n_fft (from the bins, the Nyquist bin)."""
     n = fb.shape[1]
+    given = known.get("n_fft")
+    if given and given not in (n, 2 * (n - 1), 2 * n - 1):
+        raise SpecError(f"--n-fft {given} does not fit frames of {n} bins: they fit "
+                        f"{2 * (n - 1)} (or {2 * n - 1}) one-sided, or {n} two-sided")
     step = max(1, fb.shape[0] // 256)           # a few hundred frames settle symmetry
     herm = _hermitian(fb[::step], None if pb is None else pb[::step], 1, period)
-    if known.get("n_fft") and known["n_fft"] == n and n != 2 * (n - 1):
-        herm = min(herm, 0.0)
-    if herm < 1e-3 and n >= 4 and not (known.get("n_fft") and known["n_fft"] // 2 + 1 == n):
-        n_fft = n
+    if (given == n) or (not given and herm < 1e-3 and n >= 4):
+        cut = n // 2 + 1
         res.findings["onesided"] = Finding(False, f"the {n} bins are Hermitian-symmetric "
-                                           f"(X[n-k] = conj X[k], asymmetry {herm:.1e}): two-sided", 0.97)
-        fb, pb = fb[:, :n_fft // 2 + 1], None if pb is None else pb[:, :n_fft // 2 + 1]
-        res.findings["n_fft"] = Finding(n_fft, f"{n} bins, two-sided", 0.97)
-        return fb, pb, n_fft
+                                           f"(X[n-k] = conj X[k], asymmetry {herm:.1e}): "
+                                           "two-sided", 2.0 if given else 0.97)
+        res.findings["n_fft"] = Finding(n, f"{n} bins, two-sided", 2.0 if given else 0.97)
+        return fb[:, :cut], None if pb is None else pb[:, :cut], n
+    can_test = pb is not None or np.iscomplexobj(fb)
     res.findings["onesided"] = Finding(True, f"not Hermitian-symmetric (asymmetry {herm:.2g}): "
                                        "one-sided", 0.9 if can_test else 0.6)
-    if known.get("n_fft"):
-        res.findings["n_fft"] = Finding(known["n_fft"], "given", 2.0)
-        return fb, pb, known["n_fft"]
-    confirmed = can_test and layout_f.confidence > 0.5
+    if given:
+        res.findings["n_fft"] = Finding(given, "given", 2.0)
+        return fb, pb, given
     nyq = _dc_realness(fb, pb, 1, n - 1, period) if confirmed else float("nan")
     if confirmed and nyq < 0.5:      # nan: a silent Nyquist bin shows nothing
         res.findings["n_fft"] = Finding(2 * n - 1, f"{n} bins and the last one is not real "
                                         f"(only {nyq:.0%} of frames): odd n_fft = 2*bins-1", 0.8)
         return fb, pb, 2 * n - 1
-    ev = (f"{n} bins = n_fft//2+1; the last bin is real in {nyq:.0%} of frames (Nyquist)"
-          if confirmed and not np.isnan(nyq) else
-          f"{n} bins = n_fft//2+1; the last bin is silent, so even n_fft is assumed"
-          if confirmed else f"{n} bins = n_fft//2+1 (even n_fft assumed; odd 2*bins-1 would also fit)")
-    res.findings["n_fft"] = Finding(2 * (n - 1), ev, 0.97 if confirmed else 0.7 if can_test else 0.6)
+    if confirmed and not np.isnan(nyq):
+        ev, conf = f"{n} bins = n_fft//2+1; the last bin is real in {nyq:.0%} of frames (Nyquist)", 0.97
+    elif confirmed:
+        ev, conf = f"{n} bins = n_fft//2+1; the last bin is silent, so even n_fft is assumed", 0.7
+    else:
+        ev, conf = f"{n} bins = n_fft//2+1 (even n_fft assumed; odd 2*bins-1 would also fit)", 0.6
+    res.findings["n_fft"] = Finding(2 * (n - 1), ev, conf)
     return fb, pb, 2 * (n - 1)
 
 
