@@ -990,6 +990,9 @@ def spectral_convergence(mag, x_or_frames, spec: STFTSpec, length: int | None = 
 
 
 # ------------------------------------------------------------------ the CLI
+#: rtpghi output larger than this (bytes) goes to a temporary memory-mapped file.
+_RAM_LIMIT = 256 << 20
+
 def rebuild_source(source, spec: STFTSpec, decoder, method: str = "pghi",
                    iterations: int | None = None, quiet: bool = False, rng=0,
                    measure: bool | None = None, length: int | None = None):
@@ -1027,7 +1030,7 @@ def rebuild_source(source, spec: STFTSpec, decoder, method: str = "pghi",
                f"phase ({method})", "frame" if per_frame else "it", quiet)
     if method == "rtpghi":
         nbytes = int(np.prod(shape)) * 8
-        if nbytes > (256 << 20):
+        if nbytes > _RAM_LIMIT:
             tmp = tempfile.NamedTemporaryFile(prefix="specstream-phase-", suffix=".npy",
                                               delete=False)
             tmp.close()

@@ -360,3 +360,28 @@ def test_cli_every_phase_method(mag_file, tmp_path):
     assert max(got["zeros"], got["random"]) > -6
     p = _run_cli(str(path), "-o", str(tmp_path / "x.wav"), "--phase-method", "nope")
     assert p.returncode == 2
+
+
+@pytest.mark.parametrize("limit", [None, 0])
+def test_rebuild_source_streams_rtpghi_and_measures(speech, monkeypatch, limit):
+    from stream.decode import Decoder, Encoding
+    from stream.files import FrameSource
+    if limit is not None:                 # force the memory-mapped output
+        monkeypatch.setattr(phase, "_RAM_LIMIT", limit)
+    mag = np.abs(stft(speech, SPEC16))
+    db = 20 * np.log10(np.maximum(mag, 1e-12))
+    db[5, 7] = np.nan
+    src = FrameSource(db.T.copy(), None, "bins-frames")
+    out = phase.rebuild_source(src, SPEC16, Decoder(SPEC16, Encoding(magnitude="db")),
+                               method="rtpghi", rng=0)
+    assert isinstance(out.first, np.memmap) == (limit == 0)
+    assert out.layout == "frames-bins" and out.first.shape == mag.shape
+    dec = Decoder(SPEC16, Encoding(magnitude="db"))
+    clean = np.nan_to_num(dec.magnitude(db), nan=0.0)
+    r = phase.RTPGHI(SPEC16, lookahead=1, rng=0)
+    np.testing.assert_array_equal(out.first, np.concatenate([r.push(clean), r.flush()]))
+    rep = out.phase_report
+    assert rep["nonfinite"] == 1 and rep["method"] == "rtpghi"
+    want = phase.spectral_convergence(clean, out.first, SPEC16,
+                                      length=SPEC16.samples_for(len(mag)))
+    assert rep["spectral_convergence"] == pytest.approx(want, abs=1e-6)
