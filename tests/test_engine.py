@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import scipy.signal as ss
 import soundfile as sf
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import stream
@@ -244,7 +244,7 @@ def test_torch_batch_as_channels(audio):
 
 
 # --------------------------------------------------- streaming == block == whole
-def reference_istft(X, spec, length=None):
+def reference_istft(X, spec, length=None, rel=1e-6):
     """A plain numpy least-squares inverse (float64) straight from the definition."""
     n, h = spec.n_fft, spec.hop_length
     X = X if X.ndim == 3 else X[None]
@@ -267,7 +267,7 @@ def reference_istft(X, spec, length=None):
     # that tapers to ~0, with center=False) are ill-conditioned: any inverse
     # turns the rounding of the FFT into an arbitrary value there.  Mark the
     # well-conditioned ones for the comparisons.
-    good = (den > 1e-6 * den.max())[spec.start_trim:][:want]
+    good = (den > rel * den.max())[spec.start_trim:][:want]
     if out.shape[1] < want:
         out = np.pad(out, ((0, 0), (0, want - out.shape[1])))
         good = np.pad(good, (0, want - len(good)), constant_values=True)
@@ -322,41 +322,49 @@ def _ends_exact(X, spec):
        block_frames=st.integers(1, 64), chunks=st.lists(st.integers(1, 40), min_size=1,
                                                           max_size=8),
        length_delta=st.one_of(st.none(), st.integers(-300, 300)))
+@example(spec=preset("scipy-sfft", n_fft=108, hop_length=2, win_length=102, window="hann"),
+         n_frames=37, seed=389168, block_frames=1, chunks=[1], length_delta=51)
+@example(spec=preset("scipy", n_fft=256, hop_length=128), n_frames=9, seed=1, block_frames=3,
+         chunks=[2, 5], length_delta=None)     # hop = span/2: the end is held back
 def test_frame_by_frame_equals_block_equals_whole(spec, n_frames, seed, block_frames, chunks,
                                                    length_delta):
     rng = np.random.default_rng(seed)
     X = _ends_exact(_random_frames(rng, spec, n_frames), spec)
     length = None if length_delta is None else max(0, spec.samples_for(n_frames) + length_delta)
-
-    whole = stream.istft(X, spec, length=length)
     ref, good = reference_istft(X, spec, length)
-    assert whole.shape == ref.shape
-    tol = 1e-5 * max(amax(ref[..., good]), 1e-12)   # float32 engine vs float64 reference
-    assert amax(whole[..., good] - ref[..., good]) <= tol
+    # float32 (the default): rounding differs between FFTW's one-frame and batched
+    # plans, and where the window-sum-square is tiny (the tapered ends past the
+    # analysis' length, 5e-8 of its peak with a 100-sample hann at hop 2) the
+    # division amplifies it beyond 1e-6: compare float32 where the sum is
+    # >= 1e-3 of its peak, float64 everywhere.
+    _, well = reference_istft(X, spec, length, rel=1e-3)
+    for dtype, mask in ((np.float64, np.ones_like(good)), (np.float32, well)):
+        whole = stream.istft(X, spec, length=length, dtype=dtype)
+        assert whole.shape == ref.shape and whole.dtype == dtype
+        tol = (1e-9 if dtype == np.float64 else 1e-5) * max(amax(ref[..., good]), 1e-12)
+        assert amax(whole[..., good] - ref[..., good]) <= tol
 
-    # frame by frame, one push per frame
-    r = Reconstructor(spec, length=length)
-    parts = []
-    for t in range(n_frames):
-        parts.append(r.push(X[..., t, :]))
-    parts.append(r.flush())
-    fbf = np.concatenate(parts, axis=-1)
+        # frame by frame, one push per frame
+        r = Reconstructor(spec, length=length, dtype=dtype)
+        parts = [r.push(X[..., t, :]) for t in range(n_frames)]
+        parts.append(r.flush())
+        fbf = np.concatenate(parts, axis=-1)
 
-    # blocks of random sizes through an engine with a random batch size
-    r = Reconstructor(spec, length=length, block_frames=block_frames)
-    parts, t, i = [], 0, 0
-    while t < n_frames:
-        k = chunks[i % len(chunks)]
-        parts.append(r.push(X[..., t:t + k, :]))
-        t += k
-        i += 1
-    parts.append(r.flush())
-    blk = np.concatenate(parts, axis=-1)
+        # blocks of random sizes through an engine with a random batch size
+        r = Reconstructor(spec, length=length, block_frames=block_frames, dtype=dtype)
+        parts, t, i = [], 0, 0
+        while t < n_frames:
+            k = chunks[i % len(chunks)]
+            parts.append(r.push(X[..., t:t + k, :]))
+            t += k
+            i += 1
+        parts.append(r.flush())
+        blk = np.concatenate(parts, axis=-1)
 
-    peak = max(amax(whole), 1e-12)
-    assert fbf.shape == whole.shape == blk.shape
-    assert amax(fbf - whole) <= 1e-6 * peak
-    assert amax(blk - whole) <= 1e-6 * peak
+        peak = max(amax(whole), 1e-12)
+        assert fbf.shape == whole.shape == blk.shape
+        assert amax(fbf[..., mask] - whole[..., mask]) <= 1e-6 * peak
+        assert amax(blk[..., mask] - whole[..., mask]) <= 1e-6 * peak
 
 
 @settings(max_examples=25, deadline=None)
