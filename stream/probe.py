@@ -796,13 +796,43 @@ def probe(mag_path, phase_path=None, *, known: dict | None = None, progress=None
     known = {k: v for k, v in (known or {}).items() if v is not None}
     t0 = time.perf_counter()
     res = ProbeResult()
-    bar = _Progress(progress, 4)
+    bar = _Progress(progress, 8)
     try:
         _run(mag_path, phase_path, known, res, bar)
+        if _layout_open(res, known):
+            res = _settle_layout(mag_path, phase_path, known, res, bar)
     finally:
         bar.close()
     res.seconds = time.perf_counter() - t0
     return res
+
+
+def _layout_open(res: ProbeResult, known) -> bool:
+    """Both axes looked like frequency (e.g. torch's reflect-padded first
+    frame is real too) and there is a phase to test them with."""
+    return ("layout" not in known and res.confidence("layout") < 0.5
+            and res.value("input") != "magnitude" and res.value("n_frames", 0) >= 3)
+
+
+def _settle_layout(mag_path, phase_path, known, res: ProbeResult, bar) -> ProbeResult:
+    """Run the search with the other axis as frequency; keep the consistent one."""
+    other = "frames-bins" if res.value("layout") == "bins-frames" else "bins-frames"
+    alt = ProbeResult()
+    try:
+        _run(mag_path, phase_path, {**known, "layout": other}, alt, bar)
+    except SpecError:
+        return res
+    score = lambda r: r.candidates[0].relative if r.candidates else np.inf   # noqa: E731
+    win, lose = (alt, res) if score(alt) < score(res) else (res, alt)
+    if not np.isfinite(score(win)):
+        return res
+    f = win.findings["layout"]
+    win.findings["layout"] = Finding(
+        f.value, f"both axes could be frequency; only with {f.value} are the frames consistent "
+        f"({win.candidates[0].consistency:.2g} against {score(lose) * 1:.2g} relative)",
+        min(win.confidence("hop_length"), 0.9))
+    win.problems = [p for p in win.problems if "frequency axis" not in p]
+    return win
 
 
 def _run(mag_path, phase_path, known, res: ProbeResult, bar: _Progress):

@@ -181,7 +181,20 @@ def make_real_imag_npz(d):
         input="real+imag")
 
 
+def make_torch_reflect_frames_bins(d):
+    import torch
+    x = speech()
+    X = torch.stft(torch.from_numpy(x), 2048, 1536, window=torch.hann_window(2048),
+                   return_complex=True).numpy()          # 25 %, 32 frames, reflect padding
+    np.save(d / "p.npy", (np.abs(X) ** 2).T)            # the first frame is real too:
+    np.save(d / "a.npy", np.mod(np.angle(X), 2 * np.pi).T)   # only consistency tells the axes
+    return ["p.npy", "a.npy"], x, dict(
+        layout="frames-bins", n_fft=2048, hop_length=1536, window="hann", center=True,
+        magnitude="power")
+
+
 CASES = {
+    "torch-hann25-reflect-frames-bins": make_torch_reflect_frames_bins,
     "torch-view-as-real-hamming25": make_torch_view_as_real,
     "numpy-real-imag-npz-blackman50": make_real_imag_npz,
     "librosa-db-top80-npy-swapped": make_librosa_db,
