@@ -115,6 +115,9 @@ def _add_play(sub):
                    help="after end of stream wait for the next one (stop with Ctrl-C)")
     r.add_argument("--max-message-bytes", type=int, default=64 << 20, metavar="N",
                    help="reject larger messages (default 64 MiB)")
+    r.add_argument("--rcvhwm", type=int, metavar="MESSAGES",
+                   help="receive queue length before the sender is held back (ZeroMQ "
+                        "default 1000; 0 = unlimited, see docs/protocol.md about ipc://)")
     r.add_argument("--max-conceal", type=float, default=2.0, metavar="SECONDS",
                    help="longest gap filled with silence (default 2 s)")
     r.add_argument("--stream-timeout", type=float, default=10.0, metavar="SECONDS",
@@ -208,7 +211,7 @@ def run_play(args) -> int:
     endpoint, bind = _endpoint(args, default_bind=True)
     rx = FrameReceiver(endpoint, pattern=args.pattern, bind=bind,
                        max_message_bytes=args.max_message_bytes, max_conceal=args.max_conceal,
-                       stream_timeout=args.stream_timeout or None)
+                       stream_timeout=args.stream_timeout or None, rcvhwm=args.rcvhwm)
     player = _Player(args)
     t0 = time.monotonic()
     print(f"specstream play: {'listening on' if bind else 'connected to'} {rx.endpoint} "
