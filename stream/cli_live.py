@@ -11,7 +11,6 @@ complex64 bins computed on the fly.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 import os

@@ -161,9 +161,9 @@ class FrameSender:
         opts = [(zmq.LINGER, -1 if linger is None else int(linger * 1000))]
         if sndhwm is not None:
             opts.append((zmq.SNDHWM, int(sndhwm)))
-        self._sock = _open_socket(self._ctx, _SENDER_PATTERNS[pattern], endpoint, bind, opts)
-        self.endpoint = _endpoint_of(self._sock, endpoint, bind)
-        self._copy_threshold = self._sock.copy_threshold
+        self._frames_out = _open_socket(self._ctx, _SENDER_PATTERNS[pattern], endpoint, bind, opts)
+        self.endpoint = _endpoint_of(self._frames_out, endpoint, bind)
+        self._copy_threshold = self._frames_out.copy_threshold
 
     # ----------------------------------------------------------------- api
     def send(self, first, second=None, *, timestamp: float | None = None) -> int:
@@ -189,7 +189,7 @@ class FrameSender:
         # says when it is done with it; close() waits for the last one.  pyzmq
         # copies payloads under its copy_threshold anyway: no tracker needed.
         track = a.nbytes >= self._copy_threshold
-        tracker = self._sock.send_multipart(
+        tracker = self._frames_out.send_multipart(
             frames_message(self.header, self.seq, a, b, timestamp), copy=False, track=track)
         if track:
             self._tracker = tracker
@@ -203,7 +203,7 @@ class FrameSender:
         if self.header is None:
             raise SpecError("the header is sent with the first frames: its frame kind "
                             "comes from them")
-        self._sock.send_multipart(header_message(self.header, self.seq))
+        self._frames_out.send_multipart(header_message(self.header, self.seq))
         self._since_header = 0
         self._header_at = time.monotonic()
 
@@ -213,7 +213,7 @@ class FrameSender:
             return
         self._ended = True
         if self.header is not None:
-            self._sock.send_multipart(end_message(self.stream_id, self.seq))
+            self._frames_out.send_multipart(end_message(self.stream_id, self.seq))
 
     def close(self):
         """Close the socket; waits up to ``linger`` seconds for queued frames to leave.
@@ -222,7 +222,7 @@ class FrameSender:
         without a copy, and at interpreter exit pyzmq lets go of buffers that
         are still queued, so that the receiver could get freed memory.
         """
-        if self._sock.closed:
+        if self._frames_out.closed:
             return
         linger = self._linger
         if self._tracker is not None and not self._tracker.done:
@@ -232,7 +232,7 @@ class FrameSender:
                 log.warning("stream %d: %d s passed and queued frames have not left; "
                             "dropping them", self.stream_id, linger)
                 linger = 0.0
-        self._sock.close(linger=None if linger is None else int(linger * 1000))
+        self._frames_out.close(linger=None if linger is None else int(linger * 1000))
 
     def __enter__(self):
         return self
@@ -240,16 +240,16 @@ class FrameSender:
     def abort(self):
         """Stop now: send end-of-stream if that does not block, drop what is
         queued, close."""
-        if not self._ended and self.header is not None and not self._sock.closed:
+        if not self._ended and self.header is not None and not self._frames_out.closed:
             self._ended = True
             try:
-                self._sock.send_multipart(end_message(self.stream_id, self.seq),
+                self._frames_out.send_multipart(end_message(self.stream_id, self.seq),
                                           flags=zmq.NOBLOCK)
             except zmq.ZMQError:
                 pass
         self._ended = True
-        if not self._sock.closed:
-            self._sock.close(linger=0)
+        if not self._frames_out.closed:
+            self._frames_out.close(linger=0)
 
     def __exit__(self, exc_type, exc, tb):
         if exc_type is None:
@@ -517,10 +517,10 @@ class FrameReceiver:
             opts.append((zmq.RCVHWM, int(rcvhwm)))
         if pattern == "sub":
             opts.append((zmq.SUBSCRIBE, b""))
-        self._sock = _open_socket(self._ctx, _RECEIVER_PATTERNS[pattern], endpoint, bind, opts)
-        self.endpoint = _endpoint_of(self._sock, endpoint, bind)
+        self._frames_in = _open_socket(self._ctx, _RECEIVER_PATTERNS[pattern], endpoint, bind, opts)
+        self.endpoint = _endpoint_of(self._frames_in, endpoint, bind)
         self._poller = zmq.Poller()
-        self._poller.register(self._sock, zmq.POLLIN)
+        self._poller.register(self._frames_in, zmq.POLLIN)
 
     # ----------------------------------------------------------------- api
     def poll(self, timeout: float | None = 0.1, max_messages: int = 64) -> list:
@@ -531,7 +531,7 @@ class FrameReceiver:
         if self._poller.poll(ms):
             for _ in range(max_messages):
                 try:
-                    parts = self._sock.recv_multipart(flags=zmq.NOBLOCK, copy=False)
+                    parts = self._frames_in.recv_multipart(flags=zmq.NOBLOCK, copy=False)
                 except zmq.Again:
                     break
                 self.handle(parts, events)
@@ -577,8 +577,8 @@ class FrameReceiver:
 
     def close(self):
         self._closed = True
-        if not self._sock.closed:
-            self._sock.close(linger=0)
+        if not self._frames_in.closed:
+            self._frames_in.close(linger=0)
 
     def __enter__(self):
         return self
@@ -599,7 +599,10 @@ class FrameReceiver:
                                     "STFT needs a new stream id", "header")
             return
         if header.stream_id in self._ended_ids:
-            return      # a repeat of a stream that is over
+            if env.seq != 0:
+                return      # a repeat of a stream that is over
+            # Starting again from frame 0: a producer that reuses its id.
+            self._ended_ids.remove(header.stream_id)
         if st is not None:
             log.warning("stream %d replaced by stream %d (producer restarted?): "
                         "flushing the old one", st.id, header.stream_id)

@@ -302,6 +302,17 @@ def test_producer_restarting_with_a_new_stream_flushes_the_old(ctx):
     assert rx.stats.streams == 2 and rx.stats.streams_ended == {"replaced": 1, "end": 1}
 
 
+def test_a_stream_id_can_be_reused_for_a_new_stream(ctx):
+    A, B = _frames(30, seed=1), _frames(20, seed=2)
+    with FrameReceiver("tcp://127.0.0.1:*", context=ctx) as rx:
+        for X in (A, B):
+            with FrameSender(rx.endpoint, spec=SPEC, stream_id=77, context=ctx) as tx:
+                tx.send(X)
+            events = _drain(rx, _ended)
+            np.testing.assert_array_equal(_audio(events), _reference(SPEC, [X], None))
+        assert rx.stats.streams == 2 and rx.stats.dropped == 0
+
+
 def test_silent_stream_times_out(ctx):
     X = _frames(20)
     with FrameReceiver("tcp://127.0.0.1:*", stream_timeout=0.2, context=ctx) as rx:
