@@ -836,9 +836,9 @@ def _settle_layout(mag_path, phase_path, known, res: ProbeResult, bar) -> ProbeR
 
 
 def _run(mag_path, phase_path, known, res: ProbeResult, bar: _Progress):
-    arrays = _read_file(mag_path, _raw_known(known, "mag"), allow_complex=phase_path is None)
+    arrays = _read_file(mag_path, _raw_known(known), allow_complex=phase_path is None)
     if phase_path is not None:
-        arrays += _read_file(phase_path, _raw_known(known, "phase"), allow_complex=False)
+        arrays += _read_file(phase_path, _raw_known(known), allow_complex=False)
     arrays = _fix_raw_shapes(arrays)
     known = _file_metadata(arrays, known, res)
     first, ph = _assign_roles(arrays, known, res)
@@ -896,7 +896,8 @@ def _file_metadata(arrays, known: dict, res: ProbeResult) -> dict:
     return out
 
 
-def _raw_known(known, role):
+def _raw_known(known) -> dict:
+    """The raw-file hints the caller gave: element type, row length."""
     out = {}
     if known.get("dtype"):
         out["dtype"] = known["dtype"]
@@ -1190,8 +1191,24 @@ def _edges(fb, pb, spec: STFTSpec, mag, unit, known, res: ProbeResult):
         ev = (f"the edges are too quiet to show padding ({_db(level)} re the loudest frame"
               + (f", {floored:.0%} of their bins at the dB floor" if floored else "")
               + "): assumed centred, the libraries' default; give --center/--no-center")
+    c, first, ev, conf = _centre_from_length(known, spec, fb.shape[0], c, first, ev, conf)
     res.findings["center"] = Finding(c, ev, conf)
     res.findings["first_frame"] = Finding(first, ev, conf)
+
+
+def _centre_from_length(known, spec: STFTSpec, n_frames, c, first, ev, conf):
+    """A known signal length fixes the frame count, which differs with centring."""
+    if not known.get("length"):
+        return c, first, ev, conf
+    length = int(known["length"])
+    fits = {cc: spec.replace(center=cc, first_frame=first if cc else 0).frames_for(length)
+            == n_frames for cc in (True, False)}
+    if fits[c] and not fits[not c]:
+        return c, first, ev + f"; {length} samples make {n_frames} frames only so", max(conf, 0.95)
+    if fits[not c] and not fits[c] and conf < 0.85:
+        return (not c, 0, f"{length} samples make {n_frames} frames only with "
+                f"center={not c} (the edges were unclear: {ev})", 0.9)
+    return c, first, ev, conf
 
 
 def _frames_time(fb, pb, spec, mag, unit, sl) -> np.ndarray:

@@ -406,3 +406,17 @@ def test_scalars_stored_in_npz_are_used_and_checked(tmp_path):
                                       "-o", "o.wav", "-q"])
     apply_probe(args)
     assert args.sample_rate == 48000 and args.mag_key == "S" and args.phase_key == "P"
+
+
+def test_quiet_edges_leave_centre_a_guess_until_the_length_is_known(tmp_path):
+    import librosa
+    import soundfile as sf
+    path = Path("/usr/share/sounds/alsa/Front_Center.wav")   # silence at both ends
+    x = sf.read(path, dtype="float32")[0] if path.exists() else np.pad(chirp(1.0), 4000)
+    X = librosa.stft(x, n_fft=2048, hop_length=512)
+    np.save(tmp_path / "m.npy", librosa.amplitude_to_db(np.abs(X), ref=np.max))
+    np.save(tmp_path / "p.npy", np.angle(X))
+    res = probe(tmp_path / "m.npy", tmp_path / "p.npy")
+    assert res.value("hop_length") == 512 and res.confidence("center") < 0.5
+    res = probe(tmp_path / "m.npy", tmp_path / "p.npy", known={"length": len(x)})
+    assert res.value("center") is True and res.confidence("center") >= 0.9
