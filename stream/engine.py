@@ -148,6 +148,8 @@ class Reconstructor:
         self._zeros_first = max(self._lead - spec.start_trim, 0)
         self.samples_out = 0
         self._held = None      # final samples that may be end padding (no length given)
+        self._one_ndim = 1 if c == 1 else 2
+        self._one_shape = (spec.n_bins,) if c == 1 else (c, spec.n_bins)
         self._end_offset = spec.frame_span - h - spec.start_trim - spec.end_trim
         self._flushed = False
 
@@ -173,6 +175,10 @@ class Reconstructor:
         """
         if self._flushed:
             raise SpecError("push after flush: make a new Reconstructor for a new stream")
+        if (type(frames) is np.ndarray and frames.ndim == self._one_ndim
+                and frames.dtype.kind == "c" and frames.shape == self._one_shape):
+            # one frame, already an array of the right shape: the streaming hot path
+            return self._deliver(self._push_one(frames if frames.ndim == 2 else frames[None]))
         x = self._as_block(frames)
         t = x.shape[1]
         if t == 0:   # nothing ready yet (e.g. a phase rebuilder's lookahead)
