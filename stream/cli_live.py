@@ -147,6 +147,9 @@ class _Player:
 
     def __init__(self, args):
         self.args = args
+        # Made now, opened at the first stream (its rate and channels): a bad
+        # --sink fails at start, not when the first frames arrive.
+        self._spare = _open_sink(args)
         self.sink = None
         self.format = None            # (sample_rate, channels) the sink was opened with
         self.skip = None              # stream id whose audio cannot go to this sink
@@ -172,7 +175,7 @@ class _Player:
                         ev.stream_id, *fmt)
             self.close(drain=True)
         if self.sink is None:
-            self.sink = _open_sink(self.args)
+            self.sink, self._spare = self._spare or _open_sink(self.args), None
             self.sink.open(spec.sample_rate, spec.channels)
             self.format = fmt
             self.sample_rate = spec.sample_rate
@@ -208,10 +211,10 @@ def _percentiles_ms(values) -> str:
 
 def run_play(args) -> int:
     endpoint, bind = _endpoint(args, default_bind=True)
+    player = _Player(args)
     rx = FrameReceiver(endpoint, pattern=args.pattern, bind=bind,
                        max_message_bytes=args.max_message_bytes, max_conceal=args.max_conceal,
                        stream_timeout=args.stream_timeout or None, rcvhwm=args.rcvhwm)
-    player = _Player(args)
     t0 = time.monotonic()
     print(f"specstream play: {'listening on' if bind else 'connected to'} {rx.endpoint} "
           f"({args.pattern}), sink {args.sink}", file=sys.stderr, flush=True)
