@@ -561,11 +561,12 @@ class FrameReceiver:
                 self._on_frames(env, parts, events)
             else:
                 self._on_end(env, events)
-        except ProtocolError as e:
+        except SpecError as e:      # ProtocolError, or frames the decoder refused
+            kind = getattr(e, "kind", "invalid")
             self.stats.malformed += 1
-            self.stats.rejects[e.kind] += 1
-            self._say(logging.WARNING, "malformed:" + e.kind,
-                      "rejected a malformed message (%s): %s", e.kind, e)
+            self.stats.rejects[kind] += 1
+            self._say(logging.WARNING, "malformed:" + kind,
+                      "rejected a malformed message (%s): %s", kind, e)
         return events
 
     def finish(self, reason: str = "closed") -> list:
