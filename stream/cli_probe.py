@@ -135,6 +135,8 @@ def command_line(res: ProbeResult, output: str = "OUT.wav") -> str | None:
             "--window", str(v("window")), "--center" if v("center", True) else "--no-center"]
     if v("first_frame", 0):
         cmd += ["--preset", "scipy-sfft"]
+    elif v("window_align") == "left":
+        cmd += ["--preset", "scipy"]
     if v("phase_origin") and v("phase_origin") != "frame-start":
         cmd += ["--phase-origin", v("phase_origin")]
     if v("magnitude") and v("magnitude") != "linear":
@@ -215,9 +217,8 @@ def apply_probe(args):
         log.info("probe: sample_rate = %g (stored in the file)", args.sample_rate)
     if getattr(args, "length", None) is None and "length" in stored:
         args.length = stored["length"]
-    if res.value("first_frame", 0) and getattr(args, "preset", None) is None:
-        args.preset = "scipy-sfft"
-        log.info("probe: preset = scipy-sfft (frames start before sample 0)")
+    if getattr(args, "preset", None) is None:
+        _preset_for_placement(args, res)
     if res.needs_copy:
         _readable_copy(args, res)
     for name in ("scaling", "sample_rate"):
@@ -240,6 +241,19 @@ def summary(res: ProbeResult) -> str:
     if best is not None:
         parts.append(f"consistency={best:.2g}")
     return " ".join(parts) + f" (confidence {res.overall:.2f}; flags given win)"
+
+
+def _preset_for_placement(args, res: ProbeResult):
+    """Frame placements the flags cannot say come from a preset: frames before
+    sample 0 (ShortTimeFFT) or a window at the start of a longer frame (scipy)."""
+    name = ("scipy-sfft" if res.value("first_frame", 0) else
+            "scipy" if res.value("window_align") == "left" else None)
+    if name is None:
+        return
+    args.preset = name
+    if getattr(args, "sample_rate", None) is None:     # the scipy presets default to 1 Hz
+        args.sample_rate = float(res.value("sample_rate", 22050))
+    log.info("probe: preset = %s (frame placement)", name)
 
 
 def _apply_roles(args, res: ProbeResult):

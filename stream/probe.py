@@ -88,6 +88,8 @@ class Candidate:
     pair_score: float
     consistency: float | None = None
     n_fft: int = 0
+    win_length: int = 0
+    align: str = "center"
 
     @property
     def relative(self) -> float:
@@ -670,18 +672,22 @@ class _PairScan:
     with ``c(f, g)[L] = sum_k f[L+k] g[k]``, three FFT correlations for all L.
     """
 
-    def __init__(self, frames: np.ndarray, n_fft: int, win_length: int | None = None):
+    def __init__(self, frames: np.ndarray, n_fft: int):
         self.n = n_fft
-        self.win_length = win_length or n_fft
-        y = np.fft.irfft(frames.astype(np.complex128), n=n_fft, axis=1)
-        self.y = {"frame-start": y, "window-center": np.roll(y, n_fft // 2, axis=1)}
+        self.y_file = np.fft.irfft(frames.astype(np.complex128), n=n_fft, axis=1)
+        self._rolled = {}
 
-    def scores(self, window: str, origin: str) -> np.ndarray:
+    def scores(self, window: str, origin: str, win_length: int | None = None,
+               align: str = "center") -> np.ndarray:
         """Mismatch / overlap energy for hops 0..N-1 (inf where undefined)."""
         n = self.n
-        w = STFTSpec(n_fft=n, win_length=self.win_length, hop_length=1,
-                     window=window).padded_window
-        y = self.y[origin]
+        spec = STFTSpec(n_fft=n, win_length=win_length or n, hop_length=1, window=window,
+                        window_align=align, phase_origin=origin)
+        w = spec.padded_window
+        r = spec.phase_reference      # undo a window-centre phase: y_fs = roll(y_file, r)
+        if r not in self._rolled:
+            self._rolled[r] = np.roll(self.y_file, r, axis=1) if r else self.y_file
+        y = self._rolled[r]
         a, b = y[:-1], y[1:]
         m = 2 * n
         fa2, fb2 = np.fft.rfft(a * a, m), np.fft.rfft(b * b, m)
@@ -700,6 +706,62 @@ class _PairScan:
         s[~(den > 1e-9 * energy * float((w * w).max()))] = np.inf
         s[: max(1, n // 8)] = np.inf      # the search range: hops n_fft/8 .. n_fft
         return s
+
+
+def _window_shapes(y_file: np.ndarray, known: dict, origins) -> list[tuple]:
+    """(win_length, window_align, phase_origin) to search, from where frames are zero.
+
+    ``irfft`` of each frame is the windowed segment, exactly zero outside
+    the window: a window shorter than n_fft shows as a run of zeros --
+    at the frame's end (scipy's left placement), at both ends (librosa's
+    centred placement), or in the middle (a window-centre phase rolls it).
+    Tapered windows look a sample or two shorter on each side, so a few
+    lengths are tried.
+    """
+    n = y_file.shape[1]
+    if known.get("win_length"):
+        w = known["win_length"]
+        aligns = ["center", "left"] if w < n else ["center"]
+        return [(w, a, o) for a in aligns for o in origins]
+    prof = (y_file ** 2).mean(axis=0)
+    quiet = prof <= 1e-9 * max(prof.max(), 1e-300)
+    gap, start = _longest_circular_run(quiet)
+    if gap <= max(4, n // 64):
+        return [(n, "center", o) for o in origins]
+    est = n - gap                                   # support length, maybe a bit short
+    s0 = (start + gap) % n                          # first sample of the support
+    shapes = []
+    for w in range(est, min(est + 5, n) + 1):
+        for align, origin in (("center", "frame-start"), ("left", "frame-start"),
+                              ("center", "window-center")):
+            if origin not in origins:
+                continue
+            first = STFTSpec(n_fft=n, win_length=w, hop_length=1, window_align=align,
+                             phase_origin=origin)
+            lead = (first.window_offset - first.phase_reference) % n
+            if min((s0 - lead) % n, (lead - s0) % n) <= 3:
+                shapes.append((w, align, origin))
+    return shapes or [(n, "center", o) for o in origins]
+
+
+def _longest_circular_run(mask: np.ndarray) -> tuple[int, int]:
+    """(length, start) of the longest run of True in a circular boolean array."""
+    n = len(mask)
+    if mask.all():
+        return n, 0
+    if not mask.any():
+        return 0, 0
+    k = int(np.argmin(mask))               # start just after a False: no run wraps then
+    m = np.roll(mask, -k)
+    best, best_start, run = 0, 0, 0
+    for i, q in enumerate(np.r_[m, False]):
+        if q:
+            run += 1
+        else:
+            if run > best:
+                best, best_start = run, (i - run + k) % n
+            run = 0
+    return best, best_start
 
 
 def _hop_candidates(score: np.ndarray, k: int = 3) -> list[int]:
@@ -1003,30 +1065,37 @@ def _search(fb, pb, n_fft, mags, unit, known, res, bar) -> list[Candidate]:
     sl = _loud_slice(power.sum(1) if power is not None else np.ones(n_frames), 25)
     cands: list[Candidate] = []
     for mag in mags:
-        scan = _PairScan(_decoded(fb, pb, n_fft, mag, unit, sl), n_fft, known.get("win_length"))
+        scan = _PairScan(_decoded(fb, pb, n_fft, mag, unit, sl), n_fft)
+        shapes = _window_shapes(scan.y_file, known, origins)
         for win in windows:
-            for origin in origins:
-                s = scan.scores(win, origin)
+            for wl, align, origin in shapes:
+                s = scan.scores(win, origin, wl, align)
                 if known.get("hop_length"):
                     h = known["hop_length"]
                     hops = [h] if h < n_fft else []
                 else:
                     hops = _hop_candidates(s)
-                if mag == mags[0]:
-                    res.curves[f"{win}/{origin}"] = s
+                if mag == mags[0] and (wl == shapes[0][0]):
+                    res.curves[f"{win}/{origin}" + (f"/{wl}" if wl != n_fft else "")] = s
                 cands += [Candidate(h, win, origin, mag, float(s[h]) if h < n_fft else np.inf,
-                                    n_fft=n_fft) for h in hops]
+                                    n_fft=n_fft, win_length=wl, align=align) for h in hops]
     bar.step()
     cands.sort(key=lambda c: c.pair_score)
     floor = float(_sample(fb).min()) if "top_db" in res.findings else None
     return _refine(fb, pb, n_fft, unit, cands, known, power, floor)
 
 
+def _candidate_spec(c: Candidate, n_fft: int) -> STFTSpec:
+    return STFTSpec(n_fft=n_fft, hop_length=c.hop, window=c.window, center=False,
+                    phase_origin=c.phase_origin, win_length=c.win_length or n_fft,
+                    window_align=c.align)
+
+
 def _refine(fb, pb, n_fft, unit, cands, known, power, floor=None) -> list[Candidate]:
     """Engine consistency for the best distinct candidates, on a longer loud slice."""
     top, seen = [], set()
     for c in cands:
-        k = (c.hop, c.window, c.phase_origin, c.magnitude)
+        k = (c.hop, c.window, c.phase_origin, c.magnitude, c.win_length, c.align)
         if k in seen or not np.isfinite(c.pair_score):
             continue
         seen.add(k)
@@ -1038,8 +1107,7 @@ def _refine(fb, pb, n_fft, unit, cands, known, power, floor=None) -> list[Candid
         n = fb.shape[0]
         sl = _loud_slice(power.sum(1) if power is not None else np.ones(n), 2 * r + 16)
         try:
-            spec = STFTSpec(n_fft=n_fft, hop_length=c.hop, window=c.window, center=False,
-                            phase_origin=c.phase_origin, win_length=known.get("win_length"))
+            spec = _candidate_spec(c, n_fft)
         except SpecError:
             c.consistency = np.inf
             continue
@@ -1053,10 +1121,8 @@ def _refine(fb, pb, n_fft, unit, cands, known, power, floor=None) -> list[Candid
 def _conclude(fb, pb, n_fft, unit, cands, known, res: ProbeResult):
     res.candidates = cands
     res.findings["sample_rate"] = _sample_rate(known)
-    res.findings["win_length"] = Finding(known.get("win_length", n_fft),
-                                         "given" if known.get("win_length") else
-                                         "windows of n_fft samples fit (shorter ones not searched)",
-                                         2.0 if known.get("win_length") else 0.7)
+    res.findings["win_length"] = Finding(known.get("win_length", n_fft), "untested",
+                                         2.0 if known.get("win_length") else 0.0)
     best = cands[0] if cands and cands[0].consistency is not None else None
     # Near zero, and far below what random frames score at that hop.
     if best is None or not (best.consistency < _NOT_CONSISTENT and best.relative < 0.2):
@@ -1085,8 +1151,8 @@ def _conclude(fb, pb, n_fft, unit, cands, known, res: ProbeResult):
                             + ("; frames that barely overlap carry almost no redundancy, and "
                                f"if they do not overlap at all (hop = n_fft = {n_fft}) nothing "
                                "can be inferred" if best.hop > 7 * n_fft // 8 else ""))
-    spec = STFTSpec(n_fft=n_fft, hop_length=best.hop, window=best.window, center=False,
-                    phase_origin=best.phase_origin, win_length=known.get("win_length"))
+    _window_length_finding(best, n_fft, known, res)
+    spec = _candidate_spec(best, n_fft)
     _edges(fb, pb, spec, best.magnitude, unit, known, res)
     _length_check(known, fb.shape[0], res)
     _check_stored(res)
@@ -1101,6 +1167,23 @@ def _check_stored(res: ProbeResult):
                                 f"{res.value(k)}; the frames were believed")
         elif k in ("hop_length", "n_fft"):
             res.findings[k].evidence += f"; the file agrees ({k}={v})"
+
+
+def _window_length_finding(best: Candidate, n_fft: int, known, res: ProbeResult):
+    w = best.win_length or n_fft
+    if known.get("win_length"):
+        ev, conf = "given", 2.0
+    elif w < n_fft:
+        ev = (f"the frames are zero outside {w} samples "
+              + ("at the start of the frame (scipy: nperseg < nfft)" if best.align == "left"
+                 else "in the middle of the frame (librosa/torch: win_length < n_fft)")
+              + f"; consistency {best.consistency:.2g}")
+        conf = res.confidence("hop_length")
+    else:
+        ev, conf = "the frames are non-zero across all n_fft samples", res.confidence("hop_length")
+    res.findings["win_length"] = Finding(w, ev, conf)
+    res.findings["window_align"] = Finding(best.align, ev if w < n_fft else "full-length window",
+                                           conf)
 
 
 def _magnitude_finding(cands, best, known, res):
@@ -1146,22 +1229,28 @@ def _edges(fb, pb, spec: STFTSpec, mag, unit, known, res: ProbeResult):
         res.findings["center"] = Finding(known["center"], "given", 2.0)
         res.findings["first_frame"] = Finding(0, "given centre", 2.0)
         return
-    n, h, half = spec.n_fft, spec.hop_length, spec.n_fft // 2
+    n, h, wl = spec.n_fft, spec.hop_length, spec.win_length
+    centred = spec.replace(center=True)
+    half = centred.start_trim          # frame_span // 2: where centring puts sample 0
     t = fb.shape[0]
     k = min(t, -(-n // h) + 2)
+    w = spec.padded_window
     y = _frames_time(fb, pb, spec, mag, unit, slice(0, k))
     y_end = _frames_time(fb, pb, spec, mag, unit, slice(t - k, t))[::-1, ::-1]
-    mirror = np.abs(y[0, half - np.arange(1, half)] - y[0, half + np.arange(1, half)]).sum() / \
-        max(np.abs(y[0]).sum(), 1e-300)
-    est, est_end = _signal_estimate(y, spec), _signal_estimate(y_end, spec)
-    ff = -((n - n // 2 - 1) // h)      # ShortTimeFFT's p_min for win_length = n_fft
-    # Where the signal starts in the first frame: n_fft/2 of centre padding,
-    # or that plus -p_min hops (ShortTimeFFT); at the end at least n_fft/2 - hop is padding.
-    hyps = [(half, True, 0)] + ([(half - ff * h, True, ff)] if ff < 0 else [])
+    i = np.arange(1, min(half, n - half))
+    mirror = np.abs(y[0, half - i] - y[0, half + i]).sum() / max(np.abs(y[0]).sum(), 1e-300)
+    est, est_end = _signal_estimate(y, spec, w), _signal_estimate(y_end, spec, w[::-1])
+    ff = -((wl - wl // 2 - 1) // h)    # ShortTimeFFT's p_min
+    # Where the signal starts in the first frame: after the centre padding,
+    # or that plus -p_min hops (ShortTimeFFT).  At the end, centring leaves
+    # at least frame_span/2 - hop silent samples in the last frame.
+    hyps = [(half, True, 0)]
+    if ff < 0:
+        hyps.append((centred.replace(first_frame=ff).start_trim, True, ff))
     drops = {p: _drop(est, p, n) for p, _, _ in hyps}
     valid = [hy for hy in hyps if drops[hy[0]] < 0.01]
-    end_drop = (_drop(est_end, half - h, n, post_start=half) if half - h >= max(n // 16, 1)
-                else np.inf)
+    end_drop = (_drop(est_end, n - half - h, n, post_start=n - half)
+                if half - h >= max(spec.frame_span // 16, 1) else np.inf)
     level = _edge_level(fb, pb, n, mag, unit, k)
     floored = _floor_fraction(fb, k) if "top_db" in res.findings else 0.0
     silent = not np.any(est) or np.abs(y[0]).max() < 1e-6 * max(np.abs(y).max(), 1e-300)
@@ -1176,7 +1265,7 @@ def _edges(fb, pb, spec: STFTSpec, mag, unit, known, res: ProbeResult):
         p, c, first = max(valid)
         conf = 0.9 if drops[p] < 1e-3 else 0.7
         ev = (f"the first {p} samples of the first frame are silent ({_db(drops[p])} below "
-              f"what follows): centre padding of n_fft/2"
+              f"what follows): centre padding of {half}"
               + (f" and {-first} hop(s) before sample 0 (ShortTimeFFT's p_min)" if first else ""))
     elif end_drop < 0.01:
         c, first, conf = True, 0, 0.8
@@ -1185,7 +1274,7 @@ def _edges(fb, pb, spec: STFTSpec, mag, unit, known, res: ProbeResult):
     elif drops[half] > 0.1 and floored < 0.2:
         c, first, conf = False, 0, 0.85
         ev = (f"the signal is already there in the first frame's first half ({_db(drops[half])} "
-              f"of the level after n_fft/2, {_db(level)} re the loudest frame): no padding")
+              f"of the level after it, {_db(level)} re the loudest frame): no padding")
     else:
         c, first, conf = True, 0, 0.3
         ev = (f"the edges are too quiet to show padding ({_db(level)} re the loudest frame"
@@ -1214,7 +1303,8 @@ def _centre_from_length(known, spec: STFTSpec, n_frames, c, first, ev, conf):
 def _frames_time(fb, pb, spec, mag, unit, sl) -> np.ndarray:
     """Windowed frames in time, ``w * x[tH : tH+N]``, with the phase origin undone."""
     y = np.fft.irfft(_decoded(fb, pb, spec.n_fft, mag, unit, sl), n=spec.n_fft, axis=1)
-    return np.roll(y, spec.n_fft // 2, axis=1) if spec.phase_origin == "window-center" else y
+    r = spec.phase_reference
+    return np.roll(y, r, axis=1) if r else y
 
 
 def _edge_level(fb, pb, n_fft, mag, unit, k) -> float:
@@ -1227,14 +1317,14 @@ def _edge_level(fb, pb, n_fft, mag, unit, k) -> float:
     return float(np.sqrt(max(ends) / max(e.max(), 1e-300)))
 
 
-def _signal_estimate(y: np.ndarray, spec: STFTSpec) -> np.ndarray:
+def _signal_estimate(y: np.ndarray, spec: STFTSpec, w: np.ndarray) -> np.ndarray:
     """The signal under the first frames, from windowed frames ``y`` (frame-start phase).
 
+    ``w`` is the padded window (reversed for frames read backwards).
     Each sample is read from the frame whose window weighs it most, divided
     by that weight; samples no window weighs at 0.1 of its peak are left 0.
     """
     n, h = spec.n_fft, spec.hop_length
-    w = spec.padded_window
     k = y.shape[0]
     span = (k - 1) * h + n
     best_w = np.zeros(span)

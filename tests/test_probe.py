@@ -193,7 +193,27 @@ def make_torch_reflect_frames_bins(d):
         magnitude="power")
 
 
+def make_scipy_short_window(d):
+    x = speech()
+    _, _, Z = ss.stft(x, nperseg=256, nfft=512, noverlap=128, window="hann")  # window at the start
+    np.save(d / "z.npy", Z)
+    return ["z.npy"], x, dict(n_fft=512, win_length=256, window_align="left", hop_length=128,
+                              window="hann", center=True, scaling="window-sum")
+
+
+def make_librosa_short_window(d):
+    import librosa
+    x = speech()
+    X = librosa.stft(x, n_fft=512, win_length=400, hop_length=160, window="hamming")
+    np.save(d / "m.npy", np.abs(X))
+    np.save(d / "p.npy", np.angle(X))
+    return ["m.npy", "p.npy"], x, dict(n_fft=512, win_length=400, window_align="center",
+                                       hop_length=160, window="hamming", center=True)
+
+
 CASES = {
+    "scipy-nperseg256-nfft512": make_scipy_short_window,
+    "librosa-n512-win400-hop160": make_librosa_short_window,
     "torch-hann25-reflect-frames-bins": make_torch_reflect_frames_bins,
     "torch-view-as-real-hamming25": make_torch_view_as_real,
     "numpy-real-imag-npz-blackman50": make_real_imag_npz,
@@ -384,7 +404,7 @@ def test_magnitude_units(unit, tmp_path):
     assert res.ok and res.value("hop_length") == 256 and res.value("center") is False
 
 
-def test_known_win_length_shorter_than_n_fft(tmp_path):
+def test_known_win_length_shorter_than_n_fft(tmp_path):   # given, and found alike
     import librosa
     X = librosa.stft(speech(), n_fft=512, win_length=400, hop_length=160)
     np.save(tmp_path / "z.npy", X)
