@@ -112,6 +112,38 @@ def _receive(endpoint, n_frames, per_msg, paced, sink_uri):
             "sink_stats": sink.stats if sink is not None else {}}
 
 
+def _processing(n_msgs: int, sink_uri: str) -> np.ndarray:
+    """Seconds per message spent in FrameReceiver.handle + sink.write, in
+    process, no wire: the receiver's own cost, whatever the machine's load
+    does to scheduling."""
+    from stream.decode import Encoding
+    from stream.protocol import StreamHeader, frames_message, header_message
+    from stream.sinks import open_sink
+    from stream.spec import STFTSpec
+    from stream.transport import AudioBlock, FrameReceiver
+    spec = STFTSpec(sample_rate=SR, n_fft=N_FFT, hop_length=HOP)
+    X = _frames(n_msgs, spec)
+    head = StreamHeader(1, spec, Encoding(), "complex64", None)
+    msgs = [[bytes(p) for p in frames_message(head, i, X[None, i:i + 1])]
+            for i in range(n_msgs)]
+    rx = FrameReceiver("inproc://bench-processing", stream_timeout=None)
+    sink = open_sink(sink_uri)
+    sink.open(SR, 1)
+    rx.handle(header_message(head, 0))
+    out = np.empty(n_msgs)
+    try:
+        for i, m in enumerate(msgs):
+            t = time.perf_counter()
+            for ev in rx.handle(m):
+                if isinstance(ev, AudioBlock):
+                    sink.write(ev.samples)
+            out[i] = time.perf_counter() - t
+    finally:
+        sink.close()
+        rx.close()
+    return out[WARMUP:]
+
+
 def _pct(a: np.ndarray) -> str:
     if not len(a):
         return "n/a"
@@ -146,6 +178,13 @@ def main(argv=None) -> int:
     alg = spec.latency
     print(f"algorithmic latency: n_fft - hop = {alg} samples = {1e3 * alg / SR:.2f} ms, "
           f"+ one hop to fill a frame = {HOP} samples = {1e3 * HOP / SR:.2f} ms")
+    print()
+    try:
+        cost = _processing(5000, args.sink)
+        print(f"receiver processing per 1-frame message (parse + decode + engine + sink, "
+              f"in process): p50/p99/max {_pct(cost)} ms")
+    except Exception as e:
+        print(f"receiver processing: failed: {type(e).__name__}: {e}")
     print()
     n_rt = max(int(args.seconds * SR / HOP), WARMUP + 10)
     print(f"real time: one frame per message every {1e3 * HOP / SR:.3f} ms, {n_rt} frames "
