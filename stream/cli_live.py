@@ -361,7 +361,7 @@ def run_send(args) -> int:
     length = args.length if args.length is not None else spec.samples_for(source.n_frames)
     if args.sample_rate is None and not args.preset:
         log.warning("sample rate not given: assuming %g Hz (set --sample-rate)", spec.sample_rate)
-    with _sender(args, spec, enc, length) as tx, _Stop() as stop:
+    with _sender(args, spec, enc, length, fpm) as tx, _Stop() as stop:
         t0 = time.monotonic()
         pacer = _Pacer(spec, factor)
         sent = 0
@@ -388,11 +388,16 @@ def _readonly(a: np.ndarray) -> np.ndarray:
     return a
 
 
-def _sender(args, spec, enc, length):
+def _sender(args, spec, enc, length, fpm):
     endpoint, bind = _endpoint(args, default_bind=False)
+    # ZeroMQ's high-water mark counts messages, not bytes: with 256-frame
+    # messages (1 MB at n_fft 1024) its default of 1000 would queue a gigabyte
+    # before holding the sender back.  Keep about 8 MB in flight.
+    msg_bytes = fpm * spec.channels * spec.n_bins * 8
+    sndhwm = int(min(1000, max(2, (8 << 20) // msg_bytes)))
     tx = FrameSender(endpoint, spec=spec, encoding=enc, length=length, pattern=args.pattern,
                      bind=bind, stream_id=args.stream_id, header_every=args.header_every,
-                     linger=args.linger)
+                     linger=args.linger, sndhwm=sndhwm)
     if not args.quiet:
         print(f"specstream send: {'bound to' if bind else 'sending to'} {tx.endpoint} "
               f"({args.pattern}), stream {tx.stream_id}", file=sys.stderr, flush=True)
@@ -417,7 +422,8 @@ def _send_analyzed(args, factor, fpm) -> int:
         spec = spec_from_args(args)
         length = args.length if args.length is not None else f.frames
         analyzer = Analyzer(spec)
-        with _sender(args, spec, encoding_from_args(args), length) as tx, _Stop() as stop:
+        with _sender(args, spec, encoding_from_args(args), length, fpm) as tx, \
+                _Stop() as stop:
             t0 = time.monotonic()
             pacer = _Pacer(spec, factor)
             sent = 0

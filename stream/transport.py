@@ -38,8 +38,8 @@ import zmq
 
 from .decode import Decoder, Encoding
 from .engine import Reconstructor
-from .protocol import (ProtocolError, StreamHeader, MsgType, end_message, frame_arrays,
-                       frames_message, header_message, payload_dtype, unpack_envelope)
+from .protocol import (MsgType, ProtocolError, StreamHeader, end_message, frame_arrays,
+                       frames_message, pack_envelope, payload_dtype, unpack_envelope)
 from .spec import SpecError, STFTSpec
 
 __all__ = ["DEFAULT_ENDPOINT", "FrameSender", "FrameReceiver", "ReceiverStats",
@@ -156,6 +156,7 @@ class FrameSender:
         self._header_at = -math.inf
         self._ended = False
         self._tracker = None
+        self._header_json = None
         self._linger = linger
         self._ctx = context or zmq.Context.instance()
         opts = [(zmq.LINGER, -1 if linger is None else int(linger * 1000))]
@@ -203,7 +204,10 @@ class FrameSender:
         if self.header is None:
             raise SpecError("the header is sent with the first frames: its frame kind "
                             "comes from them")
-        self._frames_out.send_multipart(header_message(self.header, self.seq))
+        if self._header_json is None:       # made once: it never changes
+            self._header_json = self.header.to_json()
+        self._frames_out.send_multipart(
+            [pack_envelope(MsgType.HEADER, self.stream_id, self.seq), self._header_json])
         self._since_header = 0
         self._header_at = time.monotonic()
 
