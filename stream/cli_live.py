@@ -73,8 +73,9 @@ class _Stop:
     """SIGINT/SIGTERM set a flag; the loops look at it between messages, so
     that files are finalised and the sink is closed properly."""
 
-    def __init__(self):
+    def __init__(self, raise_now: bool = False):
         self.signal = None
+        self.raise_now = raise_now      # senders: leave a blocking send at once
         self._old = {}
 
     def __enter__(self):
@@ -83,7 +84,8 @@ class _Stop:
         return self
 
     def _handler(self, signum, frame):
-        if self.signal is not None:       # a second Ctrl-C: stop waiting at once
+        if self.signal is not None or self.raise_now:   # a second Ctrl-C: stop at once
+            self.signal = signal.Signals(signum).name
             raise KeyboardInterrupt
         self.signal = signal.Signals(signum).name
 
@@ -361,7 +363,7 @@ def run_send(args) -> int:
     length = args.length if args.length is not None else spec.samples_for(source.n_frames)
     if args.sample_rate is None and not args.preset:
         log.warning("sample rate not given: assuming %g Hz (set --sample-rate)", spec.sample_rate)
-    with _sender(args, spec, enc, length, fpm) as tx, _Stop() as stop:
+    with _sender(args, spec, enc, length, fpm) as tx, _Stop(raise_now=True) as stop:
         t0 = time.monotonic()
         pacer = _Pacer(spec, factor)
         sent = 0
@@ -423,7 +425,7 @@ def _send_analyzed(args, factor, fpm) -> int:
         length = args.length if args.length is not None else f.frames
         analyzer = Analyzer(spec)
         with _sender(args, spec, encoding_from_args(args), length, fpm) as tx, \
-                _Stop() as stop:
+                _Stop(raise_now=True) as stop:
             t0 = time.monotonic()
             pacer = _Pacer(spec, factor)
             sent = 0
