@@ -708,6 +708,41 @@ class _PairScan:
         return s
 
 
+def _score_at(scan: "_PairScan", window, origin, win_length, align, hop) -> float:
+    """The pair mismatch at one hop (direct sums; for trying many window lengths)."""
+    n = scan.n
+    spec = STFTSpec(n_fft=n, win_length=win_length, hop_length=1, window=window,
+                    window_align=align, phase_origin=origin)
+    w, r = spec.padded_window, spec.phase_reference
+    y = np.roll(scan.y_file, r, axis=1) if r else scan.y_file
+    a, b = y[:-1, hop:], y[1:, :n - hop]
+    wa, wb = w[:n - hop], w[hop:]
+    num = ((a * wa - b * wb) ** 2).sum()
+    den = ((a * wa) ** 2 + (b * wb) ** 2).sum()
+    return float(np.sqrt(num / den)) if den > 0 else np.inf
+
+
+def _refine_win_length(scan, cands: list, est_range, k: int = 4) -> list:
+    """For the best few candidates with a short window, the window length
+    whose pair mismatch at their hop is least (tapered windows hide their
+    ends below any threshold, so the support only brackets the length)."""
+    out, seen = [], set()
+    for c in cands:
+        if c.win_length >= c.n_fft or (c.window, c.align, c.phase_origin, c.hop) in seen:
+            continue
+        seen.add((c.window, c.align, c.phase_origin, c.hop))
+        lo, hi = est_range
+        scores = {w: _score_at(scan, c.window, c.phase_origin, w, c.align, c.hop)
+                  for w in range(lo, min(hi, c.n_fft) + 1) if c.hop <= w}
+        if scores:
+            w = min(scores, key=scores.get)
+            out.append(Candidate(c.hop, c.window, c.phase_origin, c.magnitude, scores[w],
+                                 n_fft=c.n_fft, win_length=w, align=c.align))
+        if len(seen) >= k:
+            break
+    return out
+
+
 def _window_shapes(y_file: np.ndarray, known: dict, origins) -> list[tuple]:
     """(win_length, window_align, phase_origin) to search, from where frames are zero.
 
@@ -730,8 +765,9 @@ def _window_shapes(y_file: np.ndarray, known: dict, origins) -> list[tuple]:
         return [(n, "center", o) for o in origins]
     est = n - gap                                   # support length, maybe a bit short
     s0 = (start + gap) % n                          # first sample of the support
+    tol = max(3, gap // 4)
     shapes = []
-    for w in range(est, min(est + 5, n) + 1):
+    for w in sorted({min(est + d, n) for d in (1, 4)}):
         for align, origin in (("center", "frame-start"), ("left", "frame-start"),
                               ("center", "window-center")):
             if origin not in origins:
@@ -739,9 +775,15 @@ def _window_shapes(y_file: np.ndarray, known: dict, origins) -> list[tuple]:
             first = STFTSpec(n_fft=n, win_length=w, hop_length=1, window_align=align,
                              phase_origin=origin)
             lead = (first.window_offset - first.phase_reference) % n
-            if min((s0 - lead) % n, (lead - s0) % n) <= 3:
+            if min((s0 - lead) % n, (lead - s0) % n) <= tol:
                 shapes.append((w, align, origin))
     return shapes or [(n, "center", o) for o in origins]
+
+
+def _support_range(shapes, n) -> tuple[int, int]:
+    """Window lengths worth trying around the support the shapes came from."""
+    est = min(w for w, _, _ in shapes)
+    return max(est - 3, 1), min(n, est + max(12, est // 16))
 
 
 def _longest_circular_run(mask: np.ndarray) -> tuple[int, int]:
@@ -1079,6 +1121,9 @@ def _search(fb, pb, n_fft, mags, unit, known, res, bar) -> list[Candidate]:
                     res.curves[f"{win}/{origin}" + (f"/{wl}" if wl != n_fft else "")] = s
                 cands += [Candidate(h, win, origin, mag, float(s[h]) if h < n_fft else np.inf,
                                     n_fft=n_fft, win_length=wl, align=align) for h in hops]
+        if shapes[0][0] < n_fft and not known.get("win_length"):
+            mine = sorted((c for c in cands if c.magnitude == mag), key=lambda c: c.pair_score)
+            cands += _refine_win_length(scan, mine, _support_range(shapes, n_fft))
     bar.step()
     cands.sort(key=lambda c: c.pair_score)
     floor = float(_sample(fb).min()) if "top_db" in res.findings else None
@@ -1129,7 +1174,8 @@ def _conclude(fb, pb, n_fft, unit, cands, known, res: ProbeResult):
         _cannot_tell(res, best, known, n_fft)
         return
     alt = next((c for c in cands[1:] if c.consistency is not None
-                and (c.hop, c.window) != (best.hop, best.window)), None)
+                and (c.hop, c.window, c.win_length) != (best.hop, best.window, best.win_length)),
+               None)
     ratio = (alt.relative / max(best.relative, 1e-12)) if alt else np.inf
     conf = (0.97 if best.consistency < 1e-3 and best.relative < 1e-2 and ratio > 100 else
             0.85 if best.consistency < _CONSISTENT and best.relative < 0.05 and ratio > 5 else
@@ -1258,7 +1304,7 @@ def _edges(fb, pb, spec: STFTSpec, mag, unit, known, res: ProbeResult):
         c, first, conf = True, 0, 0.2
         ev = ("the first frame is silent: the edges cannot show padding; assumed centred, "
               "the libraries' default; give --center/--no-center")
-    elif mirror < 1e-3:
+    elif mirror < 1e-2:
         c, first, conf = True, 0, 0.9
         ev = "the first frame is mirror-symmetric about its centre: reflect padding (torch)"
     elif valid:
