@@ -10,8 +10,9 @@ The data path, one module per stage::
 from .decode import Decoder, Encoding
 from .engine import Analyzer, Reconstructor, istft, stft
 from .spec import SpecError, STFTSpec, get_window, preset
+from .transport import FrameReceiver, FrameSender
 
 __version__ = "0.1.0"
 
 __all__ = ["STFTSpec", "SpecError", "preset", "get_window", "Encoding", "Decoder",
-           "Reconstructor", "Analyzer", "istft", "stft"]
+           "Reconstructor", "Analyzer", "istft", "stft", "FrameSender", "FrameReceiver"]
