@@ -64,8 +64,9 @@ callback never blocks, takes no lock and allocates no sample buffers (it
 copies between preallocated arrays and multiplies fades in place).
 ``write`` waits only when the ring is full: backpressure to the producer.
 
-- *Prebuffer*: the stream starts once ``latency_ms`` of audio is buffered
-  (or at :meth:`~Sink.close` for a stream shorter than that).
+- *Prebuffer*: the stream starts once ``latency_ms`` of audio plus the
+  device's own buffer is buffered (PortAudio fills the device buffer at
+  once on start), or at :meth:`~Sink.close` for a stream shorter than that.
 - *Underrun*: when the ring runs dry the callback fades the last samples it
   has out over ``fade_ms``, plays silence, counts the event, and waits for
   ``latency_ms`` of audio again before it resumes, fading back in.  No
@@ -443,7 +444,7 @@ class ZmqSink(Sink):
 
     def _send(self, parts):
         try:
-            self._sock.send_multipart(parts, copy=parts[1].__len__() < 65536)
+            self._sock.send_multipart(parts)      # copied: the caller may reuse its block
         except self._zmq.Again:
             raise SinkError(f"{self.uri}: no receiver took an audio block for "
                             f"{self.send_timeout_ms} ms") from None
@@ -530,7 +531,7 @@ class _Ring:
     """Single-producer, single-consumer ring of interleaved float32 frames, and
     the playback state machine the audio callback runs.
 
-    The producer (``put``) owns ``written``; the consumer (``fill``, called
+    The producer (``put``) owns ``written``; the consumer (``fill_output``, called
     from the audio callback) owns ``read``, ``playing`` and the callback
     counters.  Each side only reads the other's integers, so no lock is
     needed (Python int stores are atomic) and the consumer never waits.
@@ -673,7 +674,8 @@ class SoundDeviceSink(Sink):
     latency_ms : float
         Audio buffered (ms) before playback starts and after an underrun
         (default 50).  The device adds its own buffer, ``latency_ms / 2``
-        requested, reported as ``stats['device_latency_ms']``.
+        requested (see ``device_latency_ms``), the granted figure reported
+        as ``stats['device_latency_ms']``.
     blocksize : int, optional
         Samples per channel per callback; default 0: PortAudio chooses
         (lowest latency).
@@ -685,6 +687,9 @@ class SoundDeviceSink(Sink):
     headroom_ms : float, optional
         Ring space beyond ``latency_ms`` (ms) before ``write`` blocks;
         default ``max(latency_ms, 100)``.
+    device_latency_ms : float, optional
+        Output latency asked of PortAudio (ms); default ``latency_ms / 2``.
+        PortAudio may round it up; the figure it grants is in the stats.
 
     ``stats``: ``underruns`` (= ``shortages`` + ``output_underflows``):
     ``shortages`` are the times the ring ran dry (the producer was late),
@@ -697,7 +702,7 @@ class SoundDeviceSink(Sink):
 
     def __init__(self, device=None, latency_ms: float | None = None,
                  blocksize: int | None = None, fade_ms: float = 5.0, pad_s: float = 0.25,
-                 headroom_ms: float | None = None):
+                 headroom_ms: float | None = None, device_latency_ms: float | None = None):
         super().__init__()
         if isinstance(device, str) and device.strip().lstrip("-").isdigit():
             device = int(device)
@@ -710,6 +715,8 @@ class SoundDeviceSink(Sink):
             raise SinkError(f"blocksize must be >= 0 samples, got {blocksize}")
         self.fade_ms, self.pad_s = float(fade_ms), float(pad_s)
         self.headroom_ms = headroom_ms
+        self.device_latency_ms = (self.latency_ms / 2 if device_latency_ms is None
+                                  else float(device_latency_ms))
         self.uri = "sounddevice" + ("" if device is None else f":{device}")
         self.stream = None
         self.ring: _Ring | None = None
@@ -720,14 +727,19 @@ class SoundDeviceSink(Sink):
         self.drain_timeout = False
         self._finished = threading.Event()
         self._stop_exc = None
+        self._started_once = False
 
     # ------------------------------------------------------------- opening
     def _device_name(self, sd):
         try:
             return sd.query_devices(self.device, "output")["name"]
         except (ValueError, sd.PortAudioError) as e:
-            names = ", ".join(f"{d['index']}: {d['name']}" for d in list_devices()) or "none"
-            raise SinkError(f"no audio output {self.device!r} ({e}); outputs: {names}") from None
+            names = ", ".join(f"{d['index']}: {d['name']}" for d in list_devices())
+            what = "no default audio output" if self.device is None \
+                else f"no audio output {self.device!r}"
+            raise SinkError(f"{what} ({e}); outputs: {names or 'none'}"
+                            + ("" if names else "; write a file instead: --sink wav:out.wav")) \
+                from None
 
     def _open(self):
         sd = _import_sounddevice()
@@ -752,16 +764,24 @@ class SoundDeviceSink(Sink):
         try:
             self.stream = sd.OutputStream(
                 samplerate=rate, channels=ch, dtype="float32", device=self.device,
-                blocksize=self.blocksize, latency=self.latency_ms / 2000.0,
+                blocksize=self.blocksize, latency=self.device_latency_ms / 1000.0,
                 callback=self._callback, finished_callback=self._finished.set)
         except sd.PortAudioError as e:
             raise SinkError(f"audio output {name!r}: cannot open a {_hz(rate)}, {ch}-channel "
                             f"stream ({e})") from None
         self.device_latency = float(self.stream.latency)
-        target = max(int(round(self.latency_ms * rate / 1000.0)), 2 * self.blocksize, 1)
-        head_ms = max(self.latency_ms, 100.0) if self.headroom_ms is None else self.headroom_ms
-        capacity = target + max(int(round(head_ms * rate / 1000.0)), self.blocksize, 1)
         fade = max(1, int(round(self.fade_ms * rate / 1000.0)))
+        device_frames = int(np.ceil(self.device_latency * rate))
+        # Re-prebuffer target: latency_ms, and at least a callback's request
+        # (not known before the first one; the device buffer bounds it).
+        target = max(int(round(self.latency_ms * rate / 1000.0)), 2 * self.blocksize,
+                     device_frames + 2 * fade)
+        # At start PortAudio fills the device buffer at once: buffer that too,
+        # so that latency_ms stays ahead of the device once it runs.
+        self._start_target = target + device_frames
+        head_ms = max(self.latency_ms, 100.0) if self.headroom_ms is None else self.headroom_ms
+        capacity = self._start_target + max(int(round(head_ms * rate / 1000.0)),
+                                            self.blocksize, 1)
         self.ring = _Ring(ch, capacity, target, fade)
 
     # ----------------------------------------------------------- the callback
@@ -772,22 +792,20 @@ class SoundDeviceSink(Sink):
 
     # ------------------------------------------------------------ producing
     def _start(self):
-        if not self.stream.active and not self._started_once:
+        if not self._started_once:
             self._started_once = True
             self.stream.start()
-
-    _started_once = False
 
     def _write(self, frames):
         ring = self.ring
         off, n = 0, len(frames)
         while True:
             off += ring.put(frames[off:])
-            if not self._started_once and ring.fill >= ring.target:
+            if not self._started_once and ring.fill >= self._start_target:
                 self._start()
             if off >= n:
                 return
-            if not self._started_once:   # full below target: only if target > capacity
+            if not self._started_once:   # cannot happen: capacity > start target
                 self._start()
             self._wait_for_space(min(n - off, ring.capacity // 2))
 
@@ -858,6 +876,7 @@ class SoundDeviceSink(Sink):
             "max_queue": ring.max_fill,
             "capacity": ring.capacity,
             "target": ring.target,
+            "start_target": self._start_target,
             "prebuffers": ring.starts,
             "callbacks": ring.callbacks,
             "max_callback_samples": ring.max_frames,

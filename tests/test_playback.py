@@ -52,18 +52,29 @@ print(json.dumps(sink.stats))
 """
 
 
-def play(pulse_server, tmp_path, signal: np.ndarray, **cfg) -> dict:
-    """Play ``signal`` in a subprocess while recording; return (stats, capture)."""
+def play(pulse_server, tmp_path, signal: np.ndarray, attempts: int = 2, **cfg):
+    """Play ``signal`` in a subprocess while recording; return (stats, capture).
+
+    A run in which PortAudio reported an output underflow while the sink's own
+    ring never ran dry (``shortages == 0``) is run again, once: the process
+    was not scheduled in time, on a loaded machine (the test's own player,
+    server and recorder share it with everything else).  The second run must
+    pass on its own; the sink's own shortages are never retried.
+    """
     path = tmp_path / f"signal-{len(list(tmp_path.iterdir()))}.npy"
     np.save(path, signal.astype(np.float32))
     cfg = {"root": str(ROOT), "signal": str(path), "rate": RATE, "hop": HOP, **cfg}
-    with pulse_server.record() as rec:
-        r = subprocess.run([sys.executable, "-c", PLAYER, json.dumps(cfg)],
-                           env=pulse_server.env, capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0, f"player failed:\n{r.stderr[-3000:]}"
-    stats = json.loads(r.stdout.strip().splitlines()[-1])
-    print(json.dumps(stats, indent=1))
-    return stats, rec.audio
+    for attempt in range(attempts):
+        with pulse_server.record() as rec:
+            r = subprocess.run([sys.executable, "-c", PLAYER, json.dumps(cfg)],
+                               env=pulse_server.env, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, f"player failed:\n{r.stderr[-3000:]}"
+        stats = json.loads(r.stdout.strip().splitlines()[-1])
+        print(json.dumps(stats, indent=1))
+        if stats["output_underflows"] and not stats["shortages"] and attempt + 1 < attempts:
+            print("PortAudio reported an output underflow (machine too busy?): once more")
+            continue
+        return stats, rec.audio
 
 
 def find_lag(captured: np.ndarray, ref: np.ndarray) -> int:
@@ -187,6 +198,17 @@ print(json.dumps(out))
     assert "no such device" in out["nodev"] and "outputs:" in out["nodev"]
 
 
+def test_specstream_devices_lists_the_server(pulse_server):
+    r = subprocess.run([sys.executable, "-m", "stream", "devices"], cwd=ROOT,
+                       env={**pulse_server.env, "PYTHONPATH": str(ROOT)},
+                       capture_output=True, text=True, timeout=60)
+    if r.returncode == 2 and "invalid choice" in r.stderr:
+        pytest.skip("`specstream devices` is missing (stream/cli_live.py)")
+    assert r.returncode == 0, r.stderr
+    default = [line for line in r.stdout.splitlines() if line.startswith("*")]
+    assert len(default) == 1 and "default" in default[0], r.stdout
+
+
 # -------------------------------------------------- specstream send -> play
 def _free_port() -> int:
     with socket.socket() as s:
@@ -218,6 +240,23 @@ def test_specstream_send_to_play_on_the_device(pulse_server, tmp_path):
     clip = (clip * ramp).astype(np.float32)
     wav = tmp_path / "clip.wav"
     sf.write(wav, clip.T, RATE, subtype="FLOAT")
+    for attempt in range(2):
+        log, audio = _send_and_play(pulse_server, wav)
+        m = re.search(r"underruns:\s*(\d+)", log)
+        assert m, f"no underrun count in the summary:\n{log}"
+        if int(m.group(1)) and attempt == 0:
+            print("underruns in the first run (machine too busy?): once more")
+            continue
+        break
+    assert int(m.group(1)) == 0
+    snr, lag = aligned_snr(audio, clip)
+    print(f"send -> play -> device: SNR {snr:.1f} dB")
+    assert snr > 60
+
+
+def _send_and_play(pulse_server, wav):
+    """``specstream play --sink sounddevice`` fed by ``specstream send --analyze``,
+    recorded; returns (player's stderr, capture)."""
     endpoint = f"tcp://127.0.0.1:{_free_port()}"
     env = {**pulse_server.env, "PYTHONPATH": str(ROOT)}
     stft = ["--n-fft", "1024", "--hop-length", "256"]
@@ -250,9 +289,4 @@ def test_specstream_send_to_play_on_the_device(pulse_server, tmp_path):
                 player.wait()
     log = "".join(lines)
     print(log)
-    m = re.search(r"underruns:\s*(\d+)", log)
-    assert m, f"no underrun count in the summary:\n{log}"
-    assert int(m.group(1)) == 0
-    snr, lag = aligned_snr(rec.audio, clip)
-    print(f"send -> play -> device: SNR {snr:.1f} dB")
-    assert snr > 60
+    return log, rec.audio
