@@ -12,7 +12,14 @@ is.  Every stage is one small object or function:
   or 1 cycle) evenly; a complex array is both.
 * orientation -- the frequency axis is the one whose first bin is real (DC of
   a real signal: phase 0 or pi); the last bin tells even n_fft (Nyquist, also
-  real) from odd; a two-sided axis shows Hermitian symmetry.
+  real) from odd; a two-sided axis shows Hermitian symmetry.  When both axes
+  pass (torch's reflect-padded first frame is real too), consistency decides.
+  Real and imaginary parts (two arrays, or pairs on a last axis of 2) are
+  recognised by an imaginary part that is 0 along the DC edge.
+* window length -- ``irfft`` of a frame is zero outside the window: a window
+  shorter than n_fft (librosa ``win_length``, scipy ``nperseg < nfft``)
+  shows where it sits; its exact length is the one whose pair mismatch at
+  the found hop is least.
 * units -- magnitude linear/power/dB/dB-power/log from the values (negative
   values, a flat floor at max - top_db), settled by consistency.
 * :class:`_PairScan` (coarse) -- for a window ``w`` and hop ``H``, the
@@ -27,6 +34,9 @@ is.  Every stage is one small object or function:
   mirror image, torch's reflect padding); ``ShortTimeFFT`` starts earlier.
 * level -- the amplitude scaling only shows in the absolute level; it is a
   guess that assumes audio peaks near full scale, and is said to be one.
+
+Scalars stored in an ``.npz`` (``sr``, ``hop_length``...) are read: the
+sample rate and length are taken, the rest is checked against the frames.
 
 Nothing is claimed that the evidence does not support: a parameter that
 cannot be told has confidence 0 and a note of what would settle it.
@@ -101,9 +111,6 @@ class Candidate:
         base = math.sqrt(max(1 - self.hop / max(self.n_fft, 1), 1e-12))
         return self.consistency / base
 
-    @property
-    def key(self):
-        return (self.hop, self.window, self.phase_origin, self.magnitude)
 
 
 @dataclass
@@ -163,7 +170,8 @@ class ProbeResult:
         best = self.candidates[0].consistency if self.candidates else None
         out["consistency"] = None if best is None else float(best)
         out["confidence"] = round(self.overall, 3)
-        for k in ("phase_origin", "first_frame", "phase_range", "top_db", "sample_rate",
+        for k in ("phase_origin", "window_align", "first_frame", "phase_range", "top_db",
+                  "sample_rate", "stored",
                   "input", "mag_file", "mag_key", "phase_file", "phase_key", "dtype",
                   "bins", "raw_shape"):
             if k in self.findings:
@@ -1300,6 +1308,16 @@ def _edges(fb, pb, spec: STFTSpec, mag, unit, known, res: ProbeResult):
     level = _edge_level(fb, pb, n, mag, unit, k)
     floored = _floor_fraction(fb, k) if "top_db" in res.findings else 0.0
     silent = not np.any(est) or np.abs(y[0]).max() < 1e-6 * max(np.abs(y).max(), 1e-300)
+    c, first, conf, ev = _judge_centre(silent, mirror, valid, drops, half, h, end_drop, level,
+                                       floored)
+    c, first, ev, conf = _centre_from_length(known, spec, fb.shape[0], c, first, ev, conf)
+    res.findings["center"] = Finding(c, ev, conf)
+    res.findings["first_frame"] = Finding(first, ev, conf)
+
+
+def _judge_centre(silent, mirror, valid, drops, half, h, end_drop, level, floored):
+    """Centre padding from the edge evidence, most telling first:
+    (center, first_frame, confidence, evidence)."""
     if silent:
         c, first, conf = True, 0, 0.2
         ev = ("the first frame is silent: the edges cannot show padding; assumed centred, "
@@ -1326,9 +1344,7 @@ def _edges(fb, pb, spec: STFTSpec, mag, unit, known, res: ProbeResult):
         ev = (f"the edges are too quiet to show padding ({_db(level)} re the loudest frame"
               + (f", {floored:.0%} of their bins at the dB floor" if floored else "")
               + "): assumed centred, the libraries' default; give --center/--no-center")
-    c, first, ev, conf = _centre_from_length(known, spec, fb.shape[0], c, first, ev, conf)
-    res.findings["center"] = Finding(c, ev, conf)
-    res.findings["first_frame"] = Finding(first, ev, conf)
+    return c, first, conf, ev
 
 
 def _centre_from_length(known, spec: STFTSpec, n_frames, c, first, ev, conf):
