@@ -181,6 +181,14 @@ class Sink:
         self.samples += len(frames)
         self.blocks += 1
 
+    def flush(self) -> None:
+        """The producer has no more samples for now (a stream ended; another
+        may follow on the same sink).  Files and pipes push their buffers out;
+        the audio device plays out what it holds, and the silence after it is
+        an idle gap, not an underrun."""
+        if self._opened and not self.closed:
+            self._flush()
+
     def close(self, drain: bool = True) -> None:
         """Finish.  With ``drain`` play or flush everything written so far
         first; without it stop at once (what is buffered is lost).  Closing
@@ -231,6 +239,9 @@ class Sink:
         raise NotImplementedError
 
     def _close(self, drain: bool):
+        pass
+
+    def _flush(self):
         pass
 
 
@@ -294,6 +305,9 @@ class FileSink(Sink):
             frames = np.clip(frames, -1.0, 1.0)
         self.file.write(np.ascontiguousarray(frames))
 
+    def _flush(self):
+        self.file.flush()
+
     def _close(self, drain):
         if self.file is not None:
             self.file.close()
@@ -332,6 +346,12 @@ class RawSink(Sink):
     def _write(self, frames):
         try:
             self._fh.write(np.ascontiguousarray(frames, dtype="<f4").data)
+        except BrokenPipeError:
+            raise SinkError(f"{self.uri}: the reader closed the pipe") from None
+
+    def _flush(self):
+        try:
+            self._fh.flush()
         except BrokenPipeError:
             raise SinkError(f"{self.uri}: the reader closed the pipe") from None
 
@@ -558,6 +578,7 @@ class _Ring:
         self.written = 0          # producer: frames put, ever
         self.read = 0             # consumer: frames taken, ever
         self.eos = False          # producer: no more frames will come; play out and stop
+        self.idle = False         # producer: no more frames for now; play out, then wait
         self.playing = False      # consumer: False while (pre)buffering
         self.started = False      # consumer: playing began at least once
         self.fade_left = 0        # consumer: fade-in frames still to apply
@@ -571,6 +592,7 @@ class _Ring:
         self.max_fill = 0         # producer: largest fill seen (not counting the end padding)
         self.eos_pending = False  # producer: writing the end padding
         self.done = False         # consumer: everything played after eos
+        self.was_idle = False     # consumer: stopped after running out while idle
 
     @property
     def fill(self) -> int:
@@ -579,7 +601,7 @@ class _Ring:
     # ---------------------------------------------------------- producer
     def put(self, data: np.ndarray) -> int:
         """Copy as many leading frames of ``data`` ((n, channels)) as fit;
-        return how many."""
+        return how many.  Clears ``idle`` once frames are in."""
         cap = self.capacity
         n = min(len(data), cap - (self.written - self.read))
         if n <= 0:
@@ -593,6 +615,7 @@ class _Ring:
         fill = self.written - self.read
         if fill > self.max_fill and not self.eos_pending:
             self.max_fill = fill
+        self.idle = False          # after the frames are published: see fill_output()
         return n
 
     # ---------------------------------------------------------- consumer
@@ -612,25 +635,30 @@ class _Ring:
         if frames > self.max_frames:
             self.max_frames = frames
         eos = self.eos                       # read before written: see put()/close()
+        idle = self.idle                     # (the producer clears it after a put)
         avail = self.written - self.read
         fade = self.fade
         if not self.playing:
             need = max(self.target, min(self.capacity, self.max_frames + 2 * fade))
-            if avail >= need or (eos and avail > 0):
+            if avail >= need or ((eos or idle) and avail > 0):
                 self.playing = True
-                self.fade_left = fade if self.started else 0
+                self.fade_left = fade if self.started and not self.was_idle else 0
+                self.was_idle = False
                 self.started = True
                 self.starts += 1
             else:
                 out.fill(0.0)
-                if self.started and not eos:
+                if self.started and not (eos or idle or self.was_idle):
                     self.silence += frames
                 if eos and avail == 0:
                     self.done = True
                 return self.done
         short = False
-        if eos:
-            n = min(avail, frames)            # the end: play all there is
+        if eos or idle:
+            n = min(avail, frames)            # the end (for now): play all there is
+            if idle and not eos and n < frames:
+                self.playing = False          # ran out while idle: a gap, not an underrun
+                self.was_idle = True
         elif avail < frames + fade:           # would run dry: fade out what there is
             n = min(avail, frames)
             short = True
@@ -696,8 +724,9 @@ class SoundDeviceSink(Sink):
     ``output_underflows`` the callbacks PortAudio flagged late;
     ``silence_samples`` inserted by underruns; ``fill`` / ``max_queue`` /
     ``capacity`` / ``target`` in samples per channel; ``latency_ms`` (the
-    target) and ``device_latency_ms`` (``stream.latency``); ``waits`` (times
-    ``write`` blocked on a full ring).
+    target) and ``device_latency_ms`` (``stream.latency``); ``dac_delay_ms``
+    (PortAudio's estimate, at the last callback, of the time until its first
+    sample reaches the DAC); ``waits`` (times ``write`` blocked on a full ring).
     """
 
     def __init__(self, device=None, latency_ms: float | None = None,
@@ -728,6 +757,7 @@ class SoundDeviceSink(Sink):
         self._finished = threading.Event()
         self._stop_exc = None
         self._started_once = False
+        self._dac_delay = float("nan")   # s from a callback to its first sample at the DAC
 
     # ------------------------------------------------------------- opening
     def _device_name(self, sd):
@@ -787,6 +817,7 @@ class SoundDeviceSink(Sink):
     # ----------------------------------------------------------- the callback
     def _callback(self, outdata, frames, time_info, status):
         # PortAudio's thread: no locks, no waits, no sample buffers allocated.
+        self._dac_delay = time_info.outputBufferDacTime - time_info.currentTime
         if self.ring.fill_output(outdata, status.output_underflow, status.output_overflow):
             raise self._stop_exc
 
@@ -808,6 +839,12 @@ class SoundDeviceSink(Sink):
             if not self._started_once:   # cannot happen: capacity > start target
                 self._start()
             self._wait_for_space(min(n - off, ring.capacity // 2))
+
+    def _flush(self):
+        ring = self.ring
+        ring.idle = True
+        if not self._started_once and ring.written:
+            self._start()                # a first stream shorter than the target
 
     def _wait_for_space(self, need: int):
         """Sleep until ``need`` frames are free.  Raises SinkError when the
@@ -885,6 +922,8 @@ class SoundDeviceSink(Sink):
             "buffer_ms": 1000.0 * ring.fill / rate,
             "device_latency_ms": None if self.device_latency is None
             else 1000.0 * self.device_latency,
+            "dac_delay_ms": None if self._dac_delay != self._dac_delay
+            else 1000.0 * self._dac_delay,
             "blocksize": self.blocksize,
             "drain_timeout": self.drain_timeout,
         })

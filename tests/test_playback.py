@@ -25,7 +25,7 @@ HOP = 256
 
 # The player: writes a signal (.npy, (n,) or (channels, n)) to a sink in
 # hop-sized blocks, paced at real time (or as fast as the sink takes them),
-# optionally stalling once; closes with drain and prints the sink's stats.
+# optionally stalling once (after a flush, as between two streams); closes with drain and prints the sink's stats.
 PLAYER = r"""
 import json, sys, time
 import numpy as np
@@ -40,6 +40,8 @@ stall_at, stall_s = cfg.get("stall_at"), cfg.get("stall_s", 0.0)
 t0 = time.monotonic()
 for i in range(0, n, hop):
     if i == stall_at:
+        if cfg.get("flush"):
+            sink.flush()
         time.sleep(stall_s)
         t0 += stall_s
     if cfg.get("pace", True):
@@ -170,6 +172,23 @@ def test_stall_underruns_are_counted_faded_and_recovered(pulse_server, tmp_path)
     # a 5 ms fade adds.
     steepest = np.abs(np.diff(sig, axis=1)).max()
     assert np.abs(np.diff(cap, axis=1)).max() < steepest + 0.01
+
+
+def test_flush_between_streams_is_a_gap_not_an_underrun(pulse_server, tmp_path):
+    # Two streams on one open sink, 0.3 s apart, flush() after the first (as
+    # `specstream play --keep-alive` between streams): both play whole, with
+    # no fade, and the silence between them is not counted as an underrun.
+    sig = test_signal(1.0)
+    cut = (int(0.5 * RATE) // HOP) * HOP
+    stats, cap = play(pulse_server, tmp_path, sig, stall_at=cut, stall_s=0.3, flush=True)
+    assert stats["underruns"] == 0 and stats["shortages"] == 0
+    assert stats["silence_samples"] == 0
+    assert stats["played"] == sig.shape[1] + stats["padding"]
+    snr_1, lag_1 = aligned_snr(cap, sig[:, :cut])
+    snr_2, lag_2 = aligned_snr(cap, sig[:, cut:])
+    print(f"first {snr_1:.1f} dB, second {snr_2:.1f} dB, gap {lag_2 - lag_1 - cut}")
+    assert snr_1 > 60 and snr_2 > 60
+    assert lag_2 - lag_1 - cut > 0                 # a gap between them, nothing overlapped
 
 
 def test_devices_and_refused_rate(pulse_server):

@@ -401,6 +401,40 @@ def test_ring_end_of_stream_after_playing():
     assert ring.shortages == 0
 
 
+def test_ring_idle_plays_out_whole_and_is_no_underrun():
+    # flush() between two streams: the first plays to its last sample with
+    # no fade, the silence after it is not an underrun, and the next stream
+    # is prebuffered again and starts with no fade either.
+    a, b = interleaved(signal(2, 3000, seed=1)), interleaved(signal(2, 2500, seed=2))
+    ring = _Ring(2, capacity=6000, target=1000, fade=48)
+    ring.put(a)
+    ring.idle = True                     # what SoundDeviceSink.flush() does
+    played, _ = run_callbacks(ring, 5000, 256, 2)
+    np.testing.assert_array_equal(played[:3000], a)
+    assert not played[3000:].any()
+    assert ring.shortages == 0 and ring.silence == 0 and not ring.playing
+    ring.put(b[:500])                    # below the target: still waiting
+    assert not ring.idle
+    out = np.full((256, 2), np.nan, np.float32)
+    ring.fill_output(out)
+    assert not out.any() and ring.silence == 0
+    ring.put(b[500:])
+    played, _ = run_callbacks(ring, 2048, 256, 2)
+    np.testing.assert_array_equal(played, b[:2048])
+    assert ring.shortages == 0 and ring.starts == 2
+
+
+def test_flush_pushes_files_out(tmp_path):
+    x = signal(2, 1000)
+    path = tmp_path / "out.f32"
+    s = open_sink(f"raw:{path}").open(RATE, 2)
+    s.write(x)
+    s.flush()
+    assert path.read_bytes() == np.ascontiguousarray(x.T, dtype="<f4").tobytes()
+    s.close()
+    NullSink().open(RATE, 1).flush()     # a no-op where there is nothing to push
+
+
 def test_ring_counts_device_flags():
     ring = _Ring(1, capacity=100, target=10, fade=4)
     out = np.zeros((8, 1), np.float32)
