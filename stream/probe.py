@@ -442,11 +442,36 @@ def _assign_roles(arrays: list[_Array], known: dict, res: ProbeResult):
                 f"{ph.name} fills the phase range {ph_score[2]} ({ph_score[1]}) evenly; "
                 f"{mag.name} does not{note}", conf)
             return mag, ph
+    if not phases and len(two_d) >= 2:
+        mag, ph = _unwrapped_pair(two_d)
+        if ph is not None:
+            res.findings["input"] = Finding(
+                "magnitude+phase", f"{ph.name} spans many turns: an unwrapped phase? "
+                f"{mag.name} as the magnitude; consistency must confirm{note}", 0.5)
+            return mag, ph
     first = (mags or two_d)[0]
     res.findings["input"] = Finding(
         "magnitude", f"{first.name} is the only spectrogram-like array and holds no phase{note}",
         0.9 if len(two_d) == 1 else 0.5)
     return first, None
+
+
+def _unwrapped_pair(two_d: list[_Array]):
+    """(magnitude, phase) when one array spans many turns (an unwrapped phase,
+    which cos/sin read as well as a wrapped one); the non-negative or the
+    narrower other array is the magnitude.  (None, None) otherwise."""
+    spans = {id(a): (float(v.min()), float(v.max())) for a in two_d for v in [_sample(a.data)]
+             if v.size}
+    for ph in two_d:
+        lo, hi = spans.get(id(ph), (0.0, 0.0))
+        if not (lo < 0 and hi - lo > 3 * np.pi):
+            continue
+        others = [a for a in two_d if a is not ph and a.data.shape == ph.data.shape]
+        others.sort(key=lambda a: (spans[id(a)][0] < 0, spans[id(a)][1] - spans[id(a)][0]))
+        if others and (spans[id(others[0])][0] >= 0 or
+                       spans[id(others[0])][1] - spans[id(others[0])][0] < hi - lo):
+            return others[0], ph
+    return None, None
 
 
 def _by_keys(arrays, known):
@@ -657,6 +682,12 @@ def _phase_unit(phase: np.ndarray | None, known: dict, res: ProbeResult):
     if known.get("phase_unit"):
         res.findings["phase_unit"] = Finding(known["phase_unit"], "given", 2.0)
         return known["phase_unit"]
+    v = _sample(phase)
+    if unit is None and v.size and v.max() - v.min() > 3 * np.pi:
+        res.findings["phase_unit"] = Finding(
+            "rad", f"values span {(v.max() - v.min()) / (2 * np.pi):.0f} turns of 2 pi: unwrapped "
+            "radians assumed (cos/sin do not care); consistency must confirm", 0.6)
+        return "rad"
     if unit is None:
         res.findings["phase_unit"] = Finding("rad", "the phase values fill no phase range "
                                              "(2 pi, 360 or 1)", 0.0)

@@ -440,3 +440,14 @@ def test_quiet_edges_leave_centre_a_guess_until_the_length_is_known(tmp_path):
     assert res.value("hop_length") == 512 and res.confidence("center") < 0.5
     res = probe(tmp_path / "m.npy", tmp_path / "p.npy", known={"length": len(x)})
     assert res.value("center") is True and res.confidence("center") >= 0.9
+
+
+def test_unwrapped_phase_is_read_as_radians(tmp_path):
+    import librosa
+    X = librosa.stft(speech(), n_fft=1024, hop_length=256)
+    np.save(tmp_path / "ph.npy", np.unwrap(np.angle(X), axis=1))   # along time, per bin
+    np.save(tmp_path / "db.npy", librosa.amplitude_to_db(np.abs(X)))
+    res = probe(tmp_path / "ph.npy", tmp_path / "db.npy")
+    assert res.ok, report(res)
+    assert res.value("phase_file").endswith("ph.npy") and res.value("phase_unit") == "rad"
+    assert res.value("hop_length") == 256 and res.value("magnitude") == "db"
