@@ -573,8 +573,10 @@ class _Ring:
         self.buf = np.zeros((capacity, channels), np.float32)
         self.capacity, self.target, self.fade = capacity, target, max(1, int(fade))
         ramp = np.linspace(0.0, 1.0, self.fade + 2, dtype=np.float32)[1:-1]
-        self._up = np.ascontiguousarray(ramp[:, None])
-        self._down = np.ascontiguousarray(ramp[::-1, None])
+        # One column per channel: a broadcast product would make numpy
+        # allocate its ufunc buffer in the callback.
+        self._up = np.ascontiguousarray(np.repeat(ramp[:, None], channels, axis=1))
+        self._down = np.ascontiguousarray(self._up[::-1])
         self.written = 0          # producer: frames put, ever
         self.read = 0             # consumer: frames taken, ever
         self.eos = False          # producer: no more frames will come; play out and stop

@@ -25,7 +25,8 @@ HOP = 256
 
 # The player: writes a signal (.npy, (n,) or (channels, n)) to a sink in
 # hop-sized blocks, paced at real time (or as fast as the sink takes them),
-# optionally stalling once (after a flush, as between two streams); closes with drain and prints the sink's stats.
+# optionally stalling once (after a flush, as between two streams); closes
+# with drain and prints the sink's stats as JSON.
 PLAYER = r"""
 import json, sys, time
 import numpy as np

@@ -435,6 +435,34 @@ def test_flush_pushes_files_out(tmp_path):
     NullSink().open(RATE, 1).flush()     # a no-op where there is nothing to push
 
 
+def test_callback_allocates_no_sample_buffers():
+    # numpy reports its data buffers to tracemalloc: a callback that made a
+    # temporary (a copy, a concatenate, a fade product) of a 4096 x 2 block
+    # would show 32 KiB at least.  Normal play, underrun fade-out, silence,
+    # fade-in and the end are all run.
+    import tracemalloc
+    frames, ch = 4096, 2
+    ring = _Ring(ch, capacity=40_000, target=12_000, fade=frames)   # fades as long as a block
+    x = interleaved(signal(ch, 30_000))
+    out = np.zeros((frames, ch), np.float32)
+    ring.put(x[:20_000])
+    ring.fill_output(out)                          # warm up
+    tracemalloc.start()
+    try:
+        for _ in range(4):                         # plays, then runs dry and fades out
+            ring.fill_output(out)
+        ring.fill_output(out)                      # silence
+        ring.put(x[20_000:])
+        ring.eos = True
+        while not ring.fill_output(out):           # fade-in, the end
+            pass
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert ring.shortages == 1 and ring.starts == 2 and ring.done
+    assert peak < frames * ch * 4 // 2, f"{peak} bytes allocated in the callback"
+
+
 def test_ring_counts_device_flags():
     ring = _Ring(1, capacity=100, target=10, fade=4)
     out = np.zeros((8, 1), np.float32)
