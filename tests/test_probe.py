@@ -296,6 +296,36 @@ def test_random_noise_cannot_tell(kind, tmp_path):
     assert res.problems and "--hop-length" in " ".join(res.problems)
     r = run_cli("reconstruct", *files, "--auto", "-o", "o.wav", cwd=tmp_path)
     assert r.returncode == 2 and "cannot tell" in r.stderr
+    r = run_cli("probe", *files, cwd=tmp_path)
+    assert "cannot tell:" in r.stdout and "reconstruct with" not in r.stdout
+    r = run_cli("probe", *files, "--json", cwd=tmp_path)
+    out = json.loads(r.stdout)
+    assert out["ok"] is False and out["command"] is None and out["hop_length"] is None
+
+
+def test_progress_appears_only_after_a_second(tmp_path, monkeypatch):
+    import stream.probe as sp
+    make_scipy_npz(tmp_path)
+    bars = []
+
+    class Bar:
+        def __init__(self, total, desc, unit):
+            self.n = 0
+            bars.append(self)
+
+        def update(self, n):
+            self.n += n
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setattr(sp.time, "perf_counter", lambda: 0.0)   # a probe that takes no time
+    probe(tmp_path / "arrays.npz", progress=Bar)
+    assert bars == []
+    clock = iter(range(0, 10 ** 6, 2))                      # every reading 2 s later
+    monkeypatch.setattr(sp.time, "perf_counter", lambda: next(clock))
+    probe(tmp_path / "arrays.npz", progress=Bar)
+    assert len(bars) == 1 and bars[0].n > 0 and bars[0].closed
 
 
 def test_too_short_cannot_tell(tmp_path):
