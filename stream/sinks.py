@@ -134,6 +134,7 @@ class Sink:
         self.channels: int | None = None
         self.samples = 0          # samples per channel accepted by write()
         self.blocks = 0
+        self.nonfinite = 0        # NaN/Inf values replaced by 0
         self.closed = False
         self._opened = False
 
@@ -171,12 +172,17 @@ class Sink:
             ``(n_samples,)`` for one channel or ``(channels, n_samples)``:
             the layout :class:`stream.engine.Reconstructor` returns.  Values
             are linear amplitude, full scale = 1.0; converted to float32.
+            NaN and Inf are replaced by 0 and counted (``stats['nonfinite']``).
         """
         if not self._opened or self.closed:
             raise SinkError(f"{self.uri}: write on a sink that is "
                             f"{'closed' if self.closed else 'not open: call open() first'}")
         frames = self._frames(block)
         if len(frames):
+            if not np.isfinite(frames).all():        # never a blast of noise: zero, count
+                bad = ~np.isfinite(frames)
+                self.nonfinite += int(np.count_nonzero(bad))
+                frames = np.where(bad, np.float32(0), frames)
             self._write(frames)
         self.samples += len(frames)
         self.blocks += 1
@@ -210,7 +216,7 @@ class Sink:
         """Counters: ``samples`` (per channel, written), ``underruns``, and
         what the sink adds.  A fresh dict at every access."""
         return {"sink": self.uri, "samples": self.samples, "blocks": self.blocks,
-                "underruns": 0, "overflows": 0,
+                "underruns": 0, "overflows": 0, "nonfinite": self.nonfinite,
                 "seconds": self.samples / self.sample_rate if self.sample_rate else 0.0}
 
     # ------------------------------------------------------------ internals

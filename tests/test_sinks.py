@@ -108,6 +108,20 @@ def test_block_layout_checks(tmp_path):
         NullSink().open(RATE, 0)
 
 
+def test_nonfinite_values_are_zeroed_and_counted(tmp_path):
+    x = signal(2, 1000)
+    x[0, 10], x[1, 20], x[1, 30] = np.nan, np.inf, -np.inf
+    path = tmp_path / "out.f32"
+    with open_sink(f"raw:{path}").open(RATE, 2) as s:
+        s.write(x)
+    y = np.frombuffer(path.read_bytes(), "<f4").reshape(-1, 2).T
+    want = x.copy()
+    want[~np.isfinite(want)] = 0
+    np.testing.assert_array_equal(y, want)
+    assert s.stats["nonfinite"] == 3
+    assert np.isnan(x[0, 10])                   # the caller's block is left alone
+
+
 def test_null_sink_counts():
     x = signal(3, 5000)
     with NullSink().open(RATE, 3) as s:
