@@ -544,7 +544,9 @@ def _orient(first, phase, unit, known, res: ProbeResult):
     res.findings["layout"] = layout_f
     fb = np.swapaxes(f2, 0, 1) if axis == 0 else f2
     pb = None if p2 is None else (np.swapaxes(p2, 0, 1) if axis == 0 else p2)
-    return _sides_and_n_fft(fb, pb, period, known, layout_f.confidence > 0.5, res)
+    # n_fft may lean on the Nyquist bin once the chosen axis starts with real DC bins
+    dc_ok = (pb is not None or np.iscomplexobj(fb)) and _dc_realness(fb, pb, 1, 0, period) >= 0.9
+    return _sides_and_n_fft(fb, pb, period, known, dc_ok, res)
 
 
 def _frequency_axis(f2, p2, period, known, res) -> tuple[int, Finding]:
