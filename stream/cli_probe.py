@@ -7,10 +7,12 @@ unset from the probe's answer.  Explicit flags always win.
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
 import shlex
+import shutil
 import sys
 import tempfile
 
@@ -275,6 +277,7 @@ def _readable_copy(args, res: ProbeResult):
     n = res.value("n_fft")
     first, phase = res.arrays
     tmp = tempfile.mkdtemp(prefix="specstream-probe-")
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)   # the copy lives as long as the run
     for attr, arr in (("mag", first), ("phase", phase)):
         if arr is None:
             setattr(args, attr, None)
@@ -289,4 +292,5 @@ def _readable_copy(args, res: ProbeResult):
     args.mag_key = args.phase_key = args.dtype = args.bins = None
     why = res.needs_copy
     log.info("probe: %s; readable copy in %s", why, tmp)
-    print(f"specstream: {why}: a one-sided copy is in {tmp}", file=sys.stderr)
+    if not getattr(args, "quiet", False):
+        print(f"specstream: {why}: reading a one-sided complex copy", file=sys.stderr)
