@@ -190,6 +190,12 @@ class _Player:
         if not math.isnan(ev.timestamp):
             self.sink_latency.append(time.time() - ev.timestamp)
 
+    def stream_ended(self):
+        # The sink stays open for the next stream: let it play out what it
+        # holds, so the silence until the next stream is a gap, not an underrun.
+        if self.sink is not None:
+            self.sink.flush()
+
     def underruns(self) -> int:
         live = self.sink.stats.get("underruns", 0) if self.sink is not None else 0
         return self.underruns_closed + int(live)
@@ -250,8 +256,10 @@ def _play_loop(rx, player, args, stop):
                 player.write(ev)
             elif isinstance(ev, StreamStarted):
                 player.start(ev)
-            elif isinstance(ev, StreamEnded) and ev.reason == "end" and not args.keep_alive:
-                return
+            elif isinstance(ev, StreamEnded):
+                if ev.reason == "end" and not args.keep_alive:
+                    return
+                player.stream_ended()
         if args.stats and time.monotonic() >= next_stats:
             next_stats += 1.0
             _stats_line(rx, player)
