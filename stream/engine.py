@@ -39,6 +39,26 @@ from .spec import SpecError, STFTSpec
 __all__ = ["Reconstructor", "Analyzer", "istft", "stft"]
 
 
+def as_block(x, spec: STFTSpec, what: str = "frames", dtype=None) -> np.ndarray:
+    """One frame or a block -> a ``(channels, n_frames, bins)`` view.
+
+    Mono takes ``(bins,)`` or ``(n_frames, bins)``; more channels take
+    ``(channels, bins)`` or ``(channels, n_frames, bins)``.
+    """
+    a = np.asarray(x) if dtype is None else np.asarray(x, dtype=dtype)
+    c, b = spec.channels, spec.n_bins
+    if c == 1 and a.ndim in (1, 2):
+        a = a.reshape((1,) * (3 - a.ndim) + a.shape)
+    elif c > 1 and a.ndim == 2:
+        a = a[:, None, :]
+    if a.ndim != 3 or a.shape[0] != c or a.shape[2] != b:
+        lay = "(bins,) or (n_frames, bins)" if c == 1 else \
+            "(channels, bins) or (channels, n_frames, bins)"
+        raise SpecError(f"{what} of shape {np.shape(x)} do not fit {lay} with "
+                        f"channels={c}, bins={b} (n_fft={spec.n_fft})")
+    return a
+
+
 def _support(w: np.ndarray) -> tuple[int, int]:
     nz = np.flatnonzero(w)
     return int(nz[0]), int(nz[-1] - nz[0] + 1)
@@ -236,18 +256,7 @@ class Reconstructor:
         if not np.iscomplexobj(x):
             raise SpecError("frames must be complex bins; decode magnitude and phase "
                             "with stream.Decoder, or rebuild a phase with stream.phase")
-        c, b = self.spec.channels, self.spec.n_bins
-        want = 2 if c == 1 else 3
-        if x.ndim == want - 1:
-            x = x[None, :] if c == 1 else x[:, None, :]
-        if c == 1 and x.ndim == 2:
-            x = x[None]
-        if x.ndim != 3 or x.shape[0] != c or x.shape[2] != b:
-            lay = "(bins,) or (n_frames, bins)" if c == 1 else \
-                "(channels, bins) or (channels, n_frames, bins)"
-            raise SpecError(f"frames of shape {np.shape(frames)} do not fit {lay} with "
-                            f"channels={c}, bins={b} (n_fft={self.spec.n_fft})")
-        return x
+        return as_block(x, self.spec)
 
     def _fill(self, dst, src):
         if self._bin_factor is None:

@@ -69,6 +69,7 @@ import warnings
 
 import numpy as np
 
+from .engine import as_block
 from .spec import SpecError, STFTSpec
 
 __all__ = [
@@ -548,21 +549,7 @@ def _warm_up():
 # ------------------------------------------------------------------ shapes
 def _as_block(x, spec: STFTSpec, what: str, dtype=np.float64) -> np.ndarray:
     """One frame or a block -> (channels, n, bins), as the engine takes frames."""
-    a = np.asarray(x, dtype=dtype)
-    c, b = spec.channels, spec.n_bins
-    if c == 1:
-        if a.ndim == 1:
-            a = a[None, None]
-        elif a.ndim == 2:
-            a = a[None]
-    elif a.ndim == 2:
-        a = a[:, None]
-    if a.ndim != 3 or a.shape[0] != c or a.shape[2] != b:
-        lay = "(bins,) or (n_frames, bins)" if c == 1 else \
-            "(channels, bins) or (channels, n_frames, bins)"
-        raise SpecError(f"{what} of shape {np.shape(x)} does not fit {lay} with "
-                        f"channels={c}, bins={b} (n_fft={spec.n_fft})")
-    return a
+    return as_block(x, spec, what, dtype)
 
 
 def _unblock(a: np.ndarray, spec: STFTSpec) -> np.ndarray:

@@ -37,7 +37,7 @@ import numpy as np
 import zmq
 
 from .decode import Decoder, Encoding
-from .engine import Reconstructor
+from .engine import Reconstructor, as_block
 from .protocol import (MsgType, ProtocolError, StreamHeader, end_message, frame_arrays,
                        frames_message, pack_envelope, payload_dtype, unpack_envelope)
 from .spec import SpecError, STFTSpec
@@ -284,17 +284,7 @@ class FrameSender:
     def _as_wire(self, x, kind) -> np.ndarray:
         """``(channels, n_frames, bins)`` C-contiguous in the wire dtype, safe to
         hand to ZeroMQ without copying (it is ours, or read-only)."""
-        c, b = self.spec.channels, self.spec.n_bins
-        arr = np.asarray(x)
-        if c == 1 and arr.ndim in (1, 2):
-            arr = arr.reshape(1, -1, b) if arr.shape[-1] == b else arr[None, None]
-        elif c > 1 and arr.ndim == 2:
-            arr = arr[:, None, :]
-        if arr.ndim != 3 or arr.shape[0] != c or arr.shape[2] != b:
-            lay = "(bins,) or (n_frames, bins)" if c == 1 else \
-                "(channels, bins) or (channels, n_frames, bins)"
-            raise SpecError(f"frames of shape {np.shape(x)} do not fit {lay} with "
-                            f"channels={c}, bins={b} (n_fft={self.spec.n_fft})")
+        arr = as_block(x, self.spec)
         wire = np.ascontiguousarray(arr, dtype=payload_dtype(kind))
         # ZeroMQ reads the buffer after send() returns: never lend it the
         # caller's writeable array, which the caller may refill at once.
