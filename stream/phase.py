@@ -257,6 +257,17 @@ def _heap_pop(heap, hkey, size):
     return top, size
 
 
+def _strongest(state, key, n):
+    """Index of the largest ``key[j]`` among ``j < n`` with ``state[j] == 0`` (-1: none)."""
+    i = -1
+    best = -1.0
+    for j in range(n):
+        if state[j] == 0 and key[j] > best:
+            best = key[j]
+            i = j
+    return i
+
+
 def _open(state, i, n, n_bins):
     """Whether coefficient ``i`` still has a neighbour waiting for a phase."""
     if i + n_bins < n and state[i + n_bins] == 0:
@@ -292,12 +303,7 @@ def _integrate(key, tgrad, fgrad, phase, state, heap, n_bins):
         if size == 0:
             # A new island: its strongest coefficient starts at phase 0.
             if n <= 8192:       # a frame or two (RTPGHI): a scan is cheaper than a sort
-                i = -1
-                best = -1.0
-                for j in range(n):
-                    if state[j] == 0 and key[j] > best:
-                        best = key[j]
-                        i = j
+                i = _strongest(state, key, n)
             else:
                 if order.shape[0] == 0:
                     order = np.argsort(-key, kind="mergesort")
@@ -401,12 +407,7 @@ def _integrate_frame(pkey, pphase, ptg, key, tg, fg, ph, st, heap, hkey):
             p += 1
             ph[m] = pphase[m] + 0.5 * (ptg[m] + tg[m])
         else:                      # a new island: its strongest coefficient starts at 0
-            m = -1
-            best = -1.0
-            for j in range(B):
-                if st[j] == 0 and key[j] > best:
-                    best = key[j]
-                    m = j
+            m = _strongest(st, key, B)
             ph[m] = 0.0
         st[m] = 1
         remaining -= 1
@@ -510,7 +511,7 @@ _KERNELS = None
 
 def _kernels():
     """``(integrate, rt_run)``, numba-compiled (and cached on disk) when numba is there."""
-    global _KERNELS, _heap_push, _heap_pop, _open, _integrate, _integrate_frame, _rt_run
+    global _KERNELS, _heap_push, _heap_pop, _open, _strongest, _integrate, _integrate_frame, _rt_run
     if _KERNELS is not None:
         return _KERNELS
     try:
@@ -528,6 +529,7 @@ def _kernels():
     _heap_push = jit(_heap_push)
     _heap_pop = jit(_heap_pop)
     _open = jit(_open)
+    _strongest = jit(_strongest)
     _integrate = jit(_integrate)
     _integrate_frame = jit(_integrate_frame)
     _rt_run = jit(_rt_run)
