@@ -118,7 +118,7 @@ def open_source(args) -> FrameSource:
     else:
         second = None
     if second is not None and np.iscomplexobj(second):
-        raise UsageError(f"the phase array is complex; give a complex spectrogram as MAG alone")
+        raise UsageError("the phase array is complex; give a complex spectrogram as MAG alone")
     if first.ndim == 1:
         raise FileError(f"{args.mag}: a 1-D array of {first.shape[0]} values is not a "
                         "spectrogram; give --bins for raw files, or reshape it")

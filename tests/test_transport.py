@@ -429,9 +429,6 @@ def test_pub_sub_late_joiner_gets_the_header_and_plays(ctx):
 
 # ------------------------------------------------------------ magnitude only
 def test_magnitude_only_stream_plays_through_rtpghi(ctx):
-    phase = pytest.importorskip("stream.phase")
-    if not hasattr(phase, "RTPGHI"):
-        pytest.skip("stream.phase has no RTPGHI yet")
     X = _frames(80)
     with FrameReceiver("tcp://127.0.0.1:*", context=ctx) as rx:
         with FrameSender(rx.endpoint, spec=SPEC, length=SPEC.samples_for(80), context=ctx) as tx:
