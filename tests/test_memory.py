@@ -13,7 +13,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 
 SR, N_FFT, HOP = 16000, 512, 256
 BINS = N_FFT // 2 + 1

@@ -90,7 +90,7 @@ def run_case(case: str, d: Path) -> dict:
     if case == "ours_cli":
         # End to end in its own process: start-up, mapped reading, decode, engine, WAV.
         out = d / "cli_out.wav"
-        base = _reset_peak()
+        _reset_peak()
         t0 = time.perf_counter()
         p = subprocess.run([sys.executable, "-c", _CLI_CHILD, str(d / "frames_fb.npy"),
                             str(out)], capture_output=True, text=True)
