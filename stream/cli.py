@@ -123,7 +123,20 @@ def open_source(args) -> FrameSource:
         raise FileError(f"{args.mag}: a 1-D array of {first.shape[0]} values is not a "
                         "spectrogram; give --bins for raw files, or reshape it")
     layout = args.layout or guess_layout(first.shape, args.n_fft)
-    return FrameSource(first, second, layout)
+    return FrameSource(first, second, layout, _second_layout(first, second, layout))
+
+
+def _second_layout(first, second, layout: str) -> str:
+    """The phase array's layout: the magnitude's, unless the two are the same
+    frames saved transposed (2-D shapes that are each other's transpose, not
+    square), which some tools write; then the other one."""
+    if (second is None or first.ndim != 2 or second.ndim != 2
+            or first.shape[0] == first.shape[1] or second.shape != first.shape[::-1]):
+        return layout
+    other = "frames-bins" if layout == "bins-frames" else "bins-frames"
+    log.info("the phase %s is the magnitude %s transposed: reading it as %s",
+             tuple(second.shape), tuple(first.shape), other)
+    return other
 
 
 def _pick(names, wanted, exclude=None):

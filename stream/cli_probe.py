@@ -88,7 +88,8 @@ def run_probe(args) -> int:
 
 # ----------------------------------------------------------------- report
 _ORDER = ("input", "mag_file", "mag_key", "phase_file", "phase_key", "dtype", "bins", "layout",
-          "onesided", "n_fft", "n_frames", "hop_length", "win_length", "window", "center",
+          "phase_layout", "onesided", "n_fft", "n_frames", "hop_length", "win_length", "window",
+          "center",
           "first_frame", "phase_origin", "magnitude", "top_db", "db_ref", "phase_unit",
           "phase_range", "scaling", "sample_rate")
 
@@ -223,6 +224,8 @@ def apply_probe(args):
         _preset_for_placement(args, res)
     if res.needs_copy:
         _readable_copy(args, res)
+    if res.level_lost and getattr(args, "normalize", None) is None:
+        _normalize_lost_level(args, res)
     for name in ("scaling", "sample_rate"):
         if res.confidence(name) == 0:
             log.info("probe: %s: %s", name, res.findings[name].evidence)
@@ -243,6 +246,17 @@ def summary(res: ProbeResult) -> str:
     if best is not None:
         parts.append(f"consistency={best:.2g}")
     return " ".join(parts) + f" (confidence {res.overall:.2f}; flags given win)"
+
+
+def _normalize_lost_level(args, res: ProbeResult):
+    """The files cannot say how loud the audio was: without a gain the output
+    would sit wherever the stored numbers put it (-50 dBFS for dB re the
+    maximum), so the peak goes to -1 dBFS, as the printed command line does."""
+    args.normalize = -1.0
+    why = f"the absolute level is lost ({res.level_lost})"
+    log.info("probe: normalize = -1 dBFS: %s", why)
+    if not getattr(args, "quiet", False):
+        print(f"specstream: {why}: --normalize -1 dBFS", file=sys.stderr)
 
 
 def _preset_for_placement(args, res: ProbeResult):

@@ -161,23 +161,36 @@ class FrameSource:
 
     ``first`` holds magnitudes (or complex bins), ``second`` phases (or None).
     ``layout`` says which axis of each 2-D array is frequency; 3-D arrays have
-    channels first.  Iterating yields ``(first_block, second_block)`` of shape
-    ``(n, bins)`` or ``(channels, n, bins)``, in frame order.
+    channels first.  ``second_layout`` is the layout of ``second`` when it
+    differs (the same frames saved transposed: its last two axes are those of
+    ``first`` swapped); None means ``layout``.  Iterating yields
+    ``(first_block, second_block)`` of shape ``(n, bins)`` or
+    ``(channels, n, bins)``, in frame order.
     """
 
     first: np.ndarray
     second: np.ndarray | None = None
     layout: str = "bins-frames"
+    second_layout: str | None = None
 
     def __post_init__(self):
-        if self.layout not in LAYOUTS:
-            raise FileError(f"layout {self.layout!r} is not one of {', '.join(LAYOUTS)}")
+        for lay in (self.layout, self.second_layout):
+            if lay is not None and lay not in LAYOUTS:
+                raise FileError(f"layout {lay!r} is not one of {', '.join(LAYOUTS)}")
         if self.first.ndim not in (2, 3):
             raise FileError(f"a spectrogram must be 2-D (or 3-D with channels first), "
                             f"got shape {self.first.shape}")
-        if self.second is not None and self.second.shape != self.first.shape:
-            raise FileError(f"magnitude shape {self.first.shape} and phase shape "
-                            f"{self.second.shape} differ")
+        if self.second_layout is None or self.second is None:
+            self.second_layout = self.layout
+        if self.second is not None:
+            want = self.first.shape
+            if self.second_layout != self.layout:
+                want = want[:-2] + want[-2:][::-1]
+            if self.second.shape != want:
+                how = ("" if self.second_layout == self.layout else
+                       f" (with the phase in {self.second_layout} order it should be {want})")
+                raise FileError(f"magnitude shape {self.first.shape} and phase shape "
+                                f"{self.second.shape} differ{how}")
 
     @property
     def channels(self) -> int:
@@ -195,10 +208,17 @@ class FrameSource:
     def is_complex(self) -> bool:
         return np.iscomplexobj(self.first)
 
-    def block(self, start: int, stop: int, which: np.ndarray | None = None) -> np.ndarray:
-        """Frames ``start:stop`` of one array in frames-bins order (a copy)."""
+    def block(self, start: int, stop: int, which: np.ndarray | None = None,
+              layout: str | None = None) -> np.ndarray:
+        """Frames ``start:stop`` of one array in frames-bins order (a copy).
+
+        ``which`` defaults to ``first``; ``layout`` to the layout of the array
+        read (``second_layout`` for ``second``, ``layout`` otherwise)."""
         a = self.first if which is None else which
-        if self.layout == "frames-bins":
+        if layout is None:
+            layout = (self.second_layout if which is not None and which is self.second
+                      else self.layout)
+        if layout == "frames-bins":
             out = a[..., start:stop, :]
         else:
             out = np.swapaxes(a[..., :, start:stop], -1, -2)
@@ -208,8 +228,9 @@ class FrameSource:
         stop = self.n_frames if stop is None else min(stop, self.n_frames)
         for i in range(start, stop, size):
             j = min(i + size, stop)
-            pair = (self.block(i, j),
-                    None if self.second is None else self.block(i, j, self.second))
+            pair = (self.block(i, j, layout=self.layout),
+                    None if self.second is None
+                    else self.block(i, j, self.second, layout=self.second_layout))
             # The blocks are copies: let the kernel drop the mapped pages read so
             # far, or a file read once end to end stays resident (RSS grows by
             # the file's size although no RAM is allocated).

@@ -126,6 +126,9 @@ class ProbeResult:
     preview_db: np.ndarray | None = None              # frames x bins, for plots
     seconds: float = 0.0
     arrays: tuple = (None, None)                      # (first, phase) as read, for copies
+    #: why the absolute level cannot be known from the files (None when it can):
+    #: the output then needs ``--normalize``
+    level_lost: str | None = None
 
     @property
     def needs_copy(self) -> str | None:
@@ -172,7 +175,8 @@ class ProbeResult:
         out["confidence"] = round(self.overall, 3)
         for k in ("phase_origin", "window_align", "first_frame", "phase_range", "top_db",
                   "sample_rate", "stored",
-                  "input", "mag_file", "mag_key", "phase_file", "phase_key", "dtype",
+                  "input", "mag_file", "mag_key", "phase_file", "phase_key", "phase_layout",
+                  "dtype",
                   "bins", "raw_shape"):
             if k in self.findings:
                 out[k] = _jsonable(self.value(k))
@@ -184,6 +188,7 @@ class ProbeResult:
                                   magnitude=c.magnitude, pair_score=_round(c.pair_score),
                                   consistency=_round(c.consistency))
                              for c in self.candidates[:12]]
+        out["level_lost"] = self.level_lost
         out["problems"] = list(self.problems)
         out["seconds"] = round(self.seconds, 3)
         return out
@@ -320,6 +325,9 @@ class _Array:
     raw: _RawGuess | None = None
     #: how ``data`` was made from the stored arrays when it is not one of them
     derived: str | None = None
+    #: ``data`` is the stored array transposed (the same frames as its partner,
+    #: saved in the other layout)
+    transposed: bool = False
 
     @property
     def name(self) -> str:
@@ -357,8 +365,11 @@ def _as_real_imag(two_d: list[_Array]):
     """Two same-shape signed arrays that are the real and imaginary parts:
     then the DC bins (one edge of one axis) have an imaginary part of 0."""
     for re in two_d:
-        for im in two_d:
-            if re is im or re.data.shape != im.data.shape or re.data.ndim != 2:
+        for im0 in two_d:
+            if re is im0 or re.data.ndim != 2:
+                continue
+            im = _match(im0, re)
+            if im is None:
                 continue
             if not (_sample(re.data).min() < 0 and _sample(im.data).min() < 0):
                 continue
@@ -366,9 +377,39 @@ def _as_real_imag(two_d: list[_Array]):
                             np.any(np.take(np.asarray(re.data), 0, axis=ax)) for ax in (0, 1))
             if zero_edge:
                 z = np.asarray(re.data, dtype=np.float64) + 1j * np.asarray(im.data)
+                how = " (saved transposed)" if im.transposed else ""
                 return _Array(z, re.file, re.key, re.raw,
-                              derived=f"real part {re.name}, imaginary part {im.name}"), im
+                              derived=f"real part {re.name}, imaginary part {im.name}{how}"), im
     return None, None
+
+
+def _match(a: _Array, like: _Array) -> _Array | None:
+    """``a`` as an array of ``like``'s shape: itself, or -- when it holds the
+    same frames saved in the other layout (2-D, the transposed shape, not
+    square) -- a transposed view (``transposed`` set); None when the shapes
+    are unrelated."""
+    if a.data.shape == like.data.shape:
+        return a
+    s = like.data.shape
+    if a.data.ndim == 2 and len(s) == 2 and s[0] != s[1] and a.data.shape == s[::-1]:
+        return _Array(a.data.T, a.file, a.key, a.raw, a.derived, transposed=True)
+    return None
+
+
+def _check_pairable(arrays: list[_Array], first_file, second_file):
+    """Two files named explicitly must hold arrays that go together: the same
+    shape, or one the other transposed.  Otherwise one of them would be left
+    out without a word."""
+    a = [x for x in arrays if x.file == str(first_file) and x.data.ndim >= 2]
+    b = [x for x in arrays if x.file == str(second_file) and x.data.ndim >= 2]
+    if not a or not b or str(first_file) == str(second_file):
+        return
+    if any(_match(y, x) is not None for x in a for y in b):
+        return
+    shapes = lambda xs: ", ".join(f"{x.name} {tuple(x.data.shape)}" for x in xs)   # noqa: E731
+    raise SpecError(f"{shapes(a)} and {shapes(b)} cannot be a magnitude/phase pair: the shapes "
+                    "are neither equal nor each other's transpose; check that both files come "
+                    "from the same spectrogram")
 
 
 def _phase_likeness(a: np.ndarray):
@@ -433,21 +474,25 @@ def _assign_roles(arrays: list[_Array], known: dict, res: ProbeResult):
     if len(two_d) >= 2 and phases:
         ph_score, ph = max(phases, key=lambda p: p[0][0])
         same = [a for a in two_d if a is not ph and a.data.shape == ph.data.shape]
+        # the same frames saved in the other layout pair as well as equal shapes
+        same += [a for a in two_d if a is not ph and a not in same and _match(ph, a)]
         rest = [a for a in same if a in mags] or same
         if rest:
             mag = rest[0]
+            ph = _match(ph, mag)
             conf = 0.95 if (ph_score[0] == 1.0 and mag in mags) else 0.6
             res.findings["input"] = Finding(
                 "magnitude+phase",
                 f"{ph.name} fills the phase range {ph_score[2]} ({ph_score[1]}) evenly; "
-                f"{mag.name} does not{note}", conf)
+                f"{mag.name} does not" + _transposed_note(mag, ph) + note, conf)
             return mag, ph
     if not phases and len(two_d) >= 2:
         mag, ph = _unwrapped_pair(two_d)
         if ph is not None:
             res.findings["input"] = Finding(
                 "magnitude+phase", f"{ph.name} spans many turns: an unwrapped phase? "
-                f"{mag.name} as the magnitude; consistency must confirm{note}", 0.5)
+                f"{mag.name} as the magnitude; consistency must confirm"
+                + _transposed_note(mag, ph) + note, 0.5)
             return mag, ph
     first = (mags or two_d)[0]
     res.findings["input"] = Finding(
@@ -466,12 +511,20 @@ def _unwrapped_pair(two_d: list[_Array]):
         lo, hi = spans.get(id(ph), (0.0, 0.0))
         if not (lo < 0 and hi - lo > 3 * np.pi):
             continue
-        others = [a for a in two_d if a is not ph and a.data.shape == ph.data.shape]
-        others.sort(key=lambda a: (spans[id(a)][0] < 0, spans[id(a)][1] - spans[id(a)][0]))
+        others = [a for a in two_d if a is not ph and _match(ph, a) is not None]
+        others.sort(key=lambda a: (a.data.shape != ph.data.shape, spans[id(a)][0] < 0,
+                                   spans[id(a)][1] - spans[id(a)][0]))
         if others and (spans[id(others[0])][0] >= 0 or
                        spans[id(others[0])][1] - spans[id(others[0])][0] < hi - lo):
-            return others[0], ph
+            return others[0], _match(ph, others[0])
     return None, None
+
+
+def _transposed_note(mag: _Array, ph: _Array) -> str:
+    if not ph.transposed:
+        return ""
+    return (f"; {ph.name} {tuple(ph.data.shape[::-1])} holds the frames of {mag.name} "
+            f"{tuple(mag.data.shape)} transposed: each is read in its own layout")
 
 
 def _by_keys(arrays, known):
@@ -654,10 +707,14 @@ def _axis_by_size(shape, known) -> int:
 # ------------------------------------------------------------------ units
 def _magnitude_candidates(mag: np.ndarray, known: dict, res: ProbeResult) -> list[str]:
     """Magnitude units to try, most likely first; records the dB floor/reference."""
-    if known.get("magnitude"):
-        return [known["magnitude"]]
+    if known.get("db_ref") is not None:
+        res.findings["db_ref"] = Finding(known["db_ref"], "given", 2.0)
     v = _sample(mag)
-    lo, hi = float(v.min()), float(v.max())
+    lo, hi = (float(v.min()), float(v.max())) if v.size else (0.0, 0.0)
+    if known.get("magnitude"):
+        if known["magnitude"].startswith("db") and lo < 0:
+            _relative_to_max(hi, known, res)
+        return [known["magnitude"]]
     at_floor = float(np.mean(v == lo))
     if lo < 0:
         # 20 log10|X| and 10 log10|X|^2 are the same numbers: 'db' stands for both.
@@ -666,15 +723,21 @@ def _magnitude_candidates(mag: np.ndarray, known: dict, res: ProbeResult) -> lis
             res.findings["top_db"] = Finding(
                 round(hi - lo, 2), f"{at_floor:.1%} of the values sit exactly at the minimum, "
                 f"{hi - lo:.1f} below the maximum: a clipped floor (librosa top_db)", 0.9)
-        if abs(hi) < 1e-3:
-            res.findings["db_ref"] = Finding(
-                1.0, "the maximum is 0: values are relative to the loudest bin (ref=np.max); "
-                "the absolute level is lost (a global gain; use --normalize)", 0.3)
+        _relative_to_max(hi, known, res)
     else:
         cands = ["linear", "power"]
         if lo > 0 and hi / lo < 1e4 and hi < 400:   # a positive dB/log range, not a magnitude
             cands += ["db", "log"]
     return cands
+
+
+def _relative_to_max(hi: float, known: dict, res: ProbeResult):
+    """dB values whose maximum is 0 are relative to it (librosa ``ref=np.max``),
+    unless the caller gave the reference."""
+    if abs(hi) < 1e-3 and known.get("db_ref") is None:
+        res.findings["db_ref"] = Finding(
+            1.0, "the maximum is 0: values are relative to the loudest bin (ref=np.max); "
+            "the absolute level is lost (a global gain; use --normalize)", 0.3)
 
 
 def _phase_unit(phase: np.ndarray | None, known: dict, res: ProbeResult):
@@ -985,6 +1048,8 @@ def _run(mag_path, phase_path, known, res: ProbeResult, bar: _Progress):
     if phase_path is not None:
         arrays += _read_file(phase_path, _raw_known(known), allow_complex=False)
     arrays = _fix_raw_shapes(arrays)
+    if phase_path is not None:
+        _check_pairable(arrays, mag_path, phase_path)
     known = _file_metadata(arrays, known, res)
     first, ph = _assign_roles(arrays, known, res)
     res.arrays = (first, ph)
@@ -994,6 +1059,13 @@ def _run(mag_path, phase_path, known, res: ProbeResult, bar: _Progress):
         raise SpecError(f"magnitude {first.data.shape} and phase {ph.data.shape} differ in shape")
     unit = _phase_unit(None if ph is None else ph.data, known, res)
     fb, pb, n_fft = _orient(first.data, None if ph is None else ph.data, unit, known, res)
+    if ph is not None and ph.transposed:
+        lay = res.value("layout")
+        res.findings["phase_layout"] = Finding(
+            "frames-bins" if lay == "bins-frames" else "bins-frames",
+            f"{ph.name} is {first.name} transposed ({tuple(ph.data.shape[::-1])} against "
+            f"{tuple(first.data.shape)}): the other layout; reconstruct reads it so by itself",
+            res.confidence("layout"))
     _record_raw(first, res)
     n_frames = fb.shape[0]
     res.findings["n_frames"] = Finding(n_frames, "frames in the file", 1.0)
@@ -1097,6 +1169,8 @@ def _preview(fb, mag_unit, max_frames: int = 2000) -> np.ndarray:
 
 
 def _magnitude_only(res, known, mags, n_fft):
+    if mags[0].startswith("db") and "db_ref" in res.findings and res.confidence("db_ref") < 0.5:
+        res.level_lost = "dB values relative to their maximum, ref=np.max"
     res.findings["magnitude"] = Finding(mags[0], "magnitude only: linear or power cannot be told "
                                         "apart without a phase (consistency needs one)", 0.3)
     for name in ("hop_length", "window"):
@@ -1484,6 +1558,7 @@ def _level(fb, pb, spec: STFTSpec, mag, unit, known, res: ProbeResult):
         res.findings["scaling"] = Finding("none", "dB relative to the maximum: the absolute "
                                           "level is lost, so the scaling cannot be known; a "
                                           "global gain is left to --normalize", 0.0)
+        res.level_lost = "dB values relative to their maximum, ref=np.max"
         return
     r = -(-spec.n_fft // spec.hop_length)
     n = fb.shape[0]
@@ -1501,6 +1576,8 @@ def _level(fb, pb, spec: STFTSpec, mag, unit, known, res: ProbeResult):
         res.findings["scaling"] = Finding("none", f"no scaling puts the peak in the range of "
                                           f"audio (none: {20 * math.log10(max(peak, 1e-30)):.0f} "
                                           "dBFS); cannot be known, use --normalize", 0.0)
+        res.level_lost = (f"no amplitude scaling puts the peak in the range of audio, "
+                          f"{20 * math.log10(max(implied, 1e-30)):+.0f} dBFS at best")
         return
     conf = 0.6 if dist[second] - dist[best] > 1 else 0.3
     res.findings["scaling"] = Finding(

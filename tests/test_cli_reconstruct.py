@@ -62,6 +62,7 @@ def files(tmp_path_factory, D):
     np.save(d / "complex.npy", D)
     np.save(d / "mag_fb.npy", mag.T)
     np.save(d / "phase_fb.npy", ph.T)
+    np.save(d / "phase_cut.npy", ph[:, :-5])             # fits no magnitude
     np.savez(d / "both.npz", magnitude=mag, phase=ph)
     np.savez(d / "keys.npz", S_db=mag, theta=ph)
     np.savez_compressed(d / "both_z.npz", mag=mag, phase=ph)
@@ -101,6 +102,8 @@ INPUTS = {
     "npz + npy": (["both.npz", "phase.npy"], ["--mag-key", "magnitude"]),
     "npy frames-bins": (["mag_fb.npy", "phase_fb.npy"], ["--layout", "frames-bins"]),
     "npy frames-bins guessed": (["mag_fb.npy", "phase_fb.npy"], ["--n-fft", N_FFT]),
+    "npy phase transposed": (["mag.npy", "phase_fb.npy"], []),          # each its own layout
+    "npy mag transposed": (["mag_fb.npy", "phase.npy"], ["--layout", "frames-bins"]),
     "raw float32": (["mag.f32.bin", "phase.f32.bin"], ["--n-fft", N_FFT, "--layout",
                                                         "frames-bins"]),
     "raw float64 bins-frames": (["mag_bf.f64.raw", "phase_bf.f64.raw"],
@@ -372,7 +375,7 @@ BAD = {
     "unknown unit": (["mag.npy", "phase.npy", "-o", "{out}", "--magnitude", "dB"], "db-power"),
     "no output": (["complex.npy"], "-o/--output"),
     "channels": (["complex.npy", "-o", "{out}", "--channels", 2], "--channels 1"),
-    "shapes differ": (["mag.npy", "phase_fb.npy", "-o", "{out}"], "differ"),
+    "shapes differ": (["mag.npy", "phase_cut.npy", "-o", "{out}"], "differ"),
     "complex phase": (["mag.npy", "complex.npy", "-o", "{out}"], "complex"),
     "unwritable": (["complex.npy", "-o", "{tmp}/no/such/dir/o.wav"], "directory"),
     "negative length": (["complex.npy", "-o", "{out}", "--length", -5], "length"),

@@ -180,6 +180,23 @@ def test_frame_source_layouts_agree(tmp_path, mag, phase):
     assert sum(m.shape[0] for m, _ in a.blocks(7)) == 50
 
 
+def test_frame_source_second_layout_reads_a_transposed_phase(tmp_path, mag, phase):
+    np.save(tmp_path / "p.npy", np.ascontiguousarray(phase.T))        # frames x bins
+    p_t = load_array(tmp_path / "p.npy")
+    a = FrameSource(mag, phase, "bins-frames")
+    b = FrameSource(mag, p_t, "bins-frames", second_layout="frames-bins")
+    assert isinstance(b.second, np.memmap) and (b.n_bins, b.n_frames) == (BINS, 50)
+    for (m1, p1), (m2, p2) in zip(a.blocks(7), b.blocks(7), strict=True):
+        np.testing.assert_array_equal(m1, m2)
+        np.testing.assert_array_equal(p1, p2)
+    np.testing.assert_array_equal(b.block(3, 9, b.second), phase.T[3:9])
+    assert FrameSource(mag, phase).second_layout == "bins-frames"       # default: the same
+    with pytest.raises(FileError, match="differ"):
+        FrameSource(mag, phase, "bins-frames", second_layout="frames-bins")
+    with pytest.raises(FileError, match="layout"):
+        FrameSource(mag, phase, "bins-frames", second_layout="rows")
+
+
 def test_frame_source_channels():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, BINS, 10))

@@ -211,7 +211,18 @@ def make_librosa_short_window(d):
                                        hop_length=160, window="hamming", center=True)
 
 
+def make_scipy_transposed_pair(d):
+    x = speech()
+    _, _, Z = ss.stft(x, nperseg=1024, noverlap=768, window="blackman")   # 75 %, bins x frames
+    np.save(d / "mag.npy", np.abs(Z).T)                  # frames x bins
+    np.save(d / "phase.npy", np.angle(Z))                # bins x frames: the same frames transposed
+    return ["mag.npy", "phase.npy"], x, dict(
+        layout="frames-bins", phase_layout="bins-frames", n_fft=1024, hop_length=256,
+        window="blackman", input="magnitude+phase", phase_unit="rad")
+
+
 CASES = {
+    "scipy-blackman75-mag-phase-transposed": make_scipy_transposed_pair,
     "scipy-nperseg256-nfft512": make_scipy_short_window,
     "librosa-n512-win400-hop160": make_librosa_short_window,
     "torch-hann25-reflect-frames-bins": make_torch_reflect_frames_bins,
@@ -481,3 +492,118 @@ def test_unwrapped_phase_is_read_as_radians(tmp_path):
     assert res.ok, report(res)
     assert res.value("phase_file").endswith("ph.npy") and res.value("phase_unit") == "rad"
     assert res.value("hop_length") == 256 and res.value("magnitude") == "db"
+
+
+# -------------------------------------------- layouts that differ, lost level
+FRONT = Path("/usr/share/sounds/alsa/Front_Center.wav")
+
+
+def make_db_max_deg_transposed(d):
+    """The README journey: dB relative to the maximum (bins x frames) and
+    degrees saved frames x bins by another tool."""
+    import librosa
+    import soundfile as sf
+    x = sf.read(FRONT, dtype="float32")[0] if FRONT.exists() else np.pad(chirp(1.0), 4000)
+    S = librosa.stft(x, n_fft=2048, hop_length=512, window="hamming")
+    np.save(d / "spectrogram.npy", librosa.amplitude_to_db(np.abs(S), ref=np.max))
+    np.save(d / "phases.npy", np.degrees(np.angle(S)).T)
+    np.save(d / "phases_same.npy", np.degrees(np.angle(S)))
+    return x
+
+
+def _one_command(stdout):
+    line = [ln for ln in stdout.splitlines() if ln.strip().startswith("specstream reconstruct")]
+    assert len(line) == 1, stdout
+    return line[0].split("#")[0].split()[2:]
+
+
+def test_transposed_pair_is_probed_and_auto_reconstructs(tmp_path):
+    import soundfile as sf
+    x = make_db_max_deg_transposed(tmp_path)
+    shape = np.load(tmp_path / "spectrogram.npy").shape
+    assert np.load(tmp_path / "phases.npy").shape == shape[::-1] != shape
+    res = probe(tmp_path / "phases.npy", tmp_path / "spectrogram.npy")
+    assert res.ok, report(res)
+    assert res.value("input") == "magnitude+phase", report(res)
+    assert res.value("mag_file").endswith("spectrogram.npy"), report(res)
+    assert res.value("phase_file").endswith("phases.npy"), report(res)
+    assert (res.value("layout"), res.value("phase_layout")) == ("bins-frames", "frames-bins")
+    got = {k: res.value(k) for k in ("n_fft", "hop_length", "window", "magnitude", "phase_unit")}
+    assert got == dict(n_fft=2048, hop_length=512, window="hamming", magnitude="db",
+                       phase_unit="deg"), report(res)
+    assert res.candidates[0].consistency < 1e-3
+    r = run_cli("reconstruct", "phases.npy", "spectrogram.npy", "--auto", "-o", "out.wav",
+                "-r", "48000", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    y, _ = sf.read(tmp_path / "out.wav", dtype="float32")
+    assert len(x) - 2048 <= len(y) <= len(x) + 4096
+    assert snr_after_gain(x, y, edge=2048) > 40
+    # the command line the report prints works as it stands
+    r = run_cli("probe", "phases.npy", "spectrogram.npy", cwd=tmp_path)
+    assert r.returncode == 0 and "phase_layout" in r.stdout, r.stderr
+    argv = _one_command(r.stdout)
+    argv[argv.index("OUT.wav")] = "printed.wav"
+    r2 = run_cli("reconstruct", *argv, "-q", cwd=tmp_path)
+    assert r2.returncode == 0, r2.stderr
+    y2, _ = sf.read(tmp_path / "printed.wav", dtype="float32")
+    assert snr_after_gain(x, y2, edge=2048) > 40
+    out = json.loads(run_cli("probe", "phases.npy", "spectrogram.npy", "--json", "-q",
+                             cwd=tmp_path).stdout)
+    assert out["phase_layout"] == "frames-bins" and out["level_lost"]
+
+
+def test_plain_reconstruct_reads_a_transposed_phase_like_the_same_layout(tmp_path):
+    import soundfile as sf
+    make_db_max_deg_transposed(tmp_path)
+    flags = ["--layout", "bins-frames", "--n-fft", "2048", "--hop-length", "512", "--window",
+             "hamming", "--magnitude", "db", "--phase-unit", "deg", "-r", "48000", "-q"]
+    out = {}
+    for name in ("phases.npy", "phases_same.npy"):
+        r = run_cli("reconstruct", "spectrogram.npy", name, "-o", f"{name}.wav", *flags,
+                    cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+        out[name] = sf.read(tmp_path / f"{name}.wav", dtype="float32")[0]
+    assert np.abs(out["phases_same.npy"]).max() > 1e-3
+    np.testing.assert_array_equal(out["phases.npy"], out["phases_same.npy"])
+
+
+@pytest.mark.parametrize("command", [["probe"], ["reconstruct", "-o", "o.wav", "-r", "48000"],
+                                     ["reconstruct", "--auto", "-o", "o.wav"]])
+def test_files_that_cannot_be_paired_are_an_error(command, tmp_path):
+    make_db_max_deg_transposed(tmp_path)
+    np.save(tmp_path / "other.npy", np.random.default_rng(0).uniform(-np.pi, np.pi, (100, 300)))
+    r = run_cli(command[0], "spectrogram.npy", "other.npy", *command[1:], cwd=tmp_path)
+    assert r.returncode == 2, r.stdout + r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"specstream {command[0]}: error:"), r.stderr
+    assert "(1025, 134)" in lines[0] and "(100, 300)" in lines[0]
+    assert not (tmp_path / "o.wav").exists()
+
+
+def test_lost_level_is_normalized_to_minus_1_dbfs(tmp_path):
+    import soundfile as sf
+    make_db_max_deg_transposed(tmp_path)
+    r = run_cli("reconstruct", "spectrogram.npy", "phases_same.npy", "--auto", "-o", "o.wav",
+                "-r", "48000", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "level is lost" in r.stderr and "--normalize -1" in r.stderr, r.stderr
+    y, _ = sf.read(tmp_path / "o.wav", dtype="float32")
+    assert abs(20 * np.log10(np.abs(y).max()) - (-1.0)) < 0.01
+    # a --normalize the user gave wins
+    r = run_cli("reconstruct", "spectrogram.npy", "phases_same.npy", "--auto", "-o", "o6.wav",
+                "--normalize", "-6", "-q", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    y, _ = sf.read(tmp_path / "o6.wav", dtype="float32")
+    assert abs(20 * np.log10(np.abs(y).max()) - (-6.0)) < 0.01
+    # --magnitude db given: the values are still relative to their maximum
+    args = build_parser().parse_args(["reconstruct", str(tmp_path / "spectrogram.npy"),
+                                      str(tmp_path / "phases_same.npy"), "--auto", "-o", "x.wav",
+                                      "--magnitude", "db", "-q"])
+    apply_probe(args)
+    assert args.normalize == -1.0
+    # a level the files do carry is left alone
+    make_scipy_npz(tmp_path)
+    args = build_parser().parse_args(["reconstruct", str(tmp_path / "arrays.npz"), "--auto",
+                                      "-o", "x.wav", "-q"])
+    res = apply_probe(args)
+    assert res.level_lost is None and args.normalize is None
