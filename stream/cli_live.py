@@ -109,7 +109,12 @@ def _add_play(sub):
                         "zmq:ENDPOINT")
     o.add_argument("--device", metavar="ID", help="audio device index or name (sounddevice)")
     o.add_argument("--latency", type=float, metavar="MS",
-                   help="target output buffer in ms (sounddevice)")
+                   help="target output buffer in ms (sounddevice, default 50): the queue is "
+                        "held to it; audio that queued up beyond it for good (e.g. while the "
+                        "device opened) is dropped, crossfaded, and counted")
+    o.add_argument("--no-catch-up", dest="catch_up", action="store_false",
+                   help="never drop queued audio to hold --latency (sounddevice): every "
+                        "sample plays, even if the queue stays longer than asked")
     o.add_argument("--blocksize", type=int, metavar="N", help="audio callback size in samples")
     r = p.add_argument_group("receiving")
     r.add_argument("--keep-alive", action="store_true",
@@ -141,7 +146,8 @@ def _open_sink(args):
     if device is not None and device.isdigit():
         device = int(device)
     return open_sink(args.sink, device=device, latency_ms=args.latency,
-                     blocksize=args.blocksize)
+                     blocksize=args.blocksize,
+                     catch_up=None if getattr(args, "catch_up", True) else False)
 
 
 class _Player:
@@ -151,12 +157,16 @@ class _Player:
         self.args = args
         # Made now, opened at the first stream (its rate and channels): a bad
         # --sink fails at start, not when the first frames arrive.
-        self._spare = _open_sink(args)
+        # The audio sink loads PortAudio and finds its device now, not when
+        # the first frames are already queueing up behind the stream header.
+        self._spare = _open_sink(args).prepare()
         self.sink = None
         self.format = None            # (sample_rate, channels) the sink was opened with
         self.skip = None              # stream id whose audio cannot go to this sink
         self.streams = 0
         self.sink_latency = deque(maxlen=50_000)
+        self.output_latency = deque(maxlen=50_000)   # + what the sink still holds, estimated
+        self.trimmed_closed = 0       # samples dropped by catch-up in sinks already closed
         self.samples = 0
         self.sample_rate = None
         self.underruns_closed = 0     # underruns of sinks already closed
@@ -188,7 +198,11 @@ class _Player:
         self.sink.write(ev.samples)
         self.samples += ev.samples.shape[-1]
         if not math.isnan(ev.timestamp):
-            self.sink_latency.append(time.time() - ev.timestamp)
+            lat = time.time() - ev.timestamp
+            self.sink_latency.append(lat)
+            queued = self.sink.queued_seconds()
+            if queued is not None:
+                self.output_latency.append(lat + queued)
 
     def stream_ended(self):
         # The sink stays open for the next stream: let it play out what it
@@ -200,13 +214,19 @@ class _Player:
         live = self.sink.stats.get("underruns", 0) if self.sink is not None else 0
         return self.underruns_closed + int(live)
 
+    def trimmed(self) -> int:
+        live = self.sink.stats.get("latency_trimmed_samples", 0) if self.sink is not None else 0
+        return self.trimmed_closed + int(live)
+
     def close(self, drain: bool):
         if self.sink is not None:
             sink, self.sink = self.sink, None
             try:
                 sink.close(drain=drain)
             finally:
-                self.underruns_closed += int(sink.stats.get("underruns", 0))
+                st = sink.stats
+                self.underruns_closed += int(st.get("underruns", 0))
+                self.trimmed_closed += int(st.get("latency_trimmed_samples", 0))
 
 
 def _percentiles_ms(values) -> str:
@@ -270,8 +290,16 @@ def _stats_line(rx, player):
     if player.sink is not None:
         st = player.sink.stats
         queued = st.get("buffer_ms")
-        extra = f"; underruns {player.underruns()}" + (
-            f", queue {queued:.0f} ms" if queued is not None else "")
+        extra = f"; underruns {player.underruns()}"
+        if queued is not None:
+            rate = player.sample_rate
+            low = st.get("queue_min", -1)
+            extra += (f", queue {queued:.0f} ms (standing "
+                      + (f"{1e3 * low / rate:.0f}" if low >= 0 else "-")
+                      + f", target {1e3 * st['target'] / rate:.0f}), device "
+                      + (f"{st['dac_delay_ms']:.0f} ms" if st.get("dac_delay_ms") is not None
+                         else "-")
+                      + f", trimmed {1e3 * player.trimmed() / rate:.0f} ms")
     print(f"[stats] {rx.stats.line()}{extra}", file=sys.stderr, flush=True)
 
 
@@ -292,6 +320,13 @@ def _play_summary(rx, player, seconds, interrupted):
         f"  latency producer->engine: {_percentiles_ms(s.latencies)}",
         f"  latency producer->sink buffer: {_percentiles_ms(player.sink_latency)}",
     ]
+    if player.output_latency:
+        lines.append(f"  latency producer->output (estimated: + the sink's queue and the "
+                     f"device's): {_percentiles_ms(player.output_latency)}")
+        trimmed = player.trimmed()
+        if trimmed and sr:
+            lines.append(f"  latency catch-up: {1e3 * trimmed / sr:.0f} ms of queued audio "
+                         f"dropped ({trimmed} samples)")
     print("\n".join(lines), file=sys.stderr, flush=True)
 
 

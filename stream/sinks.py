@@ -61,16 +61,41 @@ The audio device sink
 ``sounddevice.OutputStream``.  :meth:`~Sink.write` copies samples into a
 preallocated ring buffer; the PortAudio callback copies them out.  The
 callback never blocks, takes no lock and allocates no sample buffers (it
-copies between preallocated arrays and multiplies fades in place).
+copies between preallocated arrays and multiplies fades and crossfades in
+place).
 ``write`` waits only when the ring is full: backpressure to the producer.
 
-- *Prebuffer*: the stream starts once ``latency_ms`` of audio plus the
-  device's own buffer is buffered (PortAudio fills the device buffer at
-  once on start), or at :meth:`~Sink.close` for a stream shorter than that.
+- *Start*: :meth:`~Sink.open` opens *and starts* the device stream, which
+  plays silence until the ring holds ``latency_ms`` of audio (or the
+  producer flushes or closes a stream shorter than that); then it plays.
+  The device's clock runs before the first sample arrives, so the queue
+  starts at the target and not at the target plus the time the device took
+  to open (``stats['open_ms']``).
+- *Latency target and catch-up*: ``latency_ms`` is a target the sink holds
+  to, not only a start-up buffer.  A producer paced at real time can never
+  drain audio that queued up beyond it (frames that arrived while the
+  device opened, a burst after a network stall, a producer clock faster
+  than the device's): that excess would stay for good.  So the callback
+  watches the *standing queue*, the lowest fill after a callback, over
+  windows of 0.5 s of normal playback.  When in a whole window it stayed
+  above ``latency_ms`` + 5 ms + one write or callback (whichever is larger;
+  ``stats['catch_up_threshold']``), and the producer wrote at least 3 times
+  and never found the ring full, the oldest audio is dropped down to the
+  target: the ``fade_ms`` before and after the dropped span are crossfaded
+  in the ring (no click), ``stats['latency_trimmed_samples']`` and
+  ``stats['catch_ups']`` count it, and the first catch-up is logged
+  (warning, once).  It never acts during normal playback (the standing
+  queue is then at most the target plus a write), during a prebuffer or
+  underrun, while the producer flushes or closes, or when the producer is
+  faster than real time (``write`` meets a full ring: backpressure; a file
+  sent with ``--rate max`` plays whole).  Consequence: a backlog larger than
+  the ring (``latency_ms`` + 500 ms by default) waits upstream and is not
+  caught up.  ``catch_up=False`` (``specstream play --no-catch-up``) keeps
+  every sample, at the price of the extra latency.
 - *Underrun*: when the ring runs dry the callback fades the last samples it
   has out over ``fade_ms``, plays silence, counts the event, and waits for
   ``latency_ms`` of audio again before it resumes, fading back in.  No
-  sample is dropped: an underrun inserts silence.  PortAudio's own
+  sample is dropped by an underrun: it inserts silence.  PortAudio's own
   ``output_underflow`` flags are counted too.  The stream never aborts.
 - *End*: ``close(drain=True)`` appends ``pad_s`` (0.25 s) of silence, since
   PortAudio 19.6 drops the last buffer of an ALSA stream when it stops, lets
@@ -82,6 +107,7 @@ copies between preallocated arrays and multiplies fades in place).
 
 from __future__ import annotations
 
+import logging
 import struct
 import sys
 import threading
@@ -92,6 +118,8 @@ from pathlib import Path
 import numpy as np
 
 from .spec import SpecError
+
+log = logging.getLogger("specstream")
 
 __all__ = ["SinkError", "Sink", "NullSink", "FileSink", "RawSink", "ZmqSink",
            "SoundDeviceSink", "open_sink", "list_devices", "unpack_block", "pack_block",
@@ -163,6 +191,14 @@ class Sink:
         self._opened = True
         return self
 
+    def prepare(self) -> "Sink":
+        """Optional, before :meth:`open`: do the slow part of opening that
+        needs no sample rate yet (the audio sink loads PortAudio and finds
+        its device), so that :meth:`open` is quick when the first stream
+        comes and errors show early.  Returns the sink."""
+        self._prepare()
+        return self
+
     def write(self, block) -> None:
         """Take one block of samples.
 
@@ -211,6 +247,11 @@ class Sink:
     def __exit__(self, exc_type, exc, tb):
         self.close(drain=exc_type is None)
 
+    def queued_seconds(self) -> float | None:
+        """Seconds until a sample written now is heard, as far as the sink
+        knows (its queue plus the device's); None for sinks that do not play."""
+        return None
+
     @property
     def stats(self) -> dict:
         """Counters: ``samples`` (per channel, written), ``underruns``, and
@@ -237,6 +278,9 @@ class Sink:
         raise SinkError(f"block of shape {a.shape}: expected ({c}, n_samples)"
                         + (" or (n_samples,)" if c == 1 else "")
                         + " (channels first, as the engine returns them)")
+
+    def _prepare(self):
+        pass
 
     def _open(self):
         pass
@@ -570,10 +614,30 @@ class _Ring:
     target : int
         Frames buffered before playback starts, and restarts after an underrun.
     fade : int
-        Frames of the fade-out before an underrun's silence and the fade-in after it.
+        Frames of the fade-out before an underrun's silence and the fade-in
+        after it, and of the crossfade of a catch-up.
+    catch_up_window : int
+        Frames played per observation window of the standing queue (0: not
+        observed; ``queue_min`` stays -1).  With ``catch_up``, at the end
+        of a window in which playback ran normally (no underrun, no end, no
+        idle), the producer put at least 3 times and never found the ring
+        full (``full``: a producer faster than real time is backpressure, not
+        backlog), and the lowest fill seen after a callback (``win_min``, the
+        standing queue) exceeded ``target + catch_up_tolerance + granularity``
+        (granularity: the largest put seen at a callback in the window, or the
+        largest callback, whichever is larger; ``threshold``),
+        the oldest ``win_min - target`` frames are skipped with a ``fade``-long
+        crossfade; ``trimmed`` and ``trims`` count them.
+    catch_up_tolerance : int
+        Frames of standing queue beyond the target (and the granularity)
+        that are left alone.
+    catch_up : bool
+        Drop a standing excess (default True; needs ``catch_up_window``).
     """
 
-    def __init__(self, channels: int, capacity: int, target: int, fade: int):
+    def __init__(self, channels: int, capacity: int, target: int, fade: int,
+                 catch_up_window: int = 0, catch_up_tolerance: int = 0,
+                 catch_up: bool = True):
         if not 0 < target <= capacity:
             raise SinkError(f"ring target {target} must be in 1..capacity ({capacity})")
         self.buf = np.zeros((capacity, channels), np.float32)
@@ -601,6 +665,25 @@ class _Ring:
         self.eos_pending = False  # producer: writing the end padding
         self.done = False         # consumer: everything played after eos
         self.was_idle = False     # consumer: stopped after running out while idle
+        # Catch-up (see the class docstring).
+        self.window = max(0, int(catch_up_window))
+        self.tolerance = max(0, int(catch_up_tolerance))
+        self.catch_up = bool(catch_up)
+        self._mix = np.zeros((self.fade, channels), np.float32)   # the crossfade's old side
+        self.puts = 0             # producer: puts that stored frames
+        self.full = 0             # producer: puts that found the ring full (backpressure)
+        self.max_put = 0          # producer: largest number of frames stored by one put
+        self.last_put = 0         # producer: frames stored by the latest put
+        self.trimmed = 0          # consumer: frames skipped by catch-up
+        self.trims = 0            # consumer: catch-ups
+        self.first_trim_at = -1   # consumer: read position (frames) of the first catch-up
+        self.queue_min = -1       # consumer: standing queue of the last complete window
+        self.win_played = 0       # consumer: the current window
+        self.win_min = 0
+        self.win_puts = 0
+        self.win_full = 0
+        self.win_put = 0          # consumer: largest put seen at a callback in the window
+        self.threshold = -1       # consumer: the last window's catch-up threshold
 
     @property
     def fill(self) -> int:
@@ -612,6 +695,8 @@ class _Ring:
         return how many.  Clears ``idle`` once frames are in."""
         cap = self.capacity
         n = min(len(data), cap - (self.written - self.read))
+        if n < len(data):
+            self.full += 1         # backpressure: the consumer is the bottleneck
         if n <= 0:
             return 0
         start = self.written % cap
@@ -620,6 +705,10 @@ class _Ring:
         if n > first:
             self.buf[:n - first] = data[first:n]
         self.written += n          # publish after the copy
+        self.puts += 1
+        self.last_put = n
+        if n > self.max_put:
+            self.max_put = n
         fill = self.written - self.read
         if fill > self.max_fill and not self.eos_pending:
             self.max_fill = fill
@@ -660,6 +749,7 @@ class _Ring:
                     self.silence += frames
                 if eos and avail == 0:
                     self.done = True
+                self._window_restart()
                 return self.done
         short = False
         if eos or idle:
@@ -667,11 +757,15 @@ class _Ring:
             if idle and not eos and n < frames:
                 self.playing = False          # ran out while idle: a gap, not an underrun
                 self.was_idle = True
+            self._window_restart()
         elif avail < frames + fade:           # would run dry: fade out what there is
             n = min(avail, frames)
             short = True
+            self._window_restart()
         else:
             n = frames
+            if self.window:
+                avail -= self._catch_up(avail - frames, frames)
         if n:
             cap = self.capacity
             start = self.read % cap
@@ -698,6 +792,70 @@ class _Ring:
             self.done = True
         return self.done
 
+    def _window_restart(self):
+        # Consumer: a catch-up window starts at the next normal callback.
+        self.win_played = 0
+        self.win_min = self.capacity
+        self.win_puts = self.puts
+        self.win_full = self.full
+        self.win_put = 0
+
+    def _catch_up(self, slack: int, frames: int) -> int:
+        """Consumer, in a normal callback: ``slack`` frames stay queued after
+        it.  Returns the frames skipped (0 almost always)."""
+        if slack < self.win_min:
+            self.win_min = slack
+        put = self.last_put
+        if put > self.win_put:
+            self.win_put = put
+        self.win_played += frames
+        if self.win_played < self.window:
+            return 0
+        lowest = self.win_min
+        self.queue_min = lowest
+        # Granularity: in steady state the lowest fill after a callback is
+        # below target + one write (playback starts at target, and the
+        # producer tops the ring up a write at a time).
+        self.threshold = self.target + self.tolerance + max(self.win_put, self.max_frames)
+        k = 0
+        if (self.catch_up and self.puts - self.win_puts >= 3 and self.full == self.win_full
+                and not self.eos_pending and not self.fade_left
+                and lowest > self.threshold):
+            k = min(lowest - self.target, slack - self.fade)
+            if k > 0:
+                self._skip(k)
+            else:
+                k = 0
+        self._window_restart()
+        return k
+
+    def _skip(self, k: int):
+        """Consumer: drop the oldest ``k`` queued frames, crossfading the
+        ``fade`` frames at the read position into the ``fade`` frames after
+        the skipped span, in place in the ring (that span is the consumer's:
+        the producer writes only past ``written``).  Needs ``k + fade`` queued."""
+        f, cap, buf, mix = self.fade, self.capacity, self.buf, self._mix
+        a = self.read % cap
+        first = min(f, cap - a)
+        mix[:first] = buf[a:a + first]
+        if f > first:
+            mix[first:] = buf[:f - first]
+        mix *= self._down
+        b = (self.read + k) % cap
+        first = min(f, cap - b)
+        seg = buf[b:b + first]
+        seg *= self._up[:first]
+        seg += mix[:first]
+        if f > first:
+            seg = buf[:f - first]
+            seg *= self._up[first:]
+            seg += mix[first:]
+        if self.first_trim_at < 0:
+            self.first_trim_at = self.read
+        self.read += k
+        self.trimmed += k
+        self.trims += 1
+
 
 class SoundDeviceSink(Sink):
     """Plays through PortAudio (``sounddevice``), callback mode, ring-buffered.
@@ -708,38 +866,67 @@ class SoundDeviceSink(Sink):
         PortAudio output device index or name substring; default: the
         system's default output.
     latency_ms : float
-        Audio buffered (ms) before playback starts and after an underrun
-        (default 50).  The device adds its own buffer, ``latency_ms / 2``
-        requested (see ``device_latency_ms``), the granted figure reported
-        as ``stats['device_latency_ms']``.
+        The queue the sink holds to (ms, default 50): audio buffered before
+        playback starts and after an underrun, and the standing queue that
+        catch-up brings an excess back to.  The device adds its own buffer,
+        ``latency_ms / 2`` requested (see ``device_latency_ms``), the granted
+        figure reported as ``stats['device_latency_ms']``.
     blocksize : int, optional
         Samples per channel per callback; default 0: PortAudio chooses
         (lowest latency).
     fade_ms : float
-        Fade-out before and fade-in after the silence of an underrun (ms).
+        Fade-out before and fade-in after the silence of an underrun, and
+        the crossfade of a catch-up (ms).
     pad_s : float
         Silence appended at ``close(drain=True)`` (s): PortAudio 19.6 drops
         the last buffer of an ALSA stream on stop, so this keeps the tail.
     headroom_ms : float, optional
         Ring space beyond ``latency_ms`` (ms) before ``write`` blocks;
-        default ``max(latency_ms, 100)``.
+        default ``max(latency_ms, 500)``: room for a start-up backlog (or a
+        burst after a network stall) to enter the ring, where catch-up can
+        drop it, instead of waiting in the transport's queue.
     device_latency_ms : float, optional
         Output latency asked of PortAudio (ms); default ``latency_ms / 2``.
         PortAudio may round it up; the figure it grants is in the stats.
+    catch_up : bool
+        Hold the queue to ``latency_ms`` (default True): when, over a
+        ``catch_up_window_s`` of normal playback, the queue never fell below
+        ``latency_ms`` + ``catch_up_tolerance_ms`` + one write or callback
+        (whichever is larger), while the producer was never held back by a
+        full ring, drop the oldest excess with a ``fade_ms`` crossfade (see
+        the module docstring).  False keeps every sample.
+    catch_up_window_s : float
+        Observation window of catch-up (s, default 0.5).
+    catch_up_tolerance_ms : float
+        Standing queue beyond the target (and the granularity) left alone
+        (ms, default 5).
 
     ``stats``: ``underruns`` (= ``shortages`` + ``output_underflows``):
     ``shortages`` are the times the ring ran dry (the producer was late),
-    ``output_underflows`` the callbacks PortAudio flagged late;
-    ``silence_samples`` inserted by underruns; ``fill`` / ``max_queue`` /
-    ``capacity`` / ``target`` in samples per channel; ``latency_ms`` (the
-    target) and ``device_latency_ms`` (``stream.latency``); ``dac_delay_ms``
-    (PortAudio's estimate, at the last callback, of the time until its first
-    sample reaches the DAC); ``waits`` (times ``write`` blocked on a full ring).
+    ``output_underflows`` the callbacks PortAudio flagged late once audio
+    had started (flags during the silence before the first sample are not
+    counted); ``silence_samples`` inserted by underruns; ``fill`` /
+    ``max_queue`` / ``capacity`` / ``target`` in samples per channel;
+    ``queue_min``: the standing queue (lowest fill after a callback) of the
+    last complete window of normal playback, samples, -1 before one (also
+    observed with ``catch_up=False``);
+    ``latency_trimmed_samples`` (``_ms``) and ``catch_ups``: audio dropped
+    by catch-up and how often, ``first_trim_at`` the stream position
+    (samples) of the first; ``catch_up_threshold``: the standing queue above
+    which it acts, as of the last window (samples, -1 before one);
+    ``played``: samples played (trimmed ones not counted); ``latency_ms``
+    (the target) and ``device_latency_ms`` (``stream.latency``);
+    ``dac_delay_ms`` (PortAudio's estimate, at the last callback, of the
+    time until its first sample reaches the DAC); ``open_ms`` (:meth:`open`:
+    loading PortAudio unless :meth:`prepare` did, opening and starting the
+    device); ``waits`` (times ``write`` blocked on a full ring).
     """
 
     def __init__(self, device=None, latency_ms: float | None = None,
                  blocksize: int | None = None, fade_ms: float = 5.0, pad_s: float = 0.25,
-                 headroom_ms: float | None = None, device_latency_ms: float | None = None):
+                 headroom_ms: float | None = None, device_latency_ms: float | None = None,
+                 catch_up: bool = True, catch_up_window_s: float = 0.5,
+                 catch_up_tolerance_ms: float = 5.0):
         super().__init__()
         if isinstance(device, str) and device.strip().lstrip("-").isdigit():
             device = int(device)
@@ -754,17 +941,24 @@ class SoundDeviceSink(Sink):
         self.headroom_ms = headroom_ms
         self.device_latency_ms = (self.latency_ms / 2 if device_latency_ms is None
                                   else float(device_latency_ms))
+        self.catch_up = bool(catch_up)
+        self.catch_up_window_s = float(catch_up_window_s)
+        self.catch_up_tolerance_ms = float(catch_up_tolerance_ms)
+        if not (self.catch_up_window_s > 0 and self.catch_up_tolerance_ms >= 0):
+            raise SinkError(f"catch-up needs a window > 0 s and a tolerance >= 0 ms, got "
+                            f"{catch_up_window_s} s and {catch_up_tolerance_ms} ms")
         self.uri = "sounddevice" + ("" if device is None else f":{device}")
         self.stream = None
         self.ring: _Ring | None = None
         self.device_name = None
         self.device_latency = None
+        self.open_s = None
         self.padding = 0
         self.waits = 0
         self.drain_timeout = False
         self._finished = threading.Event()
         self._stop_exc = None
-        self._started_once = False
+        self._trims_logged = 0
         self._dac_delay = float("nan")   # s from a callback to its first sample at the DAC
 
     # ------------------------------------------------------------- opening
@@ -779,10 +973,16 @@ class SoundDeviceSink(Sink):
                             + ("" if names else "; write a file instead: --sink wav:out.wav")) \
                 from None
 
+    def _prepare(self):
+        if self.device_name is None:
+            self.device_name = self._device_name(_import_sounddevice())
+
     def _open(self):
+        t0 = time.monotonic()
+        self._prepare()
         sd = _import_sounddevice()
         rate, ch = self.sample_rate, self.channels
-        name = self.device_name = self._device_name(sd)
+        name = self.device_name
         try:
             sd.check_output_settings(device=self.device, channels=ch, dtype="float32",
                                      samplerate=rate)
@@ -810,49 +1010,71 @@ class SoundDeviceSink(Sink):
         self.device_latency = float(self.stream.latency)
         fade = max(1, int(round(self.fade_ms * rate / 1000.0)))
         device_frames = int(np.ceil(self.device_latency * rate))
-        # Re-prebuffer target: latency_ms, and at least a callback's request
+        # Prebuffer target: latency_ms, and at least a callback's request
         # (not known before the first one; the device buffer bounds it).
         target = max(int(round(self.latency_ms * rate / 1000.0)), 2 * self.blocksize,
                      device_frames + 2 * fade)
-        # At start PortAudio fills the device buffer at once: buffer that too,
-        # so that latency_ms stays ahead of the device once it runs.
-        self._start_target = target + device_frames
-        head_ms = max(self.latency_ms, 100.0) if self.headroom_ms is None else self.headroom_ms
-        capacity = self._start_target + max(int(round(head_ms * rate / 1000.0)),
-                                            self.blocksize, 1)
-        self.ring = _Ring(ch, capacity, target, fade)
+        head_ms = max(self.latency_ms, 500.0) if self.headroom_ms is None else self.headroom_ms
+        capacity = target + max(int(round(head_ms * rate / 1000.0)), self.blocksize, 1)
+        self.ring = _Ring(ch, capacity, target, fade,
+                          catch_up_window=max(1, int(round(self.catch_up_window_s * rate))),
+                          catch_up_tolerance=int(round(self.catch_up_tolerance_ms * rate / 1000)),
+                          catch_up=self.catch_up)
+        # Start now, playing silence until the ring reaches the target: the
+        # device's clock runs from here, so the audio that queues up while
+        # the first frames arrive is the target, not the target plus however
+        # long the device took to open and start.  What queued before (frames
+        # that arrived while the device opened) catch-up drops.
+        try:
+            self.stream.start()
+        except sd.PortAudioError as e:
+            self.stream.close()
+            self.stream = None
+            raise SinkError(f"audio output {name!r}: cannot start the stream ({e})") from None
+        self.open_s = time.monotonic() - t0
 
     # ----------------------------------------------------------- the callback
     def _callback(self, outdata, frames, time_info, status):
         # PortAudio's thread: no locks, no waits, no sample buffers allocated.
+        ring = self.ring
         self._dac_delay = time_info.outputBufferDacTime - time_info.currentTime
-        if self.ring.fill_output(outdata, status.output_underflow, status.output_overflow):
+        if ring.fill_output(outdata, status.output_underflow and ring.started,
+                            status.output_overflow):
             raise self._stop_exc
 
     # ------------------------------------------------------------ producing
-    def _start(self):
-        if not self._started_once:
-            self._started_once = True
-            self.stream.start()
-
     def _write(self, frames):
         ring = self.ring
         off, n = 0, len(frames)
         while True:
             off += ring.put(frames[off:])
-            if not self._started_once and ring.fill >= self._start_target:
-                self._start()
             if off >= n:
-                return
-            if not self._started_once:   # cannot happen: capacity > start target
-                self._start()
+                break
             self._wait_for_space(min(n - off, ring.capacity // 2))
+        if ring.trims != self._trims_logged:
+            self._log_trims()
+
+    def _log_trims(self):
+        ring, rate = self.ring, self.sample_rate
+        if not self._trims_logged:
+            log.warning("audio output %r: %.0f ms of queued audio dropped (the oldest, "
+                        "crossfaded) to hold the %.0f ms latency target; the queue had stayed "
+                        "above it for %.1f s (a start-up backlog, a burst, or a producer clock "
+                        "faster than the device's).  Later catch-ups are counted, not logged; "
+                        "--no-catch-up keeps every sample",
+                        self.device_name, 1000.0 * ring.trimmed / rate, self.latency_ms,
+                        self.catch_up_window_s)
+        self._trims_logged = ring.trims
 
     def _flush(self):
+        self.ring.idle = True
+
+    def queued_seconds(self) -> float | None:
         ring = self.ring
-        ring.idle = True
-        if not self._started_once and ring.written:
-            self._start()                # a first stream shorter than the target
+        if ring is None:
+            return None
+        dac = self._dac_delay
+        return ring.fill / self.sample_rate + (dac if dac == dac else self.device_latency or 0.0)
 
     def _wait_for_space(self, need: int):
         """Sleep until ``need`` frames are free.  Raises SinkError when the
@@ -888,8 +1110,6 @@ class SoundDeviceSink(Sink):
                         left -= k
                     self.padding = pad
                 ring.eos = True          # after the last put: the callback reads eos first
-                if not self._started_once:
-                    self._start()
                 timeout = ring.fill / self.sample_rate + self.device_latency + 2.0
                 if not self._finished.wait(timeout):
                     self.drain_timeout = True
@@ -906,7 +1126,8 @@ class SoundDeviceSink(Sink):
         s = super().stats
         ring = self.ring
         if ring is None:
-            return {**s, "device": self.device_name, "latency_ms": self.latency_ms}
+            return {**s, "device": self.device_name, "latency_ms": self.latency_ms,
+                    "catch_up": self.catch_up}
         rate = self.sample_rate
         s.update({
             "device": self.device_name,
@@ -915,16 +1136,24 @@ class SoundDeviceSink(Sink):
             "output_underflows": ring.device_underflows,
             "overflows": ring.device_overflows,
             "silence_samples": ring.silence,
-            "played": ring.read,
+            "played": ring.read - ring.trimmed,
             "padding": self.padding,
             "fill": ring.fill,
             "max_queue": ring.max_fill,
+            "queue_min": ring.queue_min,
             "capacity": ring.capacity,
             "target": ring.target,
-            "start_target": self._start_target,
+            "start_target": ring.target,
+            "catch_up": self.catch_up,
+            "catch_up_threshold": ring.threshold,
+            "latency_trimmed_samples": ring.trimmed,
+            "latency_trimmed_ms": 1000.0 * ring.trimmed / rate,
+            "catch_ups": ring.trims,
+            "first_trim_at": ring.first_trim_at,
             "prebuffers": ring.starts,
             "callbacks": ring.callbacks,
             "max_callback_samples": ring.max_frames,
+            "max_write_samples": ring.max_put,
             "waits": self.waits,
             "latency_ms": self.latency_ms,
             "buffer_ms": 1000.0 * ring.fill / rate,
@@ -932,6 +1161,7 @@ class SoundDeviceSink(Sink):
             else 1000.0 * self.device_latency,
             "dac_delay_ms": None if self._dac_delay != self._dac_delay
             else 1000.0 * self._dac_delay,
+            "open_ms": None if self.open_s is None else 1000.0 * self.open_s,
             "blocksize": self.blocksize,
             "drain_timeout": self.drain_timeout,
         })
@@ -940,7 +1170,7 @@ class SoundDeviceSink(Sink):
 
 # ==================================================================== URIs
 def open_sink(uri: str, *, device=None, latency_ms: float | None = None,
-              blocksize: int | None = None) -> Sink:
+              blocksize: int | None = None, catch_up: bool | None = None) -> Sink:
     """Make a sink from a URI (see the module docstring); call ``.open()`` next.
 
     Parameters
@@ -955,6 +1185,9 @@ def open_sink(uri: str, *, device=None, latency_ms: float | None = None,
         ``sounddevice`` only: audio buffered before playback starts (ms, default 50).
     blocksize : int, optional
         ``sounddevice`` only: samples per channel per callback (default: PortAudio's choice).
+    catch_up : bool, optional
+        ``sounddevice`` only: hold the queue to ``latency_ms`` by dropping a
+        standing excess (default True; False keeps every sample).
 
     Raises :class:`SinkError` for a URI of no known form, listing the forms.
     """
@@ -963,15 +1196,16 @@ def open_sink(uri: str, *, device=None, latency_ms: float | None = None,
     kind, sep, rest = uri.partition(":")
     kind = kind.lower()
     if kind != "sounddevice" and (device is not None or latency_ms is not None
-                                  or blocksize is not None):
-        raise SinkError(f"device, latency and blocksize apply to the sounddevice sink, "
-                        f"not to {uri!r}")
+                                  or blocksize is not None or catch_up is not None):
+        raise SinkError(f"device, latency, blocksize and catch-up apply to the sounddevice "
+                        f"sink, not to {uri!r}")
     if kind == "sounddevice":
         dev = rest if sep and rest else None
         if dev is not None and device is not None and str(device) != dev:
             raise SinkError(f"two devices given: {uri!r} and device={device!r}")
         return SoundDeviceSink(device if device is not None else dev, latency_ms=latency_ms,
-                               blocksize=blocksize)
+                               blocksize=blocksize, catch_up=True if catch_up is None
+                               else bool(catch_up))
     if kind == "null" and not sep:
         return NullSink()
     if kind == "wav" and rest:

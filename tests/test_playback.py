@@ -24,8 +24,10 @@ HOP = 256
 
 # The player: writes a signal (.npy, (n,) or (channels, n)) to a sink in
 # hop-sized blocks, paced at real time (or as fast as the sink takes them),
-# optionally stalling once (after a flush, as between two streams); closes
-# with drain and prints the sink's stats as JSON.
+# optionally stalling once (after a flush, as between two streams), or
+# starting ``backlog_s`` late and catching up at once (the frames that
+# queue up while a device opens); closes with drain and prints the sink's
+# stats as JSON.
 PLAYER = r"""
 import json, sys, time
 import numpy as np
@@ -34,10 +36,12 @@ sys.path.insert(0, cfg["root"])
 from stream.sinks import open_sink
 sig = np.load(cfg["signal"])
 rate, hop, n = cfg["rate"], cfg["hop"], sig.shape[-1]
-sink = open_sink(cfg.get("uri", "sounddevice"), latency_ms=cfg.get("latency_ms"))
+sink = open_sink(cfg.get("uri", "sounddevice"), latency_ms=cfg.get("latency_ms"),
+                 catch_up=cfg.get("catch_up"))
 sink.open(rate, 1 if sig.ndim == 1 else sig.shape[0])
 stall_at, stall_s = cfg.get("stall_at"), cfg.get("stall_s", 0.0)
 t0 = time.monotonic()
+time.sleep(cfg.get("backlog_s", 0.0))
 for i in range(0, n, hop):
     if i == stall_at:
         if cfg.get("flush"):
@@ -126,6 +130,9 @@ def test_stereo_realtime_writer_is_captured_exactly(pulse_server, tmp_path):
     assert not stats["drain_timeout"]
     assert stats["device_latency_ms"] > 0
     assert stats["max_queue"] <= stats["capacity"]
+    # Normal playback: the queue stands at the target, nothing is dropped.
+    assert stats["latency_trimmed_samples"] == 0 and stats["catch_ups"] == 0
+    assert 0 <= stats["queue_min"] <= stats["catch_up_threshold"]
     # Silence around it: the signal was played once, whole, nothing else.
     assert np.max(np.abs(cap[:, :lag]), initial=0) == 0
     assert np.max(np.abs(cap[:, lag + sig.shape[1]:]), initial=0) == 0
@@ -140,6 +147,9 @@ def test_mono_blocks_and_backpressure(pulse_server, tmp_path):
     assert stats["waits"] > 0
     assert stats["max_queue"] <= stats["capacity"]
     assert stats["underruns"] == 0
+    # A full ring is backpressure, not a backlog: catch-up leaves it alone.
+    assert stats["latency_trimmed_samples"] == 0
+    assert stats["played"] == len(sig) + stats["padding"]
     for ch in range(2):
         snr, _ = aligned_snr(cap[ch:ch + 1], sig[None])
         assert snr > 60, f"channel {ch}: {snr:.1f} dB"
@@ -157,6 +167,7 @@ def test_stall_underruns_are_counted_faded_and_recovered(pulse_server, tmp_path)
     assert stats["silence_samples"] > 0
     assert stats["prebuffers"] >= 2                       # it re-prebuffered and resumed
     assert stats["played"] == sig.shape[1] + stats["padding"]   # nothing dropped
+    assert stats["latency_trimmed_samples"] == 0
     margin = 2400         # 50 ms each side of the stall: fades, and the callback's guard
     before, after = sig[:, :stall_at - margin], sig[:, stall_at + margin:]
     snr_b, lag_b = aligned_snr(cap, before)
@@ -184,11 +195,69 @@ def test_flush_between_streams_is_a_gap_not_an_underrun(pulse_server, tmp_path):
     assert stats["underruns"] == 0 and stats["shortages"] == 0
     assert stats["silence_samples"] == 0
     assert stats["played"] == sig.shape[1] + stats["padding"]
+    assert stats["latency_trimmed_samples"] == 0
     snr_1, lag_1 = aligned_snr(cap, sig[:, :cut])
     snr_2, lag_2 = aligned_snr(cap, sig[:, cut:])
     print(f"first {snr_1:.1f} dB, second {snr_2:.1f} dB, gap {lag_2 - lag_1 - cut}")
     assert snr_1 > 60 and snr_2 > 60
     assert lag_2 - lag_1 - cut > 0                 # a gap between them, nothing overlapped
+
+
+def chirps(seconds: float) -> np.ndarray:
+    """Two chirps below 2 kHz (unambiguous alignment; a click would stand out)."""
+    t = np.arange(int(seconds * RATE)) / RATE
+    return np.stack([0.5 * np.sin(2 * np.pi * (200 * t + 1800 / (2 * seconds) * t * t)),
+                     0.5 * np.sin(2 * np.pi * (1500 * t - 1200 / (2 * seconds) * t * t))]
+                    ).astype(np.float32)
+
+
+def test_startup_backlog_is_caught_up_to_the_latency_target(pulse_server, tmp_path):
+    # The producer is paced at real time but starts 150 ms late and sends
+    # those 150 ms at once (the frames that queued while a device opened):
+    # a backlog it can never drain.  The sink drops it once, crossfaded,
+    # then holds the queue at the 20 ms target; the rest plays exactly.
+    sig = chirps(2.0)
+    backlog = int(0.15 * RATE)
+    stats, cap = play(pulse_server, tmp_path, sig, latency_ms=20, backlog_s=0.15)
+    assert stats["underruns"] == 0 and stats["shortages"] == 0
+    assert stats["catch_ups"] == 1
+    k, r = stats["latency_trimmed_samples"], stats["first_trim_at"]
+    grain = max(stats["max_write_samples"], stats["max_callback_samples"])
+    assert backlog - grain <= k <= backlog + stats["target"] + grain
+    # Settled: the standing queue (lowest fill after a callback in the last
+    # 0.5 s window) is back at the target, under the catch-up threshold.
+    assert 0 <= stats["queue_min"] <= stats["catch_up_threshold"]
+    assert stats["queue_min"] <= stats["target"] + grain
+    # Every sample written was played or counted as trimmed.
+    assert stats["played"] + k == sig.shape[1] + stats["padding"]
+    # The capture: the signal up to the trim, then from k samples later on,
+    # both exact; nothing else lost or repeated; no click at the crossfade.
+    margin = 2400
+    fade = int(round(0.005 * RATE))
+    before, after = sig[:, :r - margin], sig[:, r + k + fade + margin:]
+    snr_b, lag_b = aligned_snr(cap, before)
+    snr_a, lag_a = aligned_snr(cap, after)
+    print(f"trimmed {k} at {r}: before {snr_b:.1f} dB, after {snr_a:.1f} dB")
+    assert snr_b > 60 and snr_a > 60
+    assert lag_a - lag_b == (r + k + fade + margin) - k
+    steepest = np.abs(np.diff(sig, axis=1)).max()
+    assert np.abs(np.diff(cap, axis=1)).max() < steepest + 0.01
+
+
+def test_no_catch_up_keeps_the_backlog_and_every_sample(pulse_server, tmp_path):
+    # catch_up=False (specstream play --no-catch-up): the same backlog stays
+    # queued for good (the standing queue is the target plus the backlog),
+    # and every sample plays.
+    sig = chirps(1.5)
+    stats, cap = play(pulse_server, tmp_path, sig, latency_ms=20, backlog_s=0.15,
+                      catch_up=False)
+    assert stats["underruns"] == 0
+    assert stats["latency_trimmed_samples"] == 0 and stats["catch_ups"] == 0
+    assert stats["queue_min"] > stats["catch_up_threshold"]
+    assert stats["queue_min"] >= int(0.15 * RATE) - stats["max_write_samples"]
+    assert stats["played"] == sig.shape[1] + stats["padding"]
+    snr, _ = aligned_snr(cap, sig)
+    assert snr > 60
 
 
 def test_devices_and_refused_rate(pulse_server):
@@ -235,7 +304,7 @@ def _free_port() -> int:
 
 def test_specstream_send_to_play_on_the_device(pulse_server, tmp_path):
     import soundfile as sf
-    clip = test_signal(1.5)
+    clip = test_signal(2.0)
     # Fade the clip in and out so the reconstruction's edges are the clip's own.
     ramp = np.minimum(1.0, np.minimum(np.arange(clip.shape[1]),
                                       np.arange(clip.shape[1])[::-1]) / 480.0)
@@ -251,9 +320,25 @@ def test_specstream_send_to_play_on_the_device(pulse_server, tmp_path):
             continue
         break
     assert int(m.group(1)) == 0
-    snr, lag = aligned_snr(audio, clip)
-    print(f"send -> play -> device: SNR {snr:.1f} dB")
-    assert snr > 60
+    assert "latency producer->output" in log
+    trim = re.search(r"latency catch-up: .* \((\d+) samples\)", log)
+    if trim is None:                    # the usual case: the player kept up from the start
+        snr, lag = aligned_snr(audio, clip)
+        print(f"send -> play -> device: SNR {snr:.1f} dB")
+        assert snr > 60
+        return
+    # The player started late (a loaded machine) and caught up: a catch-up
+    # comes at the end of a 0.5 s window of playback, the first or the
+    # second.  Before the first window and after the second the audio is
+    # exact, and the end comes early by what was dropped.
+    k = int(trim.group(1))
+    head, tail_at = clip[:, :int(0.4 * RATE)], int(1.5 * RATE)
+    snr_h, lag_h = aligned_snr(audio, head)
+    snr_t, lag_t = aligned_snr(audio, clip[:, tail_at:])
+    print(f"send -> play -> device, {k} samples caught up: SNR {snr_h:.1f} dB before, "
+          f"{snr_t:.1f} dB after")
+    assert snr_h > 60 and snr_t > 60
+    assert lag_t - lag_h == tail_at - k
 
 
 def _send_and_play(pulse_server, wav):

@@ -82,6 +82,18 @@ def test_device_options_only_for_sounddevice():
         open_sink("sounddevice:1", device=2)
     with pytest.raises(SinkError, match="latency"):
         open_sink("sounddevice", latency_ms=0)
+    with pytest.raises(SinkError, match="catch-up"):
+        open_sink("wav:out.wav", catch_up=False)
+    assert open_sink("sounddevice").catch_up is True              # the default holds --latency
+    assert open_sink("sounddevice", catch_up=False).catch_up is False
+
+
+def test_play_no_catch_up_flag_reaches_the_sink():
+    from stream.cli import build_parser
+    from stream.cli_live import _open_sink
+    args = build_parser().parse_args(["play", "--no-catch-up"])
+    assert _open_sink(args).catch_up is False
+    assert _open_sink(build_parser().parse_args(["play"])).catch_up is True
 
 
 # ------------------------------------------------------- block validation
@@ -525,6 +537,138 @@ def test_ring_with_a_producer_thread():
     np.testing.assert_array_equal(got[:len(x)], x)
     assert not got[len(x):].any()
     assert ring.max_fill <= ring.capacity
+
+
+# ------------------------------------- catch-up: holding the latency target
+def paced(ring: _Ring, x: np.ndarray, ahead: int, callbacks: int, size: int, put: int,
+          late=None, start: int = 0):
+    """A producer paced at real time against callbacks of ``size`` frames:
+    before callback ``i`` it has put every whole block of ``put`` frames up
+    to ``ahead + (start + i + 1) * size`` (``ahead``: a backlog it is ahead
+    by), except while ``late(i)`` is true (jitter: it catches up after).
+    Returns what played."""
+    out = np.full((size, x.shape[1]), np.nan, np.float32)
+    played = []
+    for i in range(callbacks):
+        due = ahead + (start + i + 1) * size
+        while not (late and late(i)) and ring.written + put <= min(due, len(x)):
+            assert ring.put(x[ring.written:ring.written + put]) == put
+        ring.fill_output(out)
+        played.append(out.copy())
+    return np.concatenate(played)
+
+
+def catch_up_ring(channels=1, catch_up=True, target=1000, tolerance=100):
+    return _Ring(channels, capacity=20_000, target=target, fade=32, catch_up_window=4800,
+                 catch_up_tolerance=tolerance, catch_up=catch_up)
+
+
+@pytest.mark.parametrize("channels, put", [(1, 128), (2, 256), (2, 96)])
+def test_ring_catch_up_drops_a_standing_backlog_once_with_a_crossfade(channels, put):
+    # 2000 frames of backlog on top of the 1000 target (frames that queued
+    # while the device opened), then a producer paced at real time: the
+    # backlog can never drain.  Catch-up drops it after one window, with a
+    # crossfade, and the queue then stays at the target.
+    x = interleaved(signal(channels, 100_000, seed=4))
+    size, fade = 128, 32
+    ring = catch_up_ring(channels)
+    played = paced(ring, x, 3000, 300, size, put)
+    assert ring.trims == 1 and ring.shortages == 0 and ring.silence == 0
+    r, k = ring.first_trim_at, ring.trimmed
+    assert 2000 - size - put <= k <= 2000 + put      # the backlog, to within the granularity
+    up, down = ring._up, ring._down
+    expected = np.concatenate([x[:r], x[r + k:r + k + fade] * up + x[r:r + fade] * down,
+                               x[r + k + fade:]])
+    np.testing.assert_allclose(played, expected[:len(played)], rtol=0, atol=1e-6)
+    # Afterwards the standing queue is the target (to within a callback),
+    # below the threshold: nothing more is dropped, however long it runs.
+    more = paced(ring, x, 3000, 400, size, put, start=300)
+    assert ring.trims == 1 and ring.trimmed == k and ring.shortages == 0
+    assert ring.target - size <= ring.queue_min <= ring.target + put
+    assert ring.queue_min <= ring.threshold
+    assert ring.read - ring.trimmed == len(played) + len(more)
+
+
+def test_ring_without_catch_up_keeps_the_backlog_and_every_sample():
+    x = interleaved(signal(2, 100_000, seed=5))
+    ring = catch_up_ring(2, catch_up=False)
+    played = paced(ring, x, 2000, 400, 128, 128)
+    assert ring.trims == 0 and ring.trimmed == 0
+    np.testing.assert_array_equal(played, x[:len(played)])
+    assert ring.queue_min > ring.threshold             # observed, left alone
+
+
+@pytest.mark.parametrize("size, put, target", [(128, 128, 1000), (128, 256, 1000),
+                                               (120, 256, 1000), (256, 96, 1000),
+                                               (128, 4096, 6000)])
+@pytest.mark.parametrize("jitter", [False, True])
+def test_ring_catch_up_never_acts_in_normal_playback(size, put, target, jitter):
+    # No backlog: writes of any size, paced at real time (the queue swings
+    # by a whole write), late now and then by less than the target (the
+    # queue dips, then refills), never trigger a catch-up: every sample
+    # plays, in order.  (The target must exceed a write: a producer that
+    # writes 4096 frames at a time needs more than 4096 queued.)
+    x = interleaved(signal(1, 600_000, seed=6))
+    ring = catch_up_ring(target=target, tolerance=0)
+    lateness = max(1, (target - size - 2 * ring.fade) // size // 2)   # callbacks
+    late = (lambda i: i % 97 < lateness) if jitter else None
+    played = paced(ring, x, 0, 2000, size, put, late=late)
+    assert ring.trims == 0 and ring.trimmed == 0 and ring.shortages == 0
+    assert ring.queue_min >= 0
+    got = played[np.flatnonzero(played[:, 0] != 0)[0]:]
+    np.testing.assert_array_equal(got, x[:len(got)])
+
+
+def test_ring_catch_up_spares_a_producer_held_back_by_backpressure():
+    # A producer faster than real time (a file sent with --rate max) keeps
+    # the ring full: that is backpressure, not a backlog; every sample plays.
+    x = interleaved(signal(2, 100_000, seed=7))
+    ring = catch_up_ring(2, tolerance=0)
+    out = np.empty((128, 2), np.float32)
+    played, pos = [], 0
+    while pos < len(x):
+        pos += ring.put(x[pos:pos + 700])
+        ring.fill_output(out)
+        played.append(out.copy())
+    played = np.concatenate(played)
+    assert ring.full > 0 and ring.queue_min > ring.threshold
+    assert ring.trims == 0
+    played = played[np.flatnonzero(played[:, 0] != 0)[0]:]         # after the prebuffer
+    np.testing.assert_array_equal(played, x[:len(played)])
+
+
+def test_ring_catch_up_waits_for_the_end_and_for_idle():
+    # A backlog that is being played out (end of stream, or idle between
+    # streams) is not trimmed: the producer will not top it up.
+    x = interleaved(signal(1, 15_000, seed=8))
+    for flag in ("eos", "idle"):
+        ring = catch_up_ring()
+        ring.put(x)
+        setattr(ring, flag, True)
+        played, _ = run_callbacks(ring, len(x), 128, 1)
+        assert ring.trims == 0
+        np.testing.assert_array_equal(played[:len(x)], x)
+
+
+def test_catch_up_in_the_callback_allocates_no_sample_buffers():
+    import tracemalloc
+    frames, ch = 4096, 2
+    ring = _Ring(ch, capacity=200_000, target=12_000, fade=frames, catch_up_window=3 * frames,
+                 catch_up_tolerance=0)
+    x = interleaved(signal(ch, 150_000, seed=9))
+    out = np.zeros((frames, ch), np.float32)
+    pos = ring.put(x[:60_000])
+    ring.fill_output(out)                          # starts playing (warm up)
+    tracemalloc.start()
+    try:
+        for _ in range(6):
+            pos += ring.put(x[pos:pos + frames])
+            ring.fill_output(out)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert ring.trims == 1 and ring.trimmed > 0 and ring.shortages == 0
+    assert peak < frames * ch * 4 // 2, f"{peak} bytes allocated in the callback"
 
 
 def test_ring_rejects_bad_sizes():

@@ -4,6 +4,7 @@
 Usage::
 
     python tools/bench_latency.py [--seconds 5] [--frames 100000] [--sink null]
+    python tools/bench_latency.py --pulse [--latency 20]   # the audio device sink, no sound card
 
 A producer process (spawned, so that it does not share our GIL) sends STFT
 frames with ``FrameSender``; this process receives them with
@@ -15,8 +16,25 @@ so the latencies are:
   leaving the engine (wire + parse + decode + inverse FFT + overlap-add);
 * send -> sink: the same plus ``sink.write`` (into the sink's buffer).
 
+* send -> output (``--sink sounddevice``): send -> sink plus what the sink
+  still holds and the device's own delay at that moment (its queue over the
+  sample rate plus PortAudio's DAC delay): when the sample is heard,
+  estimated.  The device's figures follow: the latency target, the standing
+  queue (lowest fill in the last 0.5 s window), what catch-up dropped, the
+  time ``open()`` took.
+
 Real-time runs pace one frame per message at ``hop / sample_rate``;
 throughput runs send as fast as the receiver takes them (``--rate max``).
+With an audio device sink the throughput runs and the processing cost use
+the null sink instead (a device plays at real time).
+
+``--pulse`` starts a private PulseAudio daemon with a null sink (the test
+fixture's, ``tests/audio_server.py``: needs ``pulseaudio``, ``pactl`` and
+``parec``), records its monitor (which keeps its latency low) and plays into
+it with ``--sink sounddevice``: the device sink's latency on a machine with
+no sound card.  Or point it at a running server yourself:
+``PULSE_SERVER=unix:/path/native ALSA_CONFIG_PATH=/usr/share/alsa/alsa.conf:tests/audio/asound.conf
+python tools/bench_latency.py --sink sounddevice``.
 The algorithmic latency (``n_fft - hop`` samples, plus the hop it takes to
 collect a frame) comes on top and is printed separately.  The tool never
 fails: a section that cannot run prints why.
@@ -68,16 +86,22 @@ def _produce(endpoint, n_frames, per_msg, paced):
             tx.send(X[i:i + per_msg])
 
 
-def _receive(endpoint, n_frames, per_msg, paced, sink_uri):
+def _receive(endpoint, n_frames, per_msg, paced, sink_uri, latency_ms=None):
     """Run one producer against a receiver here; return the measurements."""
     from stream.sinks import open_sink
     from stream.transport import AudioBlock, FrameReceiver, StreamEnded, StreamStarted
     rx = FrameReceiver(endpoint, bind=True, stream_timeout=10.0)
+    # As `specstream play` does: the sink is made (and an audio device
+    # found) before the stream comes, and opened at its header.
+    def make():
+        return open_sink(sink_uri, **({"latency_ms": latency_ms} if latency_ms else {}))
+
+    spare = make().prepare()
     ctx = mp.get_context("spawn")
     proc = ctx.Process(target=_produce, args=(rx.endpoint, n_frames, per_msg, paced))
     proc.start()
     sink = None
-    eng, snk = [], []
+    eng, snk, out = [], [], []
     t_first = t_last = None
     try:
         done = False
@@ -85,7 +109,7 @@ def _receive(endpoint, n_frames, per_msg, paced, sink_uri):
         while not done and time.monotonic() < deadline:
             for ev in rx.poll(0.2):
                 if isinstance(ev, StreamStarted):
-                    sink = open_sink(sink_uri)
+                    sink, spare = spare or make(), None
                     sink.open(SR, 1)
                 elif isinstance(ev, AudioBlock):
                     sink.write(ev.samples)
@@ -96,8 +120,13 @@ def _receive(endpoint, n_frames, per_msg, paced, sink_uri):
                     if not math.isnan(ev.timestamp) and ev.seq >= WARMUP:
                         eng.append(ev.latency)
                         snk.append(now - ev.timestamp)
+                        queued = sink.queued_seconds()
+                        if queued is not None:
+                            out.append(now - ev.timestamp + queued)
                 elif isinstance(ev, StreamEnded):
                     done = True
+                    if sink is not None:
+                        sink.flush()       # as `specstream play` does: the end, no underrun
     finally:
         proc.join(30)
         if proc.is_alive():
@@ -107,7 +136,7 @@ def _receive(endpoint, n_frames, per_msg, paced, sink_uri):
         rx.close()
     s = rx.stats
     return {"frames": s.frames_played, "lost": n_frames - s.frames_played + s.concealed,
-            "engine": np.array(eng), "sink": np.array(snk),
+            "engine": np.array(eng), "sink": np.array(snk), "output": np.array(out),
             "seconds": (t_last - t_first) if t_first is not None else math.nan,
             "sink_stats": sink.stats if sink is not None else {}}
 
@@ -159,8 +188,60 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seconds", type=float, default=5.0, help="real-time run length (s)")
     p.add_argument("--frames", type=int, default=100_000, help="frames per throughput run")
-    p.add_argument("--sink", default="null", help="sink URI for the samples (default null)")
+    p.add_argument("--sink", default=None,
+                   help="sink URI for the samples (default null; sounddevice with --pulse)")
+    p.add_argument("--latency", type=float, metavar="MS",
+                   help="the sounddevice sink's latency target (default 50 ms)")
+    p.add_argument("--pulse", action="store_true",
+                   help="play into a private PulseAudio null sink (tests/audio_server.py), "
+                        "to measure the sounddevice sink with no sound card")
     args = p.parse_args(argv)
+    if not args.pulse:
+        return _main(args)
+    try:
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
+            os.path.abspath(__file__))), "tests"))
+        from audio_server import PulseServer, _missing_tools
+    except ImportError as e:
+        print(f"--pulse: cannot load tests/audio_server.py ({e})")
+        return 0
+    missing = _missing_tools()
+    if missing:
+        print(f"--pulse: {', '.join(missing)} not found (apt-get install pulseaudio "
+              f"pulseaudio-utils libasound2-plugins libportaudio2)")
+        return 0
+    import shutil
+    from pathlib import Path
+    root = Path(tempfile.mkdtemp(prefix="specstream-bench-pulse-"))   # short: unix socket
+    server = PulseServer(root)
+    try:
+        server.start()
+        # PortAudio reads these when sounddevice is imported (not yet: it is
+        # imported when the first sink is prepared).
+        os.environ.update(server.env)
+        args.sink = args.sink or "sounddevice"
+        print(f"private PulseAudio null sink at {server.env['PULSE_SERVER']} "
+              f"({server.rate} Hz, {server.channels} ch), monitor recorded")
+        with server.record():
+            return _main(args)
+    except RuntimeError as e:
+        print(f"--pulse: {e}")
+        return 0
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _device(sink_uri: str) -> bool:
+    return sink_uri.split(":", 1)[0].lower() == "sounddevice"
+
+
+def _main(args) -> int:
+    args.sink = args.sink or "null"
+    device = _device(args.sink)
+    if args.latency and not device:
+        print("--latency applies to the sounddevice sink only: ignored")
+        args.latency = None
 
     from stream.engine import Reconstructor
     from stream.spec import STFTSpec
@@ -179,10 +260,11 @@ def main(argv=None) -> int:
     print(f"algorithmic latency: n_fft - hop = {alg} samples = {1e3 * alg / SR:.2f} ms, "
           f"+ one hop to fill a frame = {HOP} samples = {1e3 * HOP / SR:.2f} ms")
     print()
+    bulk_sink = "null" if device else args.sink
     try:
-        cost = _processing(5000, args.sink)
+        cost = _processing(5000, bulk_sink)
         print(f"receiver processing per 1-frame message (parse + decode + engine + sink, "
-              f"in process): p50/p99/max {_pct(cost)} ms")
+              f"in process{', null sink' if device else ''}): p50/p99/max {_pct(cost)} ms")
     except Exception as e:
         print(f"receiver processing: failed: {type(e).__name__}: {e}")
     print()
@@ -195,26 +277,36 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for name, ep in _endpoints(tmp):
             try:
-                m = _receive(ep, n_rt, 1, True, args.sink)
+                m = _receive(ep, n_rt, 1, True, args.sink, args.latency)
                 audio = n_rt * HOP / SR
                 ok = m["lost"] == 0 and m["seconds"] <= audio * 1.05
                 print(f"{name:9}  {m['frames']:>6} {m['lost']:>4}  {_pct(m['engine']):>22}  "
                       f"{_pct(m['sink']):>22}  {'yes' if ok else 'NO':>9}")
-                dev = m["sink_stats"].get("device_latency_ms")
-                if dev is not None:
-                    print(f"{'':9}  device latency {dev:.1f} ms, "
-                          f"underruns {m['sink_stats'].get('underruns')}")
+                st = m["sink_stats"]
+                if st.get("device_latency_ms") is not None:
+                    rate = SR
+                    low = st.get("queue_min", -1)
+                    print(f"{'':9}  send->output (est.: + queue + DAC delay) p50/p99/max "
+                          f"{_pct(m['output'])} ms")
+                    print(f"{'':9}  device: latency target {st['latency_ms']:.0f} ms, standing "
+                          f"queue {1e3 * low / rate if low >= 0 else math.nan:.1f} ms, DAC "
+                          f"delay {st['dac_delay_ms'] or math.nan:.1f} ms (PortAudio "
+                          f"{st['device_latency_ms']:.1f} ms), catch-up dropped "
+                          f"{st['latency_trimmed_ms']:.1f} ms, open {st['open_ms']:.1f} ms, "
+                          f"underruns {st['underruns']} ({st['shortages']} ring ran dry, "
+                          f"{st['output_underflows']} flagged by PortAudio)")
             except Exception as e:          # never fail: say what went wrong
                 print(f"{name:9}  failed: {type(e).__name__}: {e}")
         print()
         print(f"throughput: as fast as the receiver takes them (--rate max), {args.frames} "
-              f"frames, decode + engine + sink included")
+              f"frames, decode + engine + sink included"
+              + (" (null sink: a device plays at real time)" if device else ""))
         print(f"{'transport':9}  {'frames/msg':>10}  {'frames/s':>10}  {'MB/s':>7}  "
               f"{'x real time':>11}  {'lost':>4}")
         for name, ep in _endpoints(tmp):
             for per in (1, 16, 256):
                 try:
-                    m = _receive(ep, args.frames, per, False, args.sink)
+                    m = _receive(ep, args.frames, per, False, bulk_sink)
                     fps = m["frames"] / m["seconds"] if m["seconds"] > 0 else math.nan
                     mbs = fps * spec.n_bins * 8 / 1e6
                     print(f"{name:9}  {per:>10}  {fps:>10.0f}  {mbs:>7.1f}  "
