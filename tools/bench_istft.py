@@ -88,9 +88,9 @@ def run_case(case: str, d: Path) -> dict:
     info = json.loads((d / "info.json").read_text())
     n_frames = info["frames"]
     if case == "ours_cli":
-        # End to end in its own process: start-up, mapped reading, decode, engine, WAV.
+        # End to end in its own process: start-up, mapped reading, decode, engine, WAV
+        # (the child measures its own peak memory).
         out = d / "cli_out.wav"
-        _reset_peak()
         t0 = time.perf_counter()
         p = subprocess.run([sys.executable, "-c", _CLI_CHILD, str(d / "frames_fb.npy"),
                             str(out)], capture_output=True, text=True)
@@ -99,7 +99,6 @@ def run_case(case: str, d: Path) -> dict:
             raise RuntimeError(p.stderr.strip().splitlines()[-1])
         child = json.loads(p.stdout.strip().splitlines()[-1])
         out.unlink(missing_ok=True)
-        del base
         return {"seconds": seconds, "rss_peak": child["rss_peak"],
                 "traced_peak": child["traced_peak"], "samples": child["samples"]}
 
