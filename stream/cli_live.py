@@ -109,9 +109,10 @@ def _add_play(sub):
                         "zmq:ENDPOINT")
     o.add_argument("--device", metavar="ID", help="audio device index or name (sounddevice)")
     o.add_argument("--latency", type=float, metavar="MS",
-                   help="target output buffer in ms (sounddevice, default 50): the queue is "
-                        "held to it; audio that queued up beyond it for good (e.g. while the "
-                        "device opened) is dropped, crossfaded, and counted")
+                   help="output latency in ms the sink adds (sounddevice, default 50): half "
+                        "the device's buffer, half our queue, which is held to it; audio that "
+                        "queued up beyond it for good (e.g. while the device opened) is "
+                        "dropped, crossfaded, and counted")
     o.add_argument("--no-catch-up", dest="catch_up", action="store_false",
                    help="never drop queued audio to hold --latency (sounddevice): every "
                         "sample plays, even if the queue stays longer than asked")

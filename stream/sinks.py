@@ -66,19 +66,20 @@ place).
 ``write`` waits only when the ring is full: backpressure to the producer.
 
 - *Start*: :meth:`~Sink.open` opens *and starts* the device stream, which
-  plays silence until the ring holds ``latency_ms`` of audio (or the
+  plays silence until the ring holds its target (``latency_ms`` less the
+  device's own buffer, see :class:`SoundDeviceSink`) (or the
   producer flushes or closes a stream shorter than that); then it plays.
   The device's clock runs before the first sample arrives, so the queue
   starts at the target and not at the target plus the time the device took
   to open (``stats['open_ms']``).
-- *Latency target and catch-up*: ``latency_ms`` is a target the sink holds
+- *Latency target and catch-up*: the target is one the sink holds
   to, not only a start-up buffer.  A producer paced at real time can never
   drain audio that queued up beyond it (frames that arrived while the
   device opened, a burst after a network stall, a producer clock faster
   than the device's): that excess would stay for good.  So the callback
   watches the *standing queue*, the lowest fill after a callback, over
   windows of 0.5 s of normal playback.  When in a whole window it stayed
-  above ``latency_ms`` + 5 ms + one write or callback (whichever is larger;
+  above the target + 5 ms + one write or callback (whichever is larger;
   ``stats['catch_up_threshold']``), and the producer wrote at least 3 times
   and never found the ring full, the oldest audio is dropped down to the
   target: the ``fade_ms`` before and after the dropped span are crossfaded
@@ -89,12 +90,12 @@ place).
   underrun, while the producer flushes or closes, or when the producer is
   faster than real time (``write`` meets a full ring: backpressure; a file
   sent with ``--rate max`` plays whole).  Consequence: a backlog larger than
-  the ring (``latency_ms`` + 500 ms by default) waits upstream and is not
+  the ring (the target + 500 ms by default) waits upstream and is not
   caught up.  ``catch_up=False`` (``specstream play --no-catch-up``) keeps
   every sample, at the price of the extra latency.
 - *Underrun*: when the ring runs dry the callback fades the last samples it
   has out over ``fade_ms``, plays silence, counts the event, and waits for
-  ``latency_ms`` of audio again before it resumes, fading back in.  No
+  the target again before it resumes, fading back in.  No
   sample is dropped by an underrun: it inserts silence.  PortAudio's own
   ``output_underflow`` flags are counted too.  The stream never aborts.
 - *End*: ``close(drain=True)`` appends ``pad_s`` (0.25 s) of silence, since
@@ -866,11 +867,14 @@ class SoundDeviceSink(Sink):
         PortAudio output device index or name substring; default: the
         system's default output.
     latency_ms : float
-        The queue the sink holds to (ms, default 50): audio buffered before
-        playback starts and after an underrun, and the standing queue that
-        catch-up brings an excess back to.  The device adds its own buffer,
-        ``latency_ms / 2`` requested (see ``device_latency_ms``), the granted
-        figure reported as ``stats['device_latency_ms']``.
+        The whole queue the sink adds (ms, default 50): the device's own
+        buffer (``latency_ms / 2`` requested, see ``device_latency_ms``; the
+        granted figure is ``stats['device_latency_ms']``) plus the ring's
+        target, the rest.  The target is what is buffered before playback
+        starts and after an underrun, and the standing queue that catch-up
+        brings an excess back to; it is at least half the device buffer (a
+        callback's request) plus the fades, so a very small ``latency_ms``
+        is rounded up (``stats['target']`` says to what).
     blocksize : int, optional
         Samples per channel per callback; default 0: PortAudio chooses
         (lowest latency).
@@ -1010,10 +1014,12 @@ class SoundDeviceSink(Sink):
         self.device_latency = float(self.stream.latency)
         fade = max(1, int(round(self.fade_ms * rate / 1000.0)))
         device_frames = int(np.ceil(self.device_latency * rate))
-        # Prebuffer target: latency_ms, and at least a callback's request
-        # (not known before the first one; the device buffer bounds it).
-        target = max(int(round(self.latency_ms * rate / 1000.0)), 2 * self.blocksize,
-                     device_frames + 2 * fade)
+        # The queue the sink adds is latency_ms in all: the ring's target plus
+        # the device's own buffer.  The ring holds at least half the device
+        # buffer (a callback's request is at most that with PortAudio's ALSA
+        # and PulseAudio hosts) and the fades.
+        target = max(int(round(self.latency_ms * rate / 1000.0)) - device_frames,
+                     2 * self.blocksize, device_frames // 2 + 2 * fade)
         head_ms = max(self.latency_ms, 500.0) if self.headroom_ms is None else self.headroom_ms
         capacity = target + max(int(round(head_ms * rate / 1000.0)), self.blocksize, 1)
         self.ring = _Ring(ch, capacity, target, fade,
