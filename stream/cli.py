@@ -174,6 +174,9 @@ def spec_from_args(args, source: FrameSource | None = None) -> STFTSpec:
                 f"{source.channels} channel(s) (3-D arrays have channels first); "
                 f"drop --channels or use --channels {source.channels}")
     if args.preset:
+        if args.preset.startswith("scipy"):
+            # scipy's default fs is 1 Hz: no rate for an audio file or a device.
+            given.setdefault("sample_rate", 22050)
         return preset(args.preset, **given)
     return STFTSpec(**given)
 
