@@ -444,22 +444,19 @@ def stft(x, spec: STFTSpec, dtype=np.float32) -> np.ndarray:
 
 def istft(frames, spec: STFTSpec, length: int | None = None, dtype=np.float32) -> np.ndarray:
     """Whole-array inverse: frames ``(n_frames, bins)`` or ``(channels, n_frames, bins)``."""
-    x = np.asarray(frames)
-    c = spec.channels
-    single = x.ndim == 1 or (c > 1 and x.ndim == 2)       # one frame
+    x = as_block(frames, spec)                       # (channels, n_frames, bins)
     if length is None:   # a whole array: we know the end, trim its padding exactly
-        length = spec.samples_for(1 if single else x.shape[-2])
+        length = spec.samples_for(x.shape[1])
     r = Reconstructor(spec, length=length, dtype=dtype)
-    if single:
-        return np.concatenate([r.push(x), r.flush()], axis=-1)
     # The output is written in place, block by block: the signal is in RAM
     # once, not once in pieces and again joined.
+    c = spec.channels
     out = np.empty((c, length) if c > 1 else (length,), r.dtype)
     step = 16 * r.block_frames
 
     def pieces():
-        for i in range(0, x.shape[-2], step):
-            yield r.push(x[..., i:i + step, :])
+        for i in range(0, x.shape[1], step):
+            yield r.push(x[:, i:i + step, :])
         yield r.flush()
 
     pos = 0
