@@ -1,34 +1,20 @@
 """`specstream reconstruct` end to end: real files, real subprocesses, real audio files back."""
 
 import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+from programs import SPECSTREAM, console_script, run_program
 
 RECORDING = Path("/usr/share/sounds/alsa/Front_Center.wav")
 SR = 48000
 N_FFT, HOP = 1024, 256
 
 
-def specstream_cmd():
-    exe = shutil.which("specstream")
-    assert exe, "the specstream console script is not installed (pip install -e .)"
-    return [exe]
-
-
-PY_M = [sys.executable, "-m", "stream"]
-
-
 def run(args, cmd=None, cwd=None):
-    cmd = specstream_cmd() if cmd is None else cmd
-    p = subprocess.run(cmd + [str(a) for a in args], capture_output=True, text=True,
-                       cwd=cwd, timeout=120, env=dict(os.environ, COLUMNS="200"))
-    return p
+    return run_program(args, cmd=cmd, cwd=cwd, env=dict(os.environ, COLUMNS="200"))
 
 
 def ok(args, **kw):
@@ -130,8 +116,8 @@ def test_each_input_kind(tmp_path, files, signal, name):
 
 def test_python_dash_m_is_the_same_program(tmp_path, files, signal):
     a, b = tmp_path / "a.wav", tmp_path / "b.wav"
-    ok([files / "complex.npy", "-o", a] + COMMON)
-    ok([files / "complex.npy", "-o", b] + COMMON, cmd=PY_M)
+    ok([files / "complex.npy", "-o", a] + COMMON, cmd=console_script())
+    ok([files / "complex.npy", "-o", b] + COMMON, cmd=SPECSTREAM)
     np.testing.assert_array_equal(read(a), read(b))
 
 
@@ -394,7 +380,7 @@ def test_bad_command_lines(tmp_path, files, case, cmd):
     args, hint = BAD[case]
     args = [str(a).format(out=tmp_path / "o.wav", tmp=tmp_path) for a in args]
     args = [str(files / a) if (files / a).exists() else a for a in args]
-    base = specstream_cmd() if cmd == "specstream" else PY_M
+    base = console_script() if cmd == "specstream" else SPECSTREAM
     p = run(["reconstruct"] + args + ["-r", SR], cmd=base)
     assert p.returncode == 2, p.stderr
     lines = p.stderr.splitlines()

@@ -1,11 +1,9 @@
 """specstream send / play / devices / demo as real subprocesses over real sockets."""
 
-import os
 import re
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 
@@ -13,28 +11,24 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from programs import SPECSTREAM, program_env, run_program
 from stream.engine import stft
 from stream.spec import STFTSpec
 
 SR = 16000
 SPEC = STFTSpec(sample_rate=SR, n_fft=512, hop_length=128)
-PY = [sys.executable, "-m", "stream"]
 
 
 def _env():
-    env = dict(os.environ)
     # Deterministic FFTW plans: reconstruct and play round identically.
-    env["SPECSTREAM_FFTW_PLANNER"] = "estimate"
-    env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(os.path.dirname(__file__))]
-                                        + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-    return env
+    return program_env(SPECSTREAM_FFTW_PLANNER="estimate")
 
 
 class Proc:
     """A subprocess whose stderr is collected line by line in the background."""
 
     def __init__(self, args, **kw):
-        self.p = subprocess.Popen(PY + [str(a) for a in args], stderr=subprocess.PIPE,
+        self.p = subprocess.Popen(SPECSTREAM + [str(a) for a in args], stderr=subprocess.PIPE,
                                   stdout=subprocess.PIPE, text=True, env=_env(), **kw)
         self.lines = []
         self._cv = threading.Condition()
@@ -100,8 +94,7 @@ def procs():
 
 
 def _run(args, timeout=60):
-    return subprocess.run(PY + [str(a) for a in args], capture_output=True, text=True,
-                          env=_env(), timeout=timeout)
+    return run_program(args, env=_env(), timeout=timeout)
 
 
 def _play(procs, endpoint, *extra):

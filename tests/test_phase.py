@@ -9,12 +9,12 @@ import importlib.util
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from programs import run_program
 from stream import phase
 from stream.engine import istft, stft
 from stream.spec import SpecError, STFTSpec
@@ -318,9 +318,7 @@ def test_spectral_convergence_of_samples_and_of_frames_agree(speech):
 
 # ---------------------------------------------------------------- CLI
 def _run_cli(*args):
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, "-m", "stream", "reconstruct", *args],
-                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=240)
+    return run_program(["reconstruct", *args], timeout=240)
 
 
 @pytest.fixture(scope="module")

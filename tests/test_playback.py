@@ -17,6 +17,7 @@ import threading
 from pathlib import Path
 
 import numpy as np
+from programs import SPECSTREAM, program_env, run_program
 
 ROOT = Path(__file__).resolve().parent.parent
 RATE = 48000
@@ -287,9 +288,7 @@ print(json.dumps(out))
 
 
 def test_specstream_devices_lists_the_server(pulse_server):
-    r = subprocess.run([sys.executable, "-m", "stream", "devices"], cwd=ROOT,
-                       env={**pulse_server.env, "PYTHONPATH": str(ROOT)},
-                       capture_output=True, text=True, timeout=60)
+    r = run_program(["devices"], env=pulse_server.env, timeout=60)
     assert r.returncode == 0, r.stderr
     default = [line for line in r.stdout.splitlines() if line.startswith("*")]
     assert len(default) == 1 and "default" in default[0], r.stdout
@@ -345,12 +344,11 @@ def _send_and_play(pulse_server, wav):
     """``specstream play --sink sounddevice`` fed by ``specstream send --analyze``,
     recorded; returns (player's stderr, capture)."""
     endpoint = f"tcp://127.0.0.1:{_free_port()}"
-    env = {**pulse_server.env, "PYTHONPATH": str(ROOT)}
+    env = program_env(pulse_server.env)
     stft = ["--n-fft", "1024", "--hop-length", "256"]
     with pulse_server.record() as rec:
         player = subprocess.Popen(
-            [sys.executable, "-m", "stream", "play", "--bind", endpoint, "--sink",
-             "sounddevice"], env=env, cwd=ROOT, stdout=subprocess.PIPE,
+            SPECSTREAM + ["play", "--bind", endpoint, "--sink", "sounddevice"], env=env, cwd=ROOT, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True)
         lines, ready = [], threading.Event()
 
@@ -365,8 +363,8 @@ def _send_and_play(pulse_server, wav):
         try:
             assert ready.wait(30) and player.poll() is None, "".join(lines)
             sent = subprocess.run(
-                [sys.executable, "-m", "stream", "send", "--analyze", str(wav), *stft,
-                 "--connect", endpoint], env=env, cwd=ROOT, capture_output=True, text=True,
+                SPECSTREAM + ["send", "--analyze", str(wav), *stft, "--connect", endpoint],
+                env=env, cwd=ROOT, capture_output=True, text=True,
                 timeout=60)
             assert sent.returncode == 0, sent.stderr
             assert player.wait(60) == 0, "".join(lines)

@@ -8,14 +8,13 @@ scaling leaves open).  Ambiguous inputs must say "cannot tell".
 """
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.signal as ss
 
+from programs import run_program
 from stream.cli import build_parser
 from stream.cli_probe import apply_probe, report
 from stream.probe import consistency, probe
@@ -250,9 +249,7 @@ def snr_after_gain(ref, out, edge):
 
 
 def run_cli(*argv, cwd):
-    return subprocess.run([sys.executable, "-m", "stream", *map(str, argv)], cwd=cwd,
-                          capture_output=True, text=True, timeout=120,
-                          env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
+    return run_program(argv, cwd=cwd)
 
 
 # ------------------------------------------------------------------- tests

@@ -1,0 +1,38 @@
+"""The README's set-up commands are what CI runs, and tests start the program one way."""
+
+import re
+
+from programs import ROOT
+
+
+def readme_commands() -> list[str]:
+    """The shell commands of the README's Quick start, in order."""
+    text = (ROOT / "README.md").read_text()
+    quick = text.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    return [block.strip() for block in re.findall(r"```sh\n(.*?)```", quick, re.S)]
+
+
+def test_ci_runs_the_readme_test_command_verbatim():
+    install, test = readme_commands()
+    ci_lines = [ln.strip() for ln in (ROOT / ".ci" / "run").read_text().splitlines()]
+    assert test in ci_lines, "the README's test command and .ci/run differ"
+    assert "python -m pytest" in test and "demo" in install
+
+
+def test_readme_commands_work_with_and_without_sudo():
+    # Root in a container has no sudo: every apt-get goes through $SUDO, which
+    # is empty for root and "sudo" for anyone else.
+    for cmd in readme_commands():
+        assert cmd.startswith('SUDO=$([ "$(id -u)" = 0 ] || echo sudo); ')
+        assert re.findall(r"(\S+) apt-get", cmd) == ["$SUDO", "$SUDO"], cmd
+
+
+def test_tests_never_look_the_program_up_on_path():
+    # One home for starting the program (tests/programs.py): sys.executable -m
+    # stream, or the console script beside sys.executable.
+    for path in sorted((ROOT / "tests").glob("*.py")):
+        if path.name in ("programs.py", "test_readme.py"):
+            continue
+        text = path.read_text()
+        assert not re.search(r"which\(\s*['\"]specstream", text), path.name
+        assert '"-m", "stream"' not in text, f"{path.name}: use programs.SPECSTREAM"
