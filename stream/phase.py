@@ -1064,7 +1064,7 @@ def rebuild_source(source, spec: STFTSpec, decoder, method: str = "pghi",
 
 def _bar(total, desc, unit, quiet):
     try:
-        from .cli import progress
+        from .cli.common import progress
         return progress(total, desc, unit=unit, quiet=quiet)
     except ImportError:   # tqdm missing: no bar
         class _Null:

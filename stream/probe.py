@@ -999,7 +999,7 @@ def probe(mag_path, phase_path=None, *, known: dict | None = None, progress=None
         ``dtype``, ``bins``, ``mag_key``, ``phase_key``): they constrain the search.
     progress : callable, optional
         ``progress(total, desc, unit=...)`` returning a bar with ``update``/``close``
-        (``stream.cli.progress``); used only when the probe takes over a second.
+        (``stream.cli.common.progress``); used only when the probe takes over a second.
     """
     known = {k: v for k, v in (known or {}).items() if v is not None}
     t0 = time.perf_counter()

@@ -254,7 +254,7 @@ def test_devices_lists_outputs_or_says_why_not():
 
 # ----------------------------------------------------------------------- demo
 def test_demo_through_two_processes_writes_the_clip(tmp_path):
-    from stream.cli_live import synth_clip
+    from stream.cli.live import synth_clip
     out = tmp_path / "demo.wav"
     r = _run(["demo", "--sink", f"wav:{out}", "--seconds", "1.5", "--rate", "max"])
     assert r.returncode == 0, r.stderr
@@ -266,7 +266,7 @@ def test_demo_through_two_processes_writes_the_clip(tmp_path):
 
 
 def test_demo_without_an_audio_device_writes_a_wav(tmp_path):
-    from stream.cli_live import _output_device_problem
+    from stream.cli.live import _output_device_problem
     if _output_device_problem() is None:
         pytest.skip("this machine has an audio output device")
     out = tmp_path / "fallback.wav"

@@ -16,7 +16,7 @@ import scipy.signal as ss
 
 from programs import run_program
 from stream.cli import build_parser
-from stream.cli_probe import apply_probe, report
+from stream.cli.probe import apply_probe, report
 from stream.probe import consistency, probe
 from stream.spec import SpecError, STFTSpec
 

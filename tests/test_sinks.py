@@ -90,7 +90,7 @@ def test_device_options_only_for_sounddevice():
 
 def test_play_no_catch_up_flag_reaches_the_sink():
     from stream.cli import build_parser
-    from stream.cli_live import _open_sink
+    from stream.cli.live import _open_sink
     args = build_parser().parse_args(["play", "--no-catch-up"])
     assert _open_sink(args).catch_up is False
     assert _open_sink(build_parser().parse_args(["play"])).catch_up is True

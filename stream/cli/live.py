@@ -21,13 +21,14 @@ import tempfile
 import threading
 import time
 from collections import deque
+from pathlib import Path
 
 import numpy as np
 
-from .cli import (UsageError, add_file_args, add_stft_args, encoding_from_args, open_source,
+from .common import (UsageError, add_file_args, add_stft_args, encoding_from_args, open_source,
                   spec_from_args)
-from .spec import SpecError, STFTSpec
-from .transport import (DEFAULT_ENDPOINT, AudioBlock, FrameReceiver, FrameSender,
+from ..spec import SpecError, STFTSpec
+from ..transport import (DEFAULT_ENDPOINT, AudioBlock, FrameReceiver, FrameSender,
                         StreamEnded, StreamStarted)
 
 log = logging.getLogger("specstream")
@@ -137,7 +138,7 @@ def _add_play(sub):
 
 def _open_sink(args):
     try:
-        from .sinks import open_sink
+        from ..sinks import open_sink
     except ImportError as e:
         if e.name and e.name.endswith("sinks"):
             raise UsageError("audio sinks (stream.sinks) are not available in this "
@@ -452,7 +453,7 @@ def _sender(args, spec, enc, length, fpm):
 
 def _send_analyzed(args, factor, fpm) -> int:
     import soundfile as sf
-    from .engine import Analyzer
+    from ..engine import Analyzer
 
     try:
         f = sf.SoundFile(args.analyze)
@@ -509,7 +510,7 @@ def _send_summary(args, tx, spec, sent, seconds, stop):
 def _list_outputs() -> list[dict]:
     """The audio outputs (stream.sinks.list_devices), or a UsageError that says why not."""
     try:
-        from .sinks import list_devices
+        from ..sinks import list_devices
     except ImportError:
         raise UsageError("audio sinks (stream.sinks) are not available in this "
                          "installation") from None
@@ -633,7 +634,7 @@ def _run_pair(play_cmd, send_cmd, timeout: float) -> int:
     """Start the player, wait until it listens, run the sender, wait for both."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
-        [os.path.dirname(os.path.dirname(os.path.abspath(__file__)))]
+        [str(Path(__file__).resolve().parents[2])]
         + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     player = subprocess.Popen(play_cmd, stderr=subprocess.PIPE, text=True, env=env)
     ready = threading.Event()

@@ -18,8 +18,8 @@ import tempfile
 
 import numpy as np
 
-from .probe import ProbeResult, probe
-from .spec import SpecError
+from ..probe import ProbeResult, probe
+from ..spec import SpecError
 
 log = logging.getLogger("specstream")
 
@@ -37,7 +37,7 @@ _KNOWN = ("layout", "n_fft", "hop_length", "win_length", "window", "center", "ma
 
 def register(sub):
     """Add ``specstream probe MAG [PHASE] [--json] [--plot OUT.png]``."""
-    from .cli import add_file_args, add_stft_args
+    from .common import add_file_args, add_stft_args
     p = sub.add_parser(
         "probe", help="infer how a spectrogram was made (n_fft, hop, window, units...)",
         description="Infer the STFT parameters of spectrogram/phase files from their "
@@ -58,7 +58,7 @@ def known_from_args(args) -> dict:
     """The flags the user gave, as the probe's ``known`` dict."""
     known = {k: getattr(args, k, None) for k in _KNOWN}
     if getattr(args, "preset", None):
-        from .spec import preset
+        from ..spec import preset
         s = preset(args.preset, **({"n_fft": args.n_fft} if args.n_fft else {}))
         known.setdefault("scaling", None)
         known["scaling"] = known["scaling"] or s.scaling
@@ -67,7 +67,7 @@ def known_from_args(args) -> dict:
 
 
 def _run(args) -> ProbeResult:
-    from .cli import progress
+    from .common import progress
     quiet = getattr(args, "quiet", False)
     return probe(args.mag, args.phase, known=known_from_args(args),
                  progress=None if quiet else progress)

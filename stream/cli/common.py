@@ -1,0 +1,191 @@
+"""What every subcommand shares: the STFT and file flags, opening the files
+they name, and turning flags into an :class:`STFTSpec` and an :class:`Encoding`.
+
+Only light modules are imported here (numpy and the parameter tables), so
+that ``--help``, ``--version`` and argument errors answer at once; the
+engine, the transport and the sinks are imported where they are used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+import numpy as np
+
+from ..decode import MAGNITUDES, PHASE_UNITS, Encoding
+from ..files import (LAYOUTS, RAW_DTYPES, FileError, FrameSource, array_names, guess_layout,
+                    load_array, parse_window)
+from ..spec import PHASE_ORIGINS, PRESETS, SCALINGS, SpecError, STFTSpec, preset
+
+log = logging.getLogger("specstream")
+
+_PHASE_KEYS = ("phase", "phases", "angle", "angles", "ph", "p")
+_MAG_KEYS = ("mag", "magnitude", "magnitudes", "spectrogram", "spec", "s", "stft", "m", "x")
+
+
+class UsageError(SpecError):
+    """A command line that cannot be carried out as given."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with a one-line error that says where to look."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+# ------------------------------------------------------------- shared flags
+def add_stft_args(p: argparse.ArgumentParser):
+    """Flags that describe how the frames were made (default None: not given)."""
+    g = p.add_argument_group("STFT parameters (how the frames were made)")
+    g.add_argument("--preset", choices=PRESETS,
+                   help="a library's conventions and defaults (scaling, window placement, "
+                        "phase reference); the flags below override it")
+    g.add_argument("-r", "--sample-rate", type=float, metavar="HZ",
+                   help="sample rate in Hz (not stored in a spectrogram; default 22050)")
+    g.add_argument("--n-fft", type=int, metavar="N",
+                   help="FFT size in samples (default: from the bin count, 2*(bins-1))")
+    g.add_argument("--hop-length", type=int, metavar="H",
+                   help="samples between frames (default win_length//4)")
+    g.add_argument("--win-length", type=int, metavar="W", help="window length (default n_fft)")
+    g.add_argument("--window", metavar="NAME",
+                   help="hann (default), hamming, blackman, rectangular, bartlett, sine, "
+                        "sqrt-hann; or comma-separated values, or a .npy file")
+    g.add_argument("--center", action=argparse.BooleanOptionalAction, default=None,
+                   help="frames were centred with n_fft//2 padding (default: yes)")
+    g.add_argument("--channels", type=int, metavar="C",
+                   help="audio channels (default: 1, or the leading axis of a 3-D array)")
+    g.add_argument("--scaling", choices=SCALINGS,
+                   help="amplitude scaling of the analysis: window-sum = scipy stft's "
+                        "default and ShortTimeFFT 'magnitude'; sqrt-n = torch normalized=True; "
+                        "psd = ShortTimeFFT 'psd' (default none)")
+    g.add_argument("--phase-origin", choices=PHASE_ORIGINS,
+                   help="phase referenced to each frame's first sample (librosa, torch, "
+                        "scipy stft; default) or to the window centre (ShortTimeFFT)")
+    g.add_argument("--length", type=int, metavar="SAMPLES",
+                   help="output exactly this many samples (trims or pads the end)")
+    e = p.add_argument_group("units of the stored values")
+    e.add_argument("--magnitude", choices=tuple(MAGNITUDES),
+                   help="linear (default), power, db (20 log10), db-power (10 log10), "
+                        "log (natural log), log1p")
+    e.add_argument("--db-ref", type=float, metavar="REF",
+                   help="reference of dB values (default 1.0; a power for db-power)")
+    e.add_argument("--phase-unit", choices=tuple(PHASE_UNITS),
+                   help="rad (default), deg or cycles; either range is accepted")
+
+
+def add_file_args(p: argparse.ArgumentParser):
+    p.add_argument("mag", metavar="MAG",
+                   help="magnitude (or complex) spectrogram: .npy, .npz, .csv/.txt, raw .bin")
+    p.add_argument("phase", metavar="PHASE", nargs="?",
+                   help="phase file (omit for complex input, an npz holding both, "
+                        "or magnitude only)")
+    g = p.add_argument_group("file layout")
+    g.add_argument("--layout", choices=LAYOUTS,
+                   help="frames-bins or bins-frames (librosa/scipy/torch return "
+                        "bins-frames; default: the axis that fits n_fft, else bins-frames)")
+    g.add_argument("--mag-key", metavar="NAME", help="array name of the magnitude in an .npz")
+    g.add_argument("--phase-key", metavar="NAME", help="array name of the phase in an .npz")
+    g.add_argument("--dtype", choices=tuple(RAW_DTYPES),
+                   help="element type of raw binary files (default float32, little endian)")
+    g.add_argument("--bins", type=int, metavar="B",
+                   help="bins per frame of raw binary files (default n_fft//2+1)")
+
+
+def open_source(args) -> FrameSource:
+    """The frames named on the command line, opened (memory-mapped where possible)."""
+    bins = args.bins or (args.n_fft // 2 + 1 if args.n_fft else None)
+    raw = dict(dtype=args.dtype, bins=bins, layout=args.layout)
+    mag_key, phase_key = args.mag_key, args.phase_key
+    names = array_names(args.mag)
+    if args.phase is None and len(names) > 1 and not (mag_key and phase_key):
+        mag_key = mag_key or _pick(names, _MAG_KEYS, exclude=phase_key)
+        phase_key = phase_key or _pick(names, _PHASE_KEYS, exclude=mag_key)
+    first = load_array(args.mag, key=mag_key, **raw)
+    if args.phase is not None:
+        second = load_array(args.phase, key=phase_key, **raw)
+    elif phase_key is not None:
+        second = load_array(args.mag, key=phase_key, **raw)
+    else:
+        second = None
+    if second is not None and np.iscomplexobj(second):
+        raise UsageError("the phase array is complex; give a complex spectrogram as MAG alone")
+    if first.ndim == 1:
+        raise FileError(f"{args.mag}: a 1-D array of {first.shape[0]} values is not a "
+                        "spectrogram; give --bins for raw files, or reshape it")
+    layout = args.layout or guess_layout(first.shape, args.n_fft)
+    return FrameSource(first, second, layout, _second_layout(first, second, layout))
+
+
+def _second_layout(first, second, layout: str) -> str:
+    """The phase array's layout: the magnitude's, unless the two are the same
+    frames saved transposed (2-D shapes that are each other's transpose, not
+    square), which some tools write; then the other one."""
+    if (second is None or first.ndim != 2 or second.ndim != 2
+            or first.shape[0] == first.shape[1] or second.shape != first.shape[::-1]):
+        return layout
+    other = "frames-bins" if layout == "bins-frames" else "bins-frames"
+    log.info("the phase %s is the magnitude %s transposed: reading it as %s",
+             tuple(second.shape), tuple(first.shape), other)
+    return other
+
+
+def _pick(names, wanted, exclude=None):
+    for n in names:
+        if n.lower() in wanted and n != exclude:
+            return n
+    for n in names:
+        if n != exclude and any(w in n.lower() for w in wanted if len(w) > 2):
+            return n
+    return None
+
+
+def spec_from_args(args, source: FrameSource | None = None) -> STFTSpec:
+    """An STFTSpec from the flags given; what is not given comes from the preset or defaults."""
+    given = {k: getattr(args, a) for k, a in (
+        ("sample_rate", "sample_rate"), ("n_fft", "n_fft"), ("hop_length", "hop_length"),
+        ("win_length", "win_length"), ("center", "center"), ("channels", "channels"),
+        ("scaling", "scaling"), ("phase_origin", "phase_origin"))
+        if getattr(args, a, None) is not None}
+    if getattr(args, "window", None) is not None:
+        given["window"] = parse_window(args.window)
+    if source is not None:
+        if "n_fft" not in given:
+            given["n_fft"] = 2 * (source.n_bins - 1)
+        elif given["n_fft"] // 2 + 1 != source.n_bins:
+            b = source.n_bins
+            raise UsageError(f"the frames have {b} bins, which fit --n-fft {2 * (b - 1)} "
+                             f"(or {2 * b - 1}), not {given['n_fft']}")
+        if "channels" not in given:
+            given["channels"] = source.channels
+        elif given["channels"] != source.channels:
+            raise UsageError(
+                f"--channels {given['channels']} does not fit the frames: a "
+                f"{source.first.ndim}-D array of shape {tuple(source.first.shape)} holds "
+                f"{source.channels} channel(s) (3-D arrays have channels first); "
+                f"drop --channels or use --channels {source.channels}")
+    if args.preset:
+        if args.preset.startswith("scipy"):
+            # scipy's default fs is 1 Hz: no rate for an audio file or a device.
+            given.setdefault("sample_rate", 22050)
+        return preset(args.preset, **given)
+    return STFTSpec(**given)
+
+
+def encoding_from_args(args) -> Encoding:
+    return Encoding(magnitude=args.magnitude or "linear",
+                    db_ref=args.db_ref if args.db_ref is not None else 1.0,
+                    phase_unit=args.phase_unit or "rad")
+
+
+def progress(total: int, desc: str, unit: str = "frame", quiet: bool = False):
+    """A tqdm bar on stderr (off when quiet or when stderr is not a terminal)."""
+    from tqdm import tqdm
+    return tqdm(total=total, desc=desc, unit=unit, unit_scale=True, leave=False,
+                disable=True if quiet else None, file=sys.stderr, mininterval=0.5)
+
+
+def dbfs(peak: float) -> str:
+    return "-inf dBFS" if peak <= 0 else f"{20 * np.log10(peak):+.1f} dBFS"

@@ -1,0 +1,224 @@
+"""``specstream reconstruct``: spectrogram (+ phase) files -> a WAV/FLAC file."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from ..decode import Decoder, Encoding
+from ..files import FrameSource
+from ..spec import STFTSpec
+from .common import (UsageError, add_file_args, add_stft_args, dbfs, encoding_from_args,
+                     open_source, progress, spec_from_args)
+
+log = logging.getLogger("specstream")
+
+SUBTYPES = {"float": "FLOAT", "double": "DOUBLE", "pcm16": "PCM_16", "16": "PCM_16",
+            "pcm24": "PCM_24", "24": "PCM_24", "pcm32": "PCM_32", "32": "PCM_32"}
+
+
+def register(sub):
+    p = sub.add_parser("reconstruct", help="spectrogram (+ phase) files -> WAV/FLAC",
+                       description="Rebuild audio from spectrogram and phase files.")
+    add_file_args(p)
+    p.add_argument("-o", "--output", required=True, metavar="OUT",
+                   help="output audio file; .wav or .flac (by extension)")
+    add_stft_args(p)
+    o = p.add_argument_group("output")
+    o.add_argument("--subtype", choices=tuple(SUBTYPES),
+                   help="sample format: float (WAV default), pcm16, pcm24 (FLAC default), "
+                        "pcm32, double")
+    o.add_argument("--normalize", nargs="?", type=float, const=-1.0, metavar="DBFS",
+                   help="scale so that the peak is at DBFS (default -1 dBFS); two passes")
+    o.add_argument("--phase-method", choices=("rtpghi", "pghi", "griffinlim", "zeros", "random"),
+                   help="phase reconstruction for magnitude-only input (default pghi)")
+    o.add_argument("--iterations", type=int, metavar="N",
+                   help="Griffin-Lim iterations after PGHI (default 32)")
+    o.add_argument("--auto", action="store_true",
+                   help="infer what is not given (layout, n_fft, hop, window, units, scaling) "
+                        "with 'specstream probe'; flags given explicitly win")
+    o.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    p.set_defaults(func=run_reconstruct)
+    return p
+
+
+def _output_format(path: str, subtype: str | None):
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in (".wav", ".flac"):
+        raise UsageError(f"output {path!r}: use a .wav or .flac file name")
+    if subtype is None:
+        subtype = "pcm24" if ext == ".flac" else "float"
+    sf_subtype = SUBTYPES[subtype]
+    if ext == ".flac" and sf_subtype in ("FLOAT", "DOUBLE", "PCM_32"):
+        raise UsageError(f"FLAC cannot hold {subtype} samples; use --subtype pcm16 or pcm24")
+    return ("WAV" if ext == ".wav" else "FLAC"), sf_subtype
+
+
+class AudioWriter:
+    """Writes blocks to WAV/FLAC, counting peak and clipped samples.
+
+    Integer formats are clipped here (libsndfile would wrap around); float
+    formats keep values over full scale, and both are reported.
+    """
+
+    def __init__(self, path, sample_rate, channels, fmt, subtype, gain=1.0):
+        import soundfile as sf
+        try:
+            self.file = sf.SoundFile(path, "w", samplerate=int(round(sample_rate)),
+                                     channels=channels, format=fmt, subtype=subtype)
+        except (sf.SoundFileError, ValueError) as e:
+            raise UsageError(f"cannot write {path} ({str(e).splitlines()[0]}); check that "
+                             "its directory exists and is writable") from None
+        self.integer = subtype.startswith("PCM")
+        self.gain = gain
+        self.peak = 0.0
+        self.clipped = 0
+        self.frames = 0
+
+    def write(self, y: np.ndarray):
+        """``y``: ``(n,)`` or ``(channels, n)`` samples."""
+        if y.shape[-1] == 0:
+            return
+        if self.gain != 1.0:
+            y = y * np.float32(self.gain)
+        a = np.abs(y)
+        self.peak = max(self.peak, float(a.max()))
+        over = int(np.count_nonzero(a > 1.0))
+        if over:
+            self.clipped += over
+            if self.integer:
+                y = np.clip(y, -1.0, 1.0)
+        self.file.write(y.T if y.ndim == 2 else y)
+        self.frames += y.shape[-1]
+
+    def close(self):
+        self.file.close()
+
+
+def reconstruct_blocks(source: FrameSource, spec: STFTSpec, decoder: Decoder,
+                       length: int | None, bar=None, block: int = 1024):
+    """Audio blocks for a whole file: decode -> engine, block by block.
+
+    The engine is made here, before the first block is asked for, so that a
+    bad ``length`` is an error before the output file is created."""
+    from ..engine import Reconstructor
+    engine = Reconstructor(spec, length=length if length is not None
+                           else spec.samples_for(source.n_frames), block_frames=256)
+    return _engine_blocks(engine, source, decoder, bar, block)
+
+
+def _engine_blocks(engine, source, decoder, bar, block):
+    for first, second in source.blocks(block):
+        x = decoder.decode(first, second)
+        yield engine.push(x)
+        if bar is not None:
+            bar.update(x.shape[-2])
+    yield engine.flush()
+
+
+def run_reconstruct(args) -> int:
+    t0 = time.perf_counter()
+    if args.auto:
+        from .probe import apply_probe
+        apply_probe(args)    # fills the flags left as None from the probe's answer
+    source = open_source(args)
+    spec = spec_from_args(args, source)
+    enc = encoding_from_args(args)
+    fmt, subtype = _output_format(args.output, args.subtype)
+    if not args.quiet and args.sample_rate is None:
+        log.warning("sample rate not given: assuming %g Hz (set --sample-rate)", spec.sample_rate)
+    decoder = Decoder(spec, enc)
+    if source.second is None and not source.is_complex:
+        source = _rebuild_phase(args, source, spec, decoder)
+        decoder = Decoder(spec, Encoding())
+    bar = progress(source.n_frames, "reconstruct", quiet=args.quiet)
+    blocks = reconstruct_blocks(source, spec, decoder, args.length, bar)
+    if args.normalize is not None:
+        writer = _write_normalized(args, blocks, spec, fmt, subtype)
+    else:
+        writer = AudioWriter(args.output, spec.sample_rate, spec.channels, fmt, subtype)
+        try:
+            for y in blocks:
+                writer.write(y)
+        finally:
+            writer.close()
+    bar.close()
+    if not args.quiet:
+        _summary(args, source, spec, writer, decoder, time.perf_counter() - t0)
+    return 0
+
+
+def _write_normalized(args, blocks, spec, fmt, subtype):
+    # Two passes with flat memory: float32 samples go to a temporary file
+    # while the peak is measured, then come back scaled.
+    target = 10 ** (args.normalize / 20)
+    with tempfile.TemporaryFile() as tmp:
+        peak, count = 0.0, 0
+        for y in blocks:
+            y2 = np.ascontiguousarray(np.atleast_2d(y).T, dtype=np.float32)
+            if y2.size:
+                peak = max(peak, float(np.abs(y2).max()))
+            tmp.write(y2.tobytes())
+            count += y2.shape[0]
+        gain = target / peak if peak > 0 else 1.0
+        writer = AudioWriter(args.output, spec.sample_rate, spec.channels, fmt, subtype, gain)
+        tmp.seek(0)
+        c = spec.channels
+        step = 1 << 16
+        try:
+            for i in range(0, count, step):
+                n = min(step, count - i)
+                chunk = np.frombuffer(tmp.read(n * c * 4), dtype=np.float32).reshape(n, c)
+                writer.write(chunk[:, 0] if c == 1 else chunk.T)
+        finally:
+            writer.close()
+        writer.normalize_gain = gain
+    return writer
+
+
+def _rebuild_phase(args, source, spec, decoder):
+    """Magnitude only: rebuild a phase (issue: phase reconstruction)."""
+    try:
+        from .. import phase
+    except ImportError:
+        raise UsageError("no phase given and phase reconstruction is not available; "
+                         "give a PHASE file or complex frames") from None
+    return phase.rebuild_source(source, spec, decoder, method=args.phase_method or "pghi",
+                                iterations=args.iterations, quiet=args.quiet,
+                                length=args.length)
+
+
+def _summary(args, source, spec, writer, decoder, seconds):
+    dur = writer.frames / spec.sample_rate
+    lines = [
+        f"wrote {args.output}: {dur:.2f} s, {writer.frames} samples x {spec.channels} ch "
+        f"at {spec.sample_rate:g} Hz ({writer.file.subtype})",
+        f"  from {source.n_frames} frames: {spec.describe()}",
+        f"  peak {dbfs(writer.peak)}"
+        + (f", gain {20 * np.log10(getattr(writer, 'normalize_gain', 1.0)):+.1f} dB"
+           if args.normalize is not None else ""),
+        f"  {seconds:.2f} s of work, {dur / max(seconds, 1e-9):.0f}x real time",
+    ]
+    report = getattr(source, "phase_report", None)   # magnitude only: stream.phase
+    if report:
+        its = f", {report['iterations']} iterations" if report.get("iterations") else ""
+        sc = report.get("spectral_convergence")
+        lines.append(f"  phase rebuilt from the magnitude by {report['method']}{its} in "
+                     f"{report['seconds']:.2f} s" + ("" if sc is None else
+                     f"; spectral convergence {sc:.2f} dB"
+                     + (" (before --normalize)" if args.normalize is not None else "")))
+        if report.get("nonfinite"):
+            lines.append(f"  {report['nonfinite']} NaN/Inf magnitudes were replaced by 0")
+    if decoder.nonfinite:
+        lines.append(f"  {decoder.nonfinite} NaN/Inf values were replaced by 0")
+    for line in lines:
+        print(line, file=sys.stderr)
+    if writer.clipped:
+        what = "clipped" if writer.integer else "over full scale (players will clip them)"
+        log.warning("%d samples %s; peak %s; use --normalize", writer.clipped, what,
+                    dbfs(writer.peak))
