@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .spec import SpecError
+from .errors import InputError
 
 __all__ = ["FileError", "load_array", "array_names", "FrameSource", "LAYOUTS", "RAW_DTYPES"]
 
@@ -30,8 +30,8 @@ _RAW_SUFFIXES = {".bin", ".raw", ".dat", ".f32", ".f64"}
 _TEXT_SUFFIXES = {".csv", ".txt", ".tsv"}
 
 
-class FileError(SpecError):
-    """A file that cannot be read as asked; the message says why and what to try."""
+#: A file that cannot be read as asked (the name the file layer has always used).
+FileError = InputError
 
 
 def array_names(path) -> list[str]:

@@ -53,6 +53,7 @@ import numpy as np
 
 from .decode import Decoder, Encoding
 from .engine import istft, stft
+from .errors import SpecstreamError
 from .files import RAW_DTYPES, array_names, load_array
 from .spec import SpecError, STFTSpec
 
@@ -1028,7 +1029,7 @@ def _settle_layout(mag_path, phase_path, known, res: ProbeResult, bar) -> ProbeR
     alt = ProbeResult()
     try:
         _run(mag_path, phase_path, {**known, "layout": other}, alt, bar)
-    except SpecError:
+    except SpecstreamError:
         return res
     score = lambda r: r.candidates[0].relative if r.candidates else np.inf   # noqa: E731
     win, lose = (alt, res) if score(alt) < score(res) else (res, alt)

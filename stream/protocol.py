@@ -38,6 +38,7 @@ from enum import IntEnum
 import numpy as np
 
 from .decode import Encoding
+from .errors import ProtocolError
 from .spec import SpecError, STFTSpec
 
 __all__ = ["ProtocolError", "MAGIC", "VERSION", "ENVELOPE", "MsgType", "FRAME_KINDS",
@@ -61,16 +62,6 @@ _MAX_CHANNELS = 256
 _MAX_SAMPLE_RATE = 4_000_000.0
 
 
-class ProtocolError(SpecError):
-    """A message that does not follow the wire format; the message says what is wrong.
-
-    ``kind`` is a short key for counting: 'envelope', 'magic', 'version',
-    'type', 'header', 'parts', 'size', 'oversized'.
-    """
-
-    def __init__(self, message: str, kind: str = "header"):
-        super().__init__(message)
-        self.kind = kind
 
 
 class MsgType(IntEnum):

@@ -118,7 +118,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .spec import SpecError
+from .errors import DeviceError
 
 log = logging.getLogger("specstream")
 
@@ -135,7 +135,7 @@ _FILE_FORMATS = {".wav": ("WAV", "FLOAT"), ".w64": ("W64", "FLOAT"),
                  ".rf64": ("RF64", "FLOAT"), ".flac": ("FLAC", "PCM_24")}
 
 
-class SinkError(SpecError):
+class SinkError(DeviceError):
     """A sink that cannot be made, opened or written; the message says what to do."""
 
 

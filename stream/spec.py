@@ -37,6 +37,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from .errors import ParameterError
+
 __all__ = [
     "SpecError",
     "STFTSpec",
@@ -49,8 +51,8 @@ __all__ = [
 ]
 
 
-class SpecError(ValueError):
-    """Raised for any invalid STFT parameter; the message says what to change."""
+#: The STFT's parameter error (the name the API has always had).
+SpecError = ParameterError
 
 
 def _cosine_sum(n: int, coeffs: tuple[float, ...]) -> np.ndarray:

@@ -38,6 +38,7 @@ import zmq
 
 from .decode import Decoder, Encoding
 from .engine import Reconstructor, as_block
+from .errors import SpecstreamError
 from .protocol import (MsgType, ProtocolError, StreamHeader, end_message, frame_arrays,
                        frames_message, pack_envelope, payload_dtype, unpack_envelope)
 from .spec import SpecError, STFTSpec
@@ -555,7 +556,7 @@ class FrameReceiver:
                 self._on_frames(env, parts, events)
             else:
                 self._on_end(env, events)
-        except SpecError as e:      # ProtocolError, or frames the decoder refused
+        except SpecstreamError as e:   # ProtocolError, or frames the decoder refused
             kind = getattr(e, "kind", "invalid")
             self.stats.malformed += 1
             self.stats.rejects[kind] += 1

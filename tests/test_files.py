@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from stream.files import FileError, FrameSource, array_names, guess_layout, load_array
-from stream.spec import SpecError
+from stream.errors import SpecstreamError
 
 BINS = 33   # n_fft 64
 
@@ -167,7 +167,7 @@ def test_missing_file(tmp_path):
     with pytest.raises(FileError) as e:
         load_array(tmp_path / "nope.npy")
     assert "nope.npy" in str(e.value) and "no such file" in str(e.value)
-    assert issubclass(FileError, SpecError)
+    assert issubclass(FileError, SpecstreamError)
 
 
 def test_frame_source_layouts_agree(tmp_path, mag, phase):

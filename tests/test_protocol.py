@@ -11,7 +11,8 @@ from stream.decode import Encoding
 from stream.protocol import (ENVELOPE, MAGIC, MAX_HEADER_BYTES, VERSION, MsgType,
                              ProtocolError, StreamHeader, end_message, frame_arrays,
                              frames_message, header_message, pack_envelope, unpack_envelope)
-from stream.spec import SpecError, STFTSpec
+from stream.errors import SpecstreamError
+from stream.spec import STFTSpec
 
 
 def _header(**kw):
@@ -55,7 +56,7 @@ def test_bad_envelopes_are_rejected_with_a_reason(data, kind):
     with pytest.raises(ProtocolError) as info:
         unpack_envelope(data)
     assert info.value.kind == kind
-    assert isinstance(info.value, SpecError)
+    assert isinstance(info.value, SpecstreamError)
 
 
 @pytest.mark.parametrize("window", ["hann", "blackman", list(np.hanning(64)[:64])])

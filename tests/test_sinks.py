@@ -18,7 +18,7 @@ import zmq
 
 from stream.sinks import (BLOCK_HEADER, FLAG_END, FileSink, NullSink, RawSink, SinkError,
                           SoundDeviceSink, ZmqSink, _Ring, open_sink, pack_block, unpack_block)
-from stream.spec import SpecError
+from stream.errors import SpecstreamError
 
 ROOT = Path(__file__).resolve().parent.parent
 RATE = 48000
@@ -70,7 +70,7 @@ def test_uri_details():
 def test_bad_uris(uri):
     with pytest.raises(SinkError) as e:
         open_sink(uri)
-    assert isinstance(e.value, SpecError)
+    assert isinstance(e.value, SpecstreamError)
     if not uri.startswith("wav:a"):
         assert "sounddevice" in str(e.value) and "zmq:bind:ENDPOINT" in str(e.value)
 

@@ -12,7 +12,7 @@ import logging
 import sys
 
 from .. import __version__
-from ..spec import SpecError
+from ..errors import SpecstreamError
 from . import live, probe, reconstruct
 from .common import Parser
 
@@ -40,8 +40,8 @@ def main(argv=None) -> int:
         return 2
     try:
         return args.func(args) or 0
-    except (SpecError, OSError) as e:
-        msg = str(e) if isinstance(e, SpecError) else f"{e.strerror or e}: {e.filename or ''}"
+    except (SpecstreamError, OSError) as e:
+        msg = str(e) if isinstance(e, SpecstreamError) else f"{e.strerror or e}: {e.filename or ''}"
         print(f"specstream {args.command}: error: {msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -27,7 +27,8 @@ import numpy as np
 
 from .common import (UsageError, add_file_args, add_stft_args, encoding_from_args, open_source,
                   spec_from_args)
-from ..spec import SpecError, STFTSpec
+from ..errors import SpecstreamError
+from ..spec import STFTSpec
 from ..transport import (DEFAULT_ENDPOINT, AudioBlock, FrameReceiver, FrameSender,
                         StreamEnded, StreamStarted)
 
@@ -537,7 +538,7 @@ def _output_device_problem() -> str | None:
     """None when a default output device exists, else why there is none."""
     try:
         outs = _list_outputs()
-    except SpecError as e:
+    except SpecstreamError as e:
         return str(e)
     if not any(d["default"] for d in outs):
         return "PortAudio sees no default output device"
