@@ -1,18 +1,45 @@
 """specstream: streaming, real-time audio reconstruction from STFT frames.
 
-The data path, one module per stage::
+The data path, one place per stage::
 
-    files / transport  ->  decode  ->  engine (inverse STFT)  ->  sinks
+    source (files, transport)  ->  frames  ->  decode  ->  pipeline  ->  engine  ->  sinks
 
-``sounddevice`` is imported only by the audio sink, when it is used.
+``import stream`` is light: the FFT engine (pyfftw), the transport (pyzmq) and
+the audio sink (sounddevice) are imported when first used.
 """
 
+from __future__ import annotations
+
+import importlib
+
 from .decode import Decoder, Encoding
-from .engine import Analyzer, Reconstructor, istft, stft
+from .errors import DeviceError, InputError, ParameterError, ProtocolError, SpecstreamError
 from .spec import SpecError, STFTSpec, get_window, preset
-from .transport import FrameReceiver, FrameSender
 
 __version__ = "0.1.0"
 
+#: Public names loaded on first use, and the module that holds each.
+_LAZY = {
+    "Reconstructor": "engine", "Analyzer": "engine", "istft": "engine", "stft": "engine",
+    "FramePipeline": "pipeline",
+    "FrameSender": "transport", "FrameReceiver": "transport", "ReceiverStats": "transport",
+    "StreamStarted": "transport", "AudioBlock": "transport", "FramesBlock": "transport",
+    "StreamEnded": "transport",
+}
+
 __all__ = ["STFTSpec", "SpecError", "preset", "get_window", "Encoding", "Decoder",
-           "Reconstructor", "Analyzer", "istft", "stft", "FrameSender", "FrameReceiver"]
+           "SpecstreamError", "ParameterError", "InputError", "ProtocolError", "DeviceError",
+           *_LAZY]
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'stream' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

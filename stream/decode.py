@@ -81,7 +81,14 @@ class Decoder:
 
     # ----------------------------------------------------------------- api
     def magnitude(self, values) -> np.ndarray:
-        """Stored magnitude values -> linear magnitude (before scaling is undone)."""
+        """Stored magnitude values -> linear magnitude (before scaling is undone);
+        NaN/Inf (and values past the float range) zeroed and counted."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            mag = self._linear(values)
+        self._clean(mag)
+        return mag
+
+    def _linear(self, values) -> np.ndarray:
         v = np.asarray(values, dtype=self.real_dtype)
         e = self.encoding
         kind = e.magnitude
@@ -118,7 +125,7 @@ class Decoder:
             # non-finite values, which _clean zeroes and counts: no numpy
             # warnings on the user's terminal for them.
             with np.errstate(over="ignore", invalid="ignore"):
-                mag = self.magnitude(mag_or_complex)
+                mag = self._linear(mag_or_complex)
                 ph = self.phase(phase)
                 if mag.shape != ph.shape:
                     raise SpecError(f"magnitude shape {mag.shape} and phase shape "

@@ -46,6 +46,9 @@ __all__ = ["ProtocolError", "MAGIC", "VERSION", "ENVELOPE", "MsgType", "FRAME_KI
            "unpack_envelope", "header_message", "frames_message", "end_message",
            "frame_arrays", "payload_dtype"]
 
+#: Where a player listens and a sender sends unless told otherwise: loopback only.
+DEFAULT_ENDPOINT = "tcp://127.0.0.1:5556"
+
 MAGIC = b"SPST"
 VERSION = 1
 #: magic, version, type, flags, stream_id, seq, timestamp, n_frames

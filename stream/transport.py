@@ -36,11 +36,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import zmq
 
-from .decode import Decoder, Encoding
-from .engine import Reconstructor, as_block
+from .decode import Encoding
+from .engine import as_block
 from .errors import SpecstreamError
-from .protocol import (MsgType, ProtocolError, StreamHeader, end_message, frame_arrays,
-                       frames_message, pack_envelope, payload_dtype, unpack_envelope)
+from .pipeline import FramePipeline
+from .protocol import (DEFAULT_ENDPOINT, MsgType, ProtocolError, StreamHeader, end_message,
+                       frame_arrays, frames_message, pack_envelope, payload_dtype,
+                       unpack_envelope)
 from .spec import SpecError, STFTSpec
 
 __all__ = ["DEFAULT_ENDPOINT", "FrameSender", "FrameReceiver", "ReceiverStats",
@@ -48,7 +50,6 @@ __all__ = ["DEFAULT_ENDPOINT", "FrameSender", "FrameReceiver", "ReceiverStats",
 
 log = logging.getLogger("specstream")
 
-DEFAULT_ENDPOINT = "tcp://127.0.0.1:5556"
 _SENDER_PATTERNS = {"push": zmq.PUSH, "pub": zmq.PUB}
 _RECEIVER_PATTERNS = {"pull": zmq.PULL, "sub": zmq.SUB}
 
@@ -417,32 +418,33 @@ class _RateLimitedLog:
 
 # ================================================================ receiver
 class _Stream:
-    """What the receiver keeps for the stream it is playing."""
+    """What the receiver keeps for the stream it is playing: its header, where
+    it is in the sequence, and the :class:`~stream.pipeline.FramePipeline`
+    that turns its frames into audio (the one ``specstream reconstruct`` uses)."""
 
     def __init__(self, header: StreamHeader, first_seq: int, output: str,
                  block_frames: int, threads: int):
         self.header = header
         self.id = header.stream_id
         spec = header.spec
-        self.decoder = Decoder(spec, header.encoding)
+        kind = _PIPELINE_KINDS[header.frame_kind]
+        stage = None
+        if kind == "magnitude":
+            from .phase import RTPGHI
+            stage = RTPGHI(spec)
         # A stream joined late (first_seq > 0) has lost its beginning: the
         # header's length no longer applies.
         length = header.length if first_seq == 0 else None
-        self.engine = Reconstructor(spec, length=length, block_frames=block_frames,
-                                    threads=threads) if output == "audio" else None
-        self.phase = None
+        self.pipeline = FramePipeline(spec, header.encoding, kind=kind, phase=stage,
+                                      length=length, output=output,
+                                      block_frames=block_frames, threads=threads)
         self.next_seq = first_seq
         self.frames = 0
         self.last_seen = time.monotonic()
 
-    def make_phase(self):
-        """RTPGHI for magnitude-only streams, or None where stream.phase is missing."""
-        try:
-            from .phase import RTPGHI
-        except ImportError:
-            return None
-        self.phase = RTPGHI(self.header.spec)
-        return self.phase
+
+#: The wire's frame kinds -> the pipeline's.
+_PIPELINE_KINDS = {"complex64": "complex", "magphase": "magphase", "magnitude": "magnitude"}
 
 
 class FrameReceiver:
@@ -607,10 +609,6 @@ class FrameReceiver:
 
     def _start_stream(self, header, first_seq, events):
         st = _Stream(header, first_seq, self.output, self.block_frames, self.threads)
-        if header.frame_kind == "magnitude" and st.make_phase() is None:
-            log.error("stream %d sends magnitude-only frames but phase reconstruction "
-                      "(stream.phase.RTPGHI) is not available; its frames are dropped",
-                      header.stream_id)
         self.stream = st
         self.stats.streams += 1
         s = header.spec
@@ -632,9 +630,6 @@ class FrameReceiver:
         first, second = frame_arrays(st.header, env, parts)
         self.stats.frames_in += env.n_frames
         st.last_seen = time.monotonic()
-        if st.header.frame_kind == "magnitude" and st.phase is None:
-            self.stats.dropped_unplayable += env.n_frames
-            return
         seq, n = env.seq, env.n_frames
         if seq < st.next_seq:
             late = min(st.next_seq - seq, n)
@@ -661,19 +656,10 @@ class FrameReceiver:
 
     # --------------------------------------------------------------- audio
     def _play(self, st, env, first, second, events):
-        before = st.decoder.nonfinite
-        if st.header.frame_kind == "magnitude":
-            with np.errstate(invalid="ignore", over="ignore"):
-                mag = st.decoder.magnitude(first)
-            bad = ~np.isfinite(mag)
-            if bad.any():
-                st.decoder.nonfinite += int(np.count_nonzero(bad))
-                mag = np.where(bad, np.float32(0), mag)
-            bins = st.phase.push(mag[0] if st.header.spec.channels == 1 else mag)
-        else:
-            with np.errstate(invalid="ignore", over="ignore"):   # NaN/Inf: zeroed, counted
-                bins = st.decoder.decode(first, second)
-        bad = st.decoder.nonfinite - before
+        pipe = st.pipeline
+        before = pipe.nonfinite
+        out = pipe.push(first, second)
+        bad = pipe.nonfinite - before
         if bad:
             self.stats.nonfinite += bad
             self._say(logging.WARNING, "nonfinite", "stream %d: %d NaN/Inf value(s) in "
@@ -682,7 +668,7 @@ class FrameReceiver:
         st.next_seq += n
         st.frames += n
         self.stats.frames_played += n
-        self._emit(st, bins, st.next_seq - n, n, events, env.timestamp)
+        self._emit(st, out, st.next_seq - n, n, events, env.timestamp)
 
     def _conceal(self, st, gap, events, resume_seq):
         """Fill a gap of ``gap`` frames with silence (up to the cap) so timing holds."""
@@ -697,53 +683,40 @@ class FrameReceiver:
             self._say(logging.WARNING, "gap", "stream %d: %d frame(s) missing at seq %d; "
                       "concealed with silence", st.id, gap, st.next_seq)
         self.stats.concealed += fill
-        shape = (spec.channels, fill, spec.n_bins)
-        if st.header.frame_kind == "magnitude":
-            z = np.zeros(shape, np.float32)
-            bins = st.phase.push(z[0] if spec.channels == 1 else z)
-        else:
-            bins = np.zeros(shape, np.complex64)
-        self._emit(st, bins, st.next_seq, fill, events, math.nan)
+        out = st.pipeline.conceal(fill)
+        self._emit(st, out, st.next_seq, fill, events, math.nan)
         st.next_seq = resume_seq
         st.frames += fill
 
-    def _emit(self, st, bins, seq, n, events, timestamp):
-        bins = np.asarray(bins)
-        if st.engine is None:
-            out = FramesBlock(st.id, bins, seq)
-        else:
-            if bins.shape[-2] == 0:
+    def _emit(self, st, out, seq, n, events, timestamp):
+        """An event for what the pipeline gave back for ``n`` frames from ``seq``."""
+        if st.pipeline.engine is None:
+            if out.shape[-2] == 0:
                 return
-            y = st.engine.push(bins)
-            self.stats.samples_out += y.shape[-1]
-            out = AudioBlock(st.id, y, seq, n)
+            ev = FramesBlock(st.id, out, seq)
+        else:
+            if n == 0 and out.shape[-1] == 0:
+                return
+            self.stats.samples_out += out.shape[-1]
+            ev = AudioBlock(st.id, out, seq, n)
         if not math.isnan(timestamp):
             lat = time.time() - timestamp
-            out.latency, out.timestamp = lat, timestamp
+            ev.latency, ev.timestamp = lat, timestamp
             if lat >= 0:
                 self.stats.latencies.append(lat)
-        events.append(out)
+        events.append(ev)
 
     def _end_stream(self, reason, events):
         st = self.stream
         self.stream = None
         if reason in ("end", "replaced"):
             self._ended_ids.append(st.id)
-        if st.phase is not None:
-            tail = st.phase.flush()
-            if np.asarray(tail).size:
-                self._emit(st, tail, st.next_seq, 0, events, math.nan)
-        if st.engine is not None:
-            if reason != "end":
-                # Cut short: the header's length would pad the missing rest
-                # with silence; end at the frames we have instead.
-                st.engine.length = None
-            y = st.engine.flush()
-            self.stats.samples_out += y.shape[-1]
-            if y.shape[-1]:
-                events.append(AudioBlock(st.id, y, st.next_seq, 0))
+        # Cut short ('replaced', 'timeout', 'closed'): the header's length would
+        # pad the missing rest with silence; end at the frames we have instead.
+        self._emit(st, st.pipeline.flush(complete=reason == "end"), st.next_seq, 0, events,
+                   math.nan)
         self.stats.streams_ended[reason] += 1
-        samples = st.engine.samples_out if st.engine is not None else 0
+        samples = st.pipeline.samples_out
         log.info("stream %d ended (%s): %d frames, %d samples", st.id, reason, st.frames,
                  samples)
         events.append(StreamEnded(st.id, reason, st.frames, samples))

@@ -20,6 +20,9 @@ BINS = N_FFT // 2 + 1
 MEASURE = r"""
 import json, sys, tracemalloc
 import numpy, soundfile, tqdm, stream, stream.cli
+# The command line imports the engine (pyfftw, scipy) when it runs: import it
+# first, so that the traced peak is the run's memory, not the import's.
+import stream.engine, stream.pipeline, stream.phase
 
 def status(key):   # kB, from the kernel's own accounting of this process
     for line in open("/proc/self/status"):

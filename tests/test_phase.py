@@ -109,7 +109,7 @@ def test_the_shift_matters_for_pghi_on_odd_lengths(speech, monkeypatch):
     mag = np.abs(stft(speech, spec))
     good = sc_of(mag, phase.pghi(mag, spec), spec)
     assert good < -15
-    monkeypatch.setattr(phase, "centre_shift", lambda s: np.zeros(s.n_bins))
+    monkeypatch.setattr(phase.offline, "centre_shift", lambda s: np.zeros(s.n_bins))
     bad = sc_of(mag, phase.pghi(mag, spec), spec)
     assert bad > good + 8
 
@@ -368,26 +368,30 @@ def test_cli_every_phase_method(mag_file, tmp_path):
     assert p.returncode == 2
 
 
-@pytest.mark.parametrize("limit", [None, 0])
-def test_rebuild_source_streams_rtpghi_and_measures(speech, monkeypatch, limit):
+@pytest.mark.parametrize("block", [1, 1024])
+def test_pipeline_streams_rtpghi_and_measures(speech, block):
+    """The magnitude-only path (file or live): stored dB values -> linear
+    magnitude (NaN zeroed, counted) -> RTPGHI -> engine, measured as it streams."""
     from stream.decode import Decoder, Encoding
+    from stream.engine import Reconstructor
     from stream.files import FrameSource
-    if limit is not None:                 # force the memory-mapped output
-        monkeypatch.setattr(phase, "_RAM_LIMIT", limit)
+    from stream.pipeline import FramePipeline
     mag = np.abs(stft(speech, SPEC16))
     db = 20 * np.log10(np.maximum(mag, 1e-12))
     db[5, 7] = np.nan
     src = FrameSource(db.T.copy(), None, "bins-frames")
-    out = phase.rebuild_source(src, SPEC16, Decoder(SPEC16, Encoding(magnitude="db")),
-                               method="rtpghi", rng=0)
-    assert isinstance(out.first, np.memmap) == (limit == 0)
-    assert out.layout == "frames-bins" and out.first.shape == mag.shape
+    meter = phase.ConvergenceMeter(SPEC16)
+    length = SPEC16.samples_for(len(mag))
+    pipe = FramePipeline(SPEC16, Encoding(magnitude="db"), kind="magnitude", length=length,
+                         phase=phase.phase_stage(SPEC16, "rtpghi", rng=0), monitor=meter)
+    y = np.concatenate([pipe.push(f) for f, _ in src.blocks(block)] + [pipe.flush()])
     dec = Decoder(SPEC16, Encoding(magnitude="db"))
     clean = np.nan_to_num(dec.magnitude(db), nan=0.0)
     r = phase.RTPGHI(SPEC16, lookahead=1, rng=0)
-    np.testing.assert_array_equal(out.first, np.concatenate([r.push(clean), r.flush()]))
-    rep = out.phase_report
-    assert rep["nonfinite"] == 1 and rep["method"] == "rtpghi"
-    want = phase.spectral_convergence(clean, out.first, SPEC16,
-                                      length=SPEC16.samples_for(len(mag)))
-    assert rep["spectral_convergence"] == pytest.approx(want, abs=1e-6)
+    frames = np.concatenate([r.push(clean), r.flush()])
+    rec = Reconstructor(SPEC16, length=length)
+    want_y = np.concatenate([rec.push(frames), rec.flush()])
+    np.testing.assert_allclose(y, want_y, atol=1e-6 * np.abs(want_y).max())
+    assert pipe.nonfinite == 1 and pipe.frames == len(mag)
+    want = phase.spectral_convergence(clean, frames, SPEC16, length=length)
+    assert meter.result() == pytest.approx(want, abs=1e-3)

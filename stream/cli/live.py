@@ -22,6 +22,7 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -29,8 +30,10 @@ from .common import (UsageError, add_file_args, add_stft_args, encoding_from_arg
                   spec_from_args)
 from ..errors import SpecstreamError
 from ..spec import STFTSpec
-from ..transport import (DEFAULT_ENDPOINT, AudioBlock, FrameReceiver, FrameSender,
-                        StreamEnded, StreamStarted)
+from ..protocol import DEFAULT_ENDPOINT
+
+if TYPE_CHECKING:
+    from ..transport import AudioBlock, StreamStarted
 
 log = logging.getLogger("specstream")
 
@@ -138,13 +141,7 @@ def _add_play(sub):
 
 
 def _open_sink(args):
-    try:
-        from ..sinks import open_sink
-    except ImportError as e:
-        if e.name and e.name.endswith("sinks"):
-            raise UsageError("audio sinks (stream.sinks) are not available in this "
-                             "installation") from None
-        raise
+    from ..sinks import open_sink
     device = args.device
     if device is not None and device.isdigit():
         device = int(device)
@@ -243,6 +240,7 @@ def _percentiles_ms(values) -> str:
 def run_play(args) -> int:
     endpoint, bind = _endpoint(args, default_bind=True)
     player = _Player(args)
+    from ..transport import AudioBlock, FrameReceiver
     rx = FrameReceiver(endpoint, pattern=args.pattern, bind=bind,
                        max_message_bytes=args.max_message_bytes, max_conceal=args.max_conceal,
                        stream_timeout=args.stream_timeout or None, rcvhwm=args.rcvhwm)
@@ -272,6 +270,7 @@ def run_play(args) -> int:
 
 
 def _play_loop(rx, player, args, stop):
+    from ..transport import AudioBlock, StreamEnded, StreamStarted
     next_stats = time.monotonic() + 1.0
     while not stop:
         for ev in rx.poll(0.1):
@@ -443,6 +442,7 @@ def _sender(args, spec, enc, length, fpm):
     # before holding the sender back.  Keep about 8 MB in flight.
     msg_bytes = fpm * spec.channels * spec.n_bins * 8
     sndhwm = int(min(1000, max(2, (8 << 20) // msg_bytes)))
+    from ..transport import FrameSender
     tx = FrameSender(endpoint, spec=spec, encoding=enc, length=length, pattern=args.pattern,
                      bind=bind, stream_id=args.stream_id, header_every=args.header_every,
                      linger=args.linger, sndhwm=sndhwm)
@@ -509,12 +509,8 @@ def _send_summary(args, tx, spec, sent, seconds, stop):
 
 # ================================================================== devices
 def _list_outputs() -> list[dict]:
-    """The audio outputs (stream.sinks.list_devices), or a UsageError that says why not."""
-    try:
-        from ..sinks import list_devices
-    except ImportError:
-        raise UsageError("audio sinks (stream.sinks) are not available in this "
-                         "installation") from None
+    """The audio outputs (stream.sinks.list_devices), or a SinkError that says why not."""
+    from ..sinks import list_devices
     return list_devices()
 
 

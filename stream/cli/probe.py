@@ -18,7 +18,10 @@ import tempfile
 
 import numpy as np
 
-from ..probe import ProbeResult, probe
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..probe import ProbeResult
 from ..spec import SpecError
 
 log = logging.getLogger("specstream")
@@ -69,6 +72,7 @@ def known_from_args(args) -> dict:
 def _run(args) -> ProbeResult:
     from .common import progress
     quiet = getattr(args, "quiet", False)
+    from ..probe import probe
     return probe(args.mag, args.phase, known=known_from_args(args),
                  progress=None if quiet else progress)
 

@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from ..decode import Decoder, Encoding
+from ..decode import Encoding
 from ..files import FrameSource
 from ..spec import STFTSpec
 from .common import (UsageError, add_file_args, add_stft_args, dbfs, encoding_from_args,
@@ -100,25 +100,51 @@ class AudioWriter:
         self.file.close()
 
 
-def reconstruct_blocks(source: FrameSource, spec: STFTSpec, decoder: Decoder,
-                       length: int | None, bar=None, block: int = 1024):
-    """Audio blocks for a whole file: decode -> engine, block by block.
-
-    The engine is made here, before the first block is asked for, so that a
-    bad ``length`` is an error before the output file is created."""
-    from ..engine import Reconstructor
-    engine = Reconstructor(spec, length=length if length is not None
-                           else spec.samples_for(source.n_frames), block_frames=256)
-    return _engine_blocks(engine, source, decoder, bar, block)
+def frame_kind(source: FrameSource) -> str:
+    """What the files hold: complex bins, magnitude + phase, or magnitude only."""
+    if source.is_complex:
+        return "complex"
+    return "magphase" if source.second is not None else "magnitude"
 
 
-def _engine_blocks(engine, source, decoder, bar, block):
+def reconstruct_blocks(source: FrameSource, pipeline, bar=None, block: int = 1024):
+    """Audio blocks for a whole file: its frames through ``pipeline``, block by block."""
     for first, second in source.blocks(block):
-        x = decoder.decode(first, second)
-        yield engine.push(x)
+        yield pipeline.push(first, second)
         if bar is not None:
-            bar.update(x.shape[-2])
-    yield engine.flush()
+            bar.update(first.shape[-2])
+    yield pipeline.flush()
+
+
+def make_pipeline(args, source: FrameSource, spec: STFTSpec, enc: Encoding):
+    """The file's FramePipeline (made before the output file is, so that a bad
+    ``length`` is an error first), its phase stage and convergence meter."""
+    from .. import phase
+    from ..pipeline import FramePipeline
+    kind = frame_kind(source)
+    stage = meter = None
+    if kind == "magnitude":
+        method = args.phase_method or "pghi"
+        stage = phase.phase_stage(spec, method, args.iterations, rng=0,
+                                  callback=_iterations_bar(args, method))
+        meter = None if args.quiet else phase.ConvergenceMeter(spec)
+    length = args.length if args.length is not None else spec.samples_for(source.n_frames)
+    pipe = FramePipeline(spec, enc, kind=kind, phase=stage, length=length, monitor=meter)
+    return pipe
+
+
+def _iterations_bar(args, method: str):
+    """A progress callback for the iterations of a whole-file phase method."""
+    total = 32 if args.iterations is None else args.iterations
+    if method not in ("pghi", "griffinlim") or total < 1:
+        return None
+    bar = progress(total, f"phase ({method})", unit="it", quiet=args.quiet)
+
+    def update(i):
+        bar.update(1)
+        if i >= total:
+            bar.close()
+    return update
 
 
 def run_reconstruct(args) -> int:
@@ -132,12 +158,9 @@ def run_reconstruct(args) -> int:
     fmt, subtype = _output_format(args.output, args.subtype)
     if not args.quiet and args.sample_rate is None:
         log.warning("sample rate not given: assuming %g Hz (set --sample-rate)", spec.sample_rate)
-    decoder = Decoder(spec, enc)
-    if source.second is None and not source.is_complex:
-        source = _rebuild_phase(args, source, spec, decoder)
-        decoder = Decoder(spec, Encoding())
+    pipe = make_pipeline(args, source, spec, enc)
     bar = progress(source.n_frames, "reconstruct", quiet=args.quiet)
-    blocks = reconstruct_blocks(source, spec, decoder, args.length, bar)
+    blocks = reconstruct_blocks(source, pipe, bar)
     if args.normalize is not None:
         writer = _write_normalized(args, blocks, spec, fmt, subtype)
     else:
@@ -149,7 +172,7 @@ def run_reconstruct(args) -> int:
             writer.close()
     bar.close()
     if not args.quiet:
-        _summary(args, source, spec, writer, decoder, time.perf_counter() - t0)
+        _summary(args, source, spec, writer, pipe, time.perf_counter() - t0)
     return 0
 
 
@@ -181,19 +204,7 @@ def _write_normalized(args, blocks, spec, fmt, subtype):
     return writer
 
 
-def _rebuild_phase(args, source, spec, decoder):
-    """Magnitude only: rebuild a phase (issue: phase reconstruction)."""
-    try:
-        from .. import phase
-    except ImportError:
-        raise UsageError("no phase given and phase reconstruction is not available; "
-                         "give a PHASE file or complex frames") from None
-    return phase.rebuild_source(source, spec, decoder, method=args.phase_method or "pghi",
-                                iterations=args.iterations, quiet=args.quiet,
-                                length=args.length)
-
-
-def _summary(args, source, spec, writer, decoder, seconds):
+def _summary(args, source, spec, writer, pipe, seconds):
     dur = writer.frames / spec.sample_rate
     lines = [
         f"wrote {args.output}: {dur:.2f} s, {writer.frames} samples x {spec.channels} ch "
@@ -204,21 +215,32 @@ def _summary(args, source, spec, writer, decoder, seconds):
            if args.normalize is not None else ""),
         f"  {seconds:.2f} s of work, {dur / max(seconds, 1e-9):.0f}x real time",
     ]
-    report = getattr(source, "phase_report", None)   # magnitude only: stream.phase
-    if report:
-        its = f", {report['iterations']} iterations" if report.get("iterations") else ""
-        sc = report.get("spectral_convergence")
-        lines.append(f"  phase rebuilt from the magnitude by {report['method']}{its} in "
-                     f"{report['seconds']:.2f} s" + ("" if sc is None else
-                     f"; spectral convergence {sc:.2f} dB"
-                     + (" (before --normalize)" if args.normalize is not None else "")))
-        if report.get("nonfinite"):
-            lines.append(f"  {report['nonfinite']} NaN/Inf magnitudes were replaced by 0")
-    if decoder.nonfinite:
-        lines.append(f"  {decoder.nonfinite} NaN/Inf values were replaced by 0")
+    if pipe.phase is not None:
+        lines.append("  " + _phase_line(args, pipe))
+    if pipe.nonfinite:
+        what = "magnitudes" if pipe.kind == "magnitude" else "values"
+        lines.append(f"  {pipe.nonfinite} NaN/Inf {what} were replaced by 0")
     for line in lines:
         print(line, file=sys.stderr)
     if writer.clipped:
         what = "clipped" if writer.integer else "over full scale (players will clip them)"
         log.warning("%d samples %s; peak %s; use --normalize", writer.clipped, what,
                     dbfs(writer.peak))
+
+
+def _phase_line(args, pipe) -> str:
+    """How the phase was rebuilt, and how consistent the audio is with the magnitudes."""
+    stage = pipe.phase
+    method = getattr(stage, "method", "rtpghi")
+    its = getattr(stage, "iterations", None)
+    its = (32 if its is None else its) if method in ("pghi", "griffinlim") else None
+    line = f"phase rebuilt from the magnitude by {method}"
+    if its:
+        line += f", {its} iterations"
+    if getattr(stage, "seconds", None) is not None:
+        line += f" in {stage.seconds:.2f} s"
+    if pipe.monitor is not None:
+        line += f"; spectral convergence {pipe.monitor.result():.2f} dB"
+        if args.normalize is not None:
+            line += " (before --normalize)"
+    return line

@@ -1,0 +1,359 @@
+"""The heap integration kernels, compiled with numba when it is there.
+
+Plain Python here; :func:`kernels` swaps in numba-compiled versions
+(``cache=True``) the first time they are needed, so that importing the
+package stays cheap, and runs them once on tiny inputs of the real argument
+types, so that a live stream does not stall at its first frame.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+
+import numpy as np
+
+__all__ = ["kernels"]
+
+_TWO_PI = 2.0 * np.pi
+
+
+# Plain Python here; _kernels() swaps in numba-compiled versions (cache=True)
+# the first time they are needed, so that importing this module stays cheap.
+
+def _heap_push(heap, hkey, size, idx, v):
+    """Push ``idx`` with priority ``v`` on a binary max-heap (keys kept inline)."""
+    i = size
+    while i > 0:
+        p = (i - 1) >> 1
+        if hkey[p] >= v:
+            break
+        heap[i] = heap[p]
+        hkey[i] = hkey[p]
+        i = p
+    heap[i] = idx
+    hkey[i] = v
+    return size + 1
+
+
+def _heap_pop(heap, hkey, size):
+    """Pop the index of the largest priority; returns ``(index, new size)``."""
+    top = heap[0]
+    size -= 1
+    if size > 0:
+        last = heap[size]
+        v = hkey[size]
+        i = 0
+        while True:
+            c = 2 * i + 1
+            if c >= size:
+                break
+            kc = hkey[c]
+            if c + 1 < size:
+                k2 = hkey[c + 1]
+                if k2 > kc:
+                    c += 1
+                    kc = k2
+            if kc <= v:
+                break
+            heap[i] = heap[c]
+            hkey[i] = kc
+            i = c
+        heap[i] = last
+        hkey[i] = v
+    return top, size
+
+
+def _strongest(state, key, n):
+    """Index of the largest ``key[j]`` among ``j < n`` with ``state[j] == 0`` (-1: none)."""
+    i = -1
+    best = -1.0
+    for j in range(n):
+        if state[j] == 0 and key[j] > best:
+            best = key[j]
+            i = j
+    return i
+
+
+def _open(state, i, n, n_bins):
+    """Whether coefficient ``i`` still has a neighbour waiting for a phase."""
+    if i + n_bins < n and state[i + n_bins] == 0:
+        return True
+    if i >= n_bins and state[i - n_bins] == 0:
+        return True
+    b = i % n_bins
+    if b + 1 < n_bins and state[i + 1] == 0:
+        return True
+    return b > 0 and state[i - 1] == 0
+
+
+def _integrate(key, tgrad, fgrad, phase, state, heap, n_bins):
+    """Integrate the phase over a (T, n_bins) grid, every array flat (row-major).
+
+    ``key``: the heap's priority (magnitude); ``state``: 1 = phase known (a
+    seed), 0 = to integrate, -1 = leave as it is; integrated coefficients end
+    with state 1.  ``heap``: int64 scratch of T*n_bins.  Returns 0.
+    """
+    n = key.shape[0]
+    hkey = np.empty(n)
+    size = 0
+    remaining = 0
+    for i in range(n):
+        if state[i] == 0:
+            remaining += 1
+    for i in range(n):
+        if state[i] == 1 and _open(state, i, n, n_bins):
+            size = _heap_push(heap, hkey, size, i, key[i])
+    order = np.empty(0, np.int64)
+    ptr = 0
+    while remaining > 0:
+        if size == 0:
+            # A new island: its strongest coefficient starts at phase 0.
+            if n <= 8192:       # a frame or two (RTPGHI): a scan is cheaper than a sort
+                i = _strongest(state, key, n)
+            else:
+                if order.shape[0] == 0:
+                    order = np.argsort(-key, kind="mergesort")
+                while state[order[ptr]] != 0:
+                    ptr += 1
+                i = order[ptr]
+            phase[i] = 0.0
+            state[i] = 1
+            remaining -= 1
+            size = _heap_push(heap, hkey, size, i, key[i])
+        while size > 0:
+            i, size = _heap_pop(heap, hkey, size)
+            b = i % n_bins
+            j = i + n_bins                      # next frame, same bin
+            if j < n and state[j] == 0:
+                phase[j] = phase[i] + 0.5 * (tgrad[i] + tgrad[j])
+                state[j] = 1
+                remaining -= 1
+                if _open(state, j, n, n_bins):
+                    size = _heap_push(heap, hkey, size, j, key[j])
+            j = i - n_bins                      # previous frame
+            if j >= 0 and state[j] == 0:
+                phase[j] = phase[i] - 0.5 * (tgrad[i] + tgrad[j])
+                state[j] = 1
+                remaining -= 1
+                if _open(state, j, n, n_bins):
+                    size = _heap_push(heap, hkey, size, j, key[j])
+            if b + 1 < n_bins:                  # next bin
+                j = i + 1
+                if state[j] == 0:
+                    phase[j] = phase[i] + 0.5 * (fgrad[i] + fgrad[j])
+                    state[j] = 1
+                    remaining -= 1
+                    if _open(state, j, n, n_bins):
+                        size = _heap_push(heap, hkey, size, j, key[j])
+            if b > 0:                           # previous bin
+                j = i - 1
+                if state[j] == 0:
+                    phase[j] = phase[i] - 0.5 * (fgrad[i] + fgrad[j])
+                    state[j] = 1
+                    remaining -= 1
+                    if _open(state, j, n, n_bins):
+                        size = _heap_push(heap, hkey, size, j, key[j])
+    return remaining
+
+
+def _integrate_frame(pkey, pphase, ptg, key, tg, fg, ph, st, heap, hkey):
+    """One frame of RTPGHI: the heap integration of :func:`_integrate` on two
+    rows, the previous one known, done with less heap traffic.
+
+    The previous frame's seeds (``pkey[m] >= 0``; their phases ``pphase``
+    and time gradients ``ptg``) only ever pass a phase forward to the same
+    bin, so instead of going through the heap they are sorted once and
+    merged with it: the heap holds the current frame's frontier only.  The
+    order of events is the same as with one heap of both rows (ties apart).
+    ``st`` (current frame): 1 known, 0 to integrate, -1 left as it is.
+    """
+    B = key.shape[0]
+    nc = 0
+    for m in range(B):
+        if pkey[m] >= 0.0 and st[m] == 0:
+            heap[nc] = m
+            nc += 1
+    cand = heap[:nc].copy()
+    if nc > 1:
+        vals = np.empty(nc)
+        for j in range(nc):
+            vals[j] = -pkey[cand[j]]
+        cand = cand[np.argsort(vals)]
+    remaining = 0
+    for m in range(B):
+        if st[m] == 0:
+            remaining += 1
+    size = 0
+    for m in range(B):
+        if st[m] == 1 and ((m + 1 < B and st[m + 1] == 0) or (m > 0 and st[m - 1] == 0)):
+            size = _heap_push(heap, hkey, size, m, key[m])
+    p = 0
+    while remaining > 0:
+        while p < nc and st[cand[p]] != 0:
+            p += 1
+        if size > 0 and (p >= nc or hkey[0] >= pkey[cand[p]]):
+            i, size = _heap_pop(heap, hkey, size)
+            j = i + 1
+            if j < B and st[j] == 0:
+                ph[j] = ph[i] + 0.5 * (fg[i] + fg[j])
+                st[j] = 1
+                remaining -= 1
+                if j + 1 < B and st[j + 1] == 0:
+                    size = _heap_push(heap, hkey, size, j, key[j])
+            j = i - 1
+            if j >= 0 and st[j] == 0:
+                ph[j] = ph[i] - 0.5 * (fg[i] + fg[j])
+                st[j] = 1
+                remaining -= 1
+                if j > 0 and st[j - 1] == 0:
+                    size = _heap_push(heap, hkey, size, j, key[j])
+            continue
+        if p < nc:                 # a phase passed on in time from the previous frame
+            m = cand[p]
+            p += 1
+            ph[m] = pphase[m] + 0.5 * (ptg[m] + tg[m])
+        else:                      # a new island: its strongest coefficient starts at 0
+            m = _strongest(st, key, B)
+            ph[m] = 0.0
+        st[m] = 1
+        remaining -= 1
+        if (m + 1 < B and st[m + 1] == 0) or (m > 0 and st[m - 1] == 0):
+            size = _heap_push(heap, hkey, size, m, key[m])
+    return 0
+
+
+def _rt_run(S, A, KN, KP, R, n0, i0, i1, lookahead, odd, tol, k_t, k_f, adv, shift,
+            prev_phase, prev_tg, prev_ok, out):
+    """RTPGHI over rows ``i0 <= i < i1`` of a buffer of frames.
+
+    ``S``/``A``: (K, B) log-magnitude and magnitude of frames ``n0 .. n0+K-1``
+    (history rows before ``i0``, lookahead rows after ``i1`` when present).
+    ``KN`` (int8) / ``KP``: where the phase is known and its value
+    (window-centre convention); ``R``: random phases for coefficients below
+    tolerance.  ``prev_phase``/``prev_tg`` hold the frame before ``i0`` and
+    are updated in place (``prev_ok[0]`` says whether there is one).
+    ``out``: (i1 - i0, B) complex frames, written: ``A * exp(i (phase + shift))``
+    (``shift``: :func:`centre_shift`).  ``odd``: n_fft is odd (the last
+    bin's mirror is itself, not its left neighbour).
+    """
+    K, B = S.shape
+    pkey = np.empty(B)
+    tg = np.empty(B)
+    fg = np.empty(B)
+    ph = np.empty(B)
+    st = np.empty(B, np.int8)
+    heap = np.empty(B, np.int64)
+    hkey = np.empty(B)
+    for i in range(i0, i1):
+        n = n0 + i
+        # dphi/dn of this frame from the frequency difference of ln|X|.
+        for m in range(B):
+            if m == 0:
+                d = 0.0
+            elif m == B - 1:
+                d = 0.5 * (S[i, m] - S[i, m - 1]) if odd else 0.0
+            else:
+                d = 0.5 * (S[i, m + 1] - S[i, m - 1])
+            tg[m] = k_t * d + adv[m]
+        # dphi/dm from the time difference.
+        has_next = i + 1 < K
+        has_prev = n >= 1 and i >= 1
+        for m in range(B):
+            if lookahead >= 1:
+                if has_next and has_prev:
+                    d = 0.5 * (S[i + 1, m] - S[i - 1, m])
+                elif has_next:
+                    d = S[i + 1, m] - S[i, m]
+                elif has_prev:
+                    d = S[i, m] - S[i - 1, m]
+                else:
+                    d = 0.0
+            else:
+                if n >= 2 and i >= 2:
+                    d = 0.5 * (3.0 * S[i, m] - 4.0 * S[i - 1, m] + S[i - 2, m])
+                elif has_prev:
+                    d = S[i, m] - S[i - 1, m]
+                else:
+                    d = 0.0
+            fg[m] = -k_f * d
+        # The tolerance: relative to the largest magnitude in the frames at hand.
+        peak = 0.0
+        lo = i - 1 if (prev_ok[0] and i >= 1) else i
+        hi = min(i + lookahead, K - 1)
+        for r in range(lo, hi + 1):
+            for m in range(B):
+                if A[r, m] > peak:
+                    peak = A[r, m]
+        thr = tol * peak
+        for m in range(B):
+            if prev_ok[0] and i >= 1 and A[i - 1, m] > thr:
+                pkey[m] = A[i - 1, m]
+            else:
+                pkey[m] = -1.0
+            a = A[i, m]
+            if KN[i, m]:
+                st[m] = 1
+                ph[m] = KP[i, m]
+            elif a > thr:
+                st[m] = 0
+                ph[m] = 0.0
+            else:
+                st[m] = -1
+                ph[m] = R[i, m]
+        _integrate_frame(pkey, prev_phase, prev_tg, A[i], tg, fg, ph, st, heap, hkey)
+        for m in range(B):
+            p = ph[m]
+            p = p - _TWO_PI * math.floor(p / _TWO_PI + 0.5)   # keep it small
+            q = p + shift[m]
+            out[i - i0, m] = complex(A[i, m] * math.cos(q), A[i, m] * math.sin(q))
+            prev_phase[m] = p
+            prev_tg[m] = tg[m]
+        prev_ok[0] = True
+    return i1 - i0
+
+
+_KERNELS = None
+
+
+def kernels():
+    """``(integrate, rt_run)``, numba-compiled (and cached on disk) when numba is there."""
+    global _KERNELS, _heap_push, _heap_pop, _open, _strongest, _integrate, _integrate_frame, _rt_run
+    if _KERNELS is not None:
+        return _KERNELS
+    try:
+        if os.environ.get("SPECSTREAM_NO_NUMBA"):
+            raise ImportError("SPECSTREAM_NO_NUMBA is set")
+        import numba
+    except ImportError as e:
+        warnings.warn(f"no numba ({e}): phase reconstruction runs as plain Python, about "
+                      "50x slower, near real time at best (pip install specstream[fast])",
+                      RuntimeWarning, stacklevel=3)
+        _KERNELS = (_integrate, _rt_run)
+        return _KERNELS
+    jit = numba.njit(cache=True, nogil=True)
+    # Module globals are what compiled code calls: bind the compiled versions.
+    _heap_push = jit(_heap_push)
+    _heap_pop = jit(_heap_pop)
+    _open = jit(_open)
+    _strongest = jit(_strongest)
+    _integrate = jit(_integrate)
+    _integrate_frame = jit(_integrate_frame)
+    _rt_run = jit(_rt_run)
+    _KERNELS = (_integrate, _rt_run)
+    _warm_up(_integrate, _rt_run)
+    return _KERNELS
+
+def _warm_up(integrate, rt_run):
+    # Compile (or load from the disk cache) now, with the argument types the
+    # real calls use (RTPGHI._process and pghi): float64 rows, int8 states,
+    # complex64 output, C-contiguous.
+    k, b = 3, 5
+    z = np.zeros((k, b))
+    rt_run(z, z.copy(), np.zeros((k, b), np.int8), z.copy(), z.copy(), 0, 0, 2, 1, False,
+           1e-5, 1.0, 1.0, np.zeros(b), np.zeros(b), np.zeros(b), np.zeros(b),
+           np.zeros(1, np.bool_), np.empty((2, b), np.complex64))
+    a = np.ones(k * b)
+    integrate(a, np.zeros(k * b), np.zeros(k * b), np.zeros(k * b),
+              np.zeros(k * b, np.int8), np.empty(k * b, np.int64), b)
