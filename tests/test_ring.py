@@ -367,3 +367,129 @@ def test_ring_rejects_bad_sizes():
         Ring(1, capacity=10, target=20, fade=4)
 
 
+
+# ------------------------------------------- put and read: wraparound, capacity
+def test_put_and_fill_output_wrap_around_the_end():
+    # A ring of 7 frames read 3 at a time and topped up in pieces of every
+    # size: both sides cross the end of the buffer at every offset, and the
+    # frames come out bit for bit, in order.
+    x = interleaved(signal(2, 3000, seed=10))
+    ring = Ring(2, capacity=7, target=5, fade=1)
+    out = np.full((3, 2), np.nan, np.float32)
+    got, pos, sizes = [], 0, (1, 2, 3, 5, 7)
+    pos += ring.put(x[:7])
+    for i in range(900):
+        ring.fill_output(out)
+        got.append(out.copy())
+        pos += ring.put(x[pos:pos + sizes[i % len(sizes)]])
+        pos += ring.put(x[pos:pos + 7])               # top up to full: takes what fits
+        assert ring.fill == 7
+    got = np.concatenate(got)
+    assert ring.read == len(got) == 2700 and ring.read % 7 != 0
+    np.testing.assert_array_equal(got, x[:len(got)])
+    assert ring.shortages == 0 and ring.starts == 1
+
+
+def test_put_stops_at_capacity_and_counts_backpressure():
+    x = interleaved(signal(1, 500, seed=11))
+    ring = Ring(1, capacity=100, target=50, fade=4)
+    assert ring.put(x[:300]) == 100                   # takes what fits
+    assert (ring.written, ring.fill, ring.max_fill, ring.full) == (100, 100, 100, 1)
+    assert ring.put(x[100:110]) == 0                  # full: nothing stored, counted
+    assert ring.written == 100 and ring.full == 2 and ring.puts == 1
+    out = np.empty((30, 1), np.float32)
+    ring.fill_output(out)                             # the consumer frees 30 frames
+    np.testing.assert_array_equal(out, x[:30])
+    assert ring.put(x[100:140]) == 30 and ring.fill == 100 and ring.full == 3
+    assert ring.put(x[130:140]) == 0
+    assert ring.max_fill == ring.capacity and ring.max_put == 100
+
+
+@pytest.mark.parametrize("target, capacity", [(0, 10), (11, 10), (-1, 10)])
+def test_target_must_fit_the_capacity(target, capacity):
+    with pytest.raises(SinkError, match="target"):
+        Ring(1, capacity=capacity, target=target, fade=2)
+
+
+def test_target_may_be_the_whole_ring():
+    x = interleaved(signal(1, 64, seed=12))
+    ring = Ring(1, capacity=64, target=64, fade=2)
+    out = np.empty((16, 1), np.float32)
+    ring.put(x[:63])
+    ring.fill_output(out)
+    assert not out.any() and not ring.playing         # one frame short of the target
+    ring.put(x[63:])
+    ring.fill_output(out)
+    np.testing.assert_array_equal(out, x[:16])
+
+
+# ------------------------------------------------- underrun: the fades, the counts
+def test_underruns_fade_with_the_ramps_and_count_the_silence():
+    # DC, so the output is the envelope.  When the ring runs dry the last
+    # ``fade`` frames it has are scaled by the fade-out ramp, the callbacks
+    # until the target is back are silence (counted in ``silence``), and
+    # playback resumes with the fade-in ramp.  Frames left in the ring when
+    # it ran dry are played after the fade-in: an underrun drops nothing.
+    fade, size, target = 10, 64, 200
+    ring = Ring(1, capacity=1000, target=target, fade=fade)
+    ones = np.ones((target, 1), np.float32)
+    out = np.full((size, 1), np.nan, np.float32)
+    ring.put(ones)
+    for _ in range(3):                   # 200 frames: the 3rd callback leaves 8 < size + fade
+        ring.fill_output(out)
+    assert ring.shortages == 1 and not ring.playing and ring.fill == 8
+    np.testing.assert_array_equal(out[-fade:, 0], ring._down[:, 0])
+    assert np.all(out[:-fade] == 1) and ring.silence == 0    # a whole callback, faded
+    for i in range(4):                   # below the target: silence, counted
+        ring.fill_output(out)
+        assert not out.any() and ring.silence == (i + 1) * size and ring.fill == 8
+    ring.put(ones)                       # 208 queued: plays again, faded in
+    ring.fill_output(out)
+    assert ring.starts == 2 and ring.playing
+    np.testing.assert_array_equal(out[:fade, 0], ring._up[:, 0])
+    assert np.all(out[fade:] == 1)
+    ring.fill_output(out)
+    ring.fill_output(out)                # 16 frames left: the next callback runs dry
+    assert np.all(out == 1) and ring.fill == 16
+    ring.fill_output(out)                # a short callback: 16 frames, faded, then silence
+    assert ring.shortages == 2 and ring.silence == 4 * size + size - 16
+    np.testing.assert_array_equal(out[16 - fade:16, 0], ring._down[:, 0])
+    assert np.all(out[:16 - fade] == 1) and not out[16:].any()
+    assert ring.read == ring.written == 2 * target        # every frame put was played
+    assert ring.device_underflows == 0   # these are the ring's shortages, not PortAudio's
+
+
+# ---------------------------------------- catch-up: the threshold, the trimming
+# The trim comes at frame 1920 (the end of the second 1024-frame window) and
+# skips 129 frames: with 1940 the crossfade's old side crosses the end of the
+# ring, with 2059 its new side does.
+@pytest.mark.parametrize("capacity", [20_000, 1940, 2059])
+def test_catch_up_trims_a_standing_queue_just_over_the_threshold_to_the_target(capacity):
+    # A producer paced at real time, writing a frame at a time, ``backlog``
+    # frames ahead: the queue after every callback is exactly ``backlog``.
+    # The threshold is the target + tolerance (0) + the granularity (the
+    # 128-frame callback, larger than a write): a standing queue at the
+    # threshold is left alone, one frame over it is trimmed, once, straight
+    # down to the target, and stays there.
+    size, target, fade = 128, 1000, 32
+    threshold = target + size
+    x = interleaved(np.arange(1, 60_001, dtype=np.float32))     # every frame distinct
+    for backlog in (threshold, threshold + 1):
+        ring = Ring(1, capacity=capacity, target=target, fade=fade, catch_up_window=8 * size)
+        played = paced(ring, x, backlog, 40, size, 1)
+        assert ring.threshold == threshold and ring.queue_min in (backlog, target)
+        if backlog == threshold:
+            assert ring.trims == 0 and ring.fill == backlog
+            np.testing.assert_array_equal(played, x[:len(played)])
+            continue
+        assert ring.trims == 1 and ring.trimmed == backlog - target
+        assert ring.fill == target and ring.queue_min == target     # held after the trim
+        r, k = ring.first_trim_at, ring.trimmed
+        assert r == 1920 and (capacity > 10_000
+                              or any(p % capacity + fade > capacity for p in (r, r + k)))
+        np.testing.assert_array_equal(played[:r], x[:r])
+        np.testing.assert_allclose(played[r:r + fade],
+                                   x[r + k:r + k + fade] * ring._up + x[r:r + fade] * ring._down,
+                                   rtol=1e-6)
+        np.testing.assert_array_equal(played[r + fade:], x[r + k + fade:len(played) + k])
+        assert ring.read - ring.trimmed == len(played) and ring.shortages == 0
