@@ -12,11 +12,10 @@ the PortAudio callback copies them out, and never blocks, takes a lock or
 allocates a sample buffer.
 ``write`` waits only when the ring is full: backpressure to the producer.
 
-
-- *Start*: :meth:`~stream.sinks.Sink.open` opens *and starts* the device stream, which
-  plays silence until the ring holds its target (``latency_ms`` less the
-  device's own buffer, see :class:`SoundDeviceSink`) (or the
-  producer flushes or closes a stream shorter than that); then it plays.
+- *Start*: :meth:`~stream.sinks.Sink.open` opens *and starts* the device
+  stream, which plays silence until the ring holds its target
+  (``latency_ms`` less the device's own buffer, see :class:`SoundDeviceSink`)
+  (or the producer flushes or closes a stream shorter than that); then it plays.
   The device's clock runs before the first sample arrives, so the queue
   starts at the target and not at the target plus the time the device took
   to open (``stats['open_ms']``).
