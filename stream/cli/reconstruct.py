@@ -59,47 +59,6 @@ def _output_format(path: str, subtype: str | None):
     return ("WAV" if ext == ".wav" else "FLAC"), sf_subtype
 
 
-class AudioWriter:
-    """Writes blocks to WAV/FLAC, counting peak and clipped samples.
-
-    Integer formats are clipped here (libsndfile would wrap around); float
-    formats keep values over full scale, and both are reported.
-    """
-
-    def __init__(self, path, sample_rate, channels, fmt, subtype, gain=1.0):
-        import soundfile as sf
-        try:
-            self.file = sf.SoundFile(path, "w", samplerate=int(round(sample_rate)),
-                                     channels=channels, format=fmt, subtype=subtype)
-        except (sf.SoundFileError, ValueError) as e:
-            raise UsageError(f"cannot write {path} ({str(e).splitlines()[0]}); check that "
-                             "its directory exists and is writable") from None
-        self.integer = subtype.startswith("PCM")
-        self.gain = gain
-        self.peak = 0.0
-        self.clipped = 0
-        self.frames = 0
-
-    def write(self, y: np.ndarray):
-        """``y``: ``(n,)`` or ``(channels, n)`` samples."""
-        if y.shape[-1] == 0:
-            return
-        if self.gain != 1.0:
-            y = y * np.float32(self.gain)
-        a = np.abs(y)
-        self.peak = max(self.peak, float(a.max()))
-        over = int(np.count_nonzero(a > 1.0))
-        if over:
-            self.clipped += over
-            if self.integer:
-                y = np.clip(y, -1.0, 1.0)
-        self.file.write(y.T if y.ndim == 2 else y)
-        self.frames += y.shape[-1]
-
-    def close(self):
-        self.file.close()
-
-
 def frame_kind(source: FrameSource) -> str:
     """What the files hold: complex bins, magnitude + phase, or magnitude only."""
     if source.is_complex:
@@ -164,7 +123,8 @@ def run_reconstruct(args) -> int:
     if args.normalize is not None:
         writer = _write_normalized(args, blocks, spec, fmt, subtype)
     else:
-        writer = AudioWriter(args.output, spec.sample_rate, spec.channels, fmt, subtype)
+        from ..sinks import SoundFileWriter
+        writer = SoundFileWriter(args.output, spec.sample_rate, spec.channels, fmt, subtype)
         try:
             for y in blocks:
                 writer.write(y)
@@ -189,7 +149,9 @@ def _write_normalized(args, blocks, spec, fmt, subtype):
             tmp.write(y2.tobytes())
             count += y2.shape[0]
         gain = target / peak if peak > 0 else 1.0
-        writer = AudioWriter(args.output, spec.sample_rate, spec.channels, fmt, subtype, gain)
+        from ..sinks import SoundFileWriter
+        writer = SoundFileWriter(args.output, spec.sample_rate, spec.channels, fmt, subtype,
+                                 gain)
         tmp.seek(0)
         c = spec.channels
         step = 1 << 16
