@@ -186,10 +186,10 @@ class STFTSpec:
         object.__setattr__(self, "hop_length", max(hop, 1))
         if win > n_fft:
             raise SpecError(f"win_length={win} exceeds n_fft={n_fft}; "
-                            f"use --win-length <= {n_fft} or a larger --n-fft")
+                            f"use win_length <= {n_fft} or a larger n_fft")
         if self.hop_length > win:
             raise SpecError(f"hop_length={self.hop_length} exceeds win_length={win}: "
-                            f"samples between frames would be lost; use --hop-length <= {win}")
+                            f"samples between frames would be lost; use hop_length <= {win}")
         if not (self.sample_rate and float(self.sample_rate) > 0):
             raise SpecError(f"sample_rate must be positive, got {self.sample_rate!r}")
         if _positive_int("channels", self.channels) != self.channels:
@@ -213,7 +213,7 @@ class STFTSpec:
             raise SpecError(
                 f"window {self.window_name!r} with win_length={self.win_length} and "
                 f"hop_length={self.hop_length} leaves samples that no frame covers "
-                "(NOLA fails), so no inverse exists; use a smaller --hop-length")
+                "(NOLA fails), so no inverse exists; use a smaller hop_length")
 
     # ---------------------------------------------------------------- derived
     @property

@@ -84,17 +84,40 @@ def test_unknown_window_name_lists_the_choices():
     assert "'kaiserr'" in msg and "hann" in msg and "hamming" in msg and "array" in msg
 
 
+def _cli(msg):
+    # The library's advice names parameters; the command line's error names
+    # its flags (stream.cli.common.flag_names), which is what these check.
+    from stream.cli import build_parser
+    from stream.cli.common import flag_names
+    return flag_names(msg, build_parser().commands["reconstruct"])
+
+
+def test_advice_names_parameters_not_flags():
+    for params in (dict(n_fft=512, win_length=256, hop_length=300),
+                   dict(n_fft=256, win_length=512, hop_length=128),
+                   dict(n_fft=512, win_length=512, hop_length=512)):
+        with pytest.raises(SpecError) as e:
+            STFTSpec(**params)
+        assert "--" not in str(e.value)
+    with pytest.raises(SpecError) as e:
+        STFTSpec(n_fft=512, win_length=256, hop_length=300)
+    assert "use hop_length <= 256" in str(e.value)
+    with pytest.raises(SpecError) as e:
+        STFTSpec(n_fft=256, win_length=512, hop_length=128)
+    assert "use win_length <= 256 or a larger n_fft" in str(e.value)
+
+
 def test_hop_longer_than_window():
     with pytest.raises(SpecError) as e:
         STFTSpec(n_fft=512, win_length=256, hop_length=300)
-    msg = str(e.value)
+    msg = _cli(str(e.value))
     assert "hop_length=300" in msg and "--hop-length <= 256" in msg
 
 
 def test_window_longer_than_n_fft():
     with pytest.raises(SpecError) as e:
         STFTSpec(n_fft=256, win_length=512, hop_length=128)
-    msg = str(e.value)
+    msg = _cli(str(e.value))
     assert "win_length=512" in msg and "n_fft=256" in msg and "--win-length <= 256" in msg
 
 
@@ -106,7 +129,7 @@ def test_nola_failure(window, win, hop):
     assert not ss.check_NOLA(ss.get_window(window, win), win, win - hop)
     with pytest.raises(SpecError) as e:
         STFTSpec(n_fft=win, win_length=win, hop_length=hop, window=window)
-    msg = str(e.value)
+    msg = _cli(str(e.value))
     assert "NOLA" in msg and "smaller --hop-length" in msg and window in msg
 
 
