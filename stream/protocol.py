@@ -157,18 +157,12 @@ class StreamHeader:
         return s.channels * s.n_bins * payload_dtype(self.frame_kind).itemsize
 
     def to_dict(self) -> dict:
-        s, e = self.spec, self.encoding
-        return {
-            "version": VERSION, "stream_id": int(self.stream_id),
-            "sample_rate": float(s.sample_rate), "n_fft": s.n_fft, "hop_length": s.hop_length,
-            "win_length": s.win_length,
-            "window": s.window if isinstance(s.window, str) else list(s.window),
-            "center": bool(s.center), "channels": s.channels, "frame_kind": self.frame_kind,
-            "magnitude": e.magnitude, "db_ref": float(e.db_ref), "phase_unit": e.phase_unit,
-            "scaling": s.scaling, "phase_origin": s.phase_origin,
-            "window_align": s.window_align, "first_frame": s.first_frame,
-            "length": self.length,
-        }
+        """The header JSON as a dict: the STFT's fields (:meth:`STFTSpec.to_dict`),
+        the encoding, the frame kind, the length."""
+        e = self.encoding
+        return {"version": VERSION, "stream_id": int(self.stream_id), **self.spec.to_dict(),
+                "frame_kind": self.frame_kind, "magnitude": e.magnitude,
+                "db_ref": float(e.db_ref), "phase_unit": e.phase_unit, "length": self.length}
 
     def to_json(self) -> bytes:
         return json.dumps(self.to_dict(), separators=(",", ":"), allow_nan=False).encode()
@@ -199,34 +193,25 @@ class StreamHeader:
         sid = g.int("stream_id")
         if stream_id is not None and sid != stream_id:
             raise ProtocolError(f"header stream_id {sid} differs from its envelope's {stream_id}")
+        # The bounds first: a hostile header must not make us allocate a huge
+        # window before its STFT is checked.
         n_fft = g.int("n_fft")
         channels = g.int("channels", 1)
         sr = g.num("sample_rate")
+        g.int("hop_length")                         # required here; STFTSpec has a default
         if not (0 < n_fft <= _MAX_N_FFT):
             raise ProtocolError(f"n_fft={n_fft} is outside 1..{_MAX_N_FFT}")
         if not (0 < channels <= _MAX_CHANNELS):
             raise ProtocolError(f"channels={channels} is outside 1..{_MAX_CHANNELS}")
         if not (0 < sr <= _MAX_SAMPLE_RATE):
             raise ProtocolError(f"sample_rate={sr} is outside (0, {_MAX_SAMPLE_RATE:g}] Hz")
-        window = d.get("window", "hann")
-        if isinstance(window, list):
-            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in window):
-                raise ProtocolError("header window list must hold only numbers")
-        elif not isinstance(window, str):
-            raise ProtocolError("header window must be a name or a list of numbers")
         length = d.get("length")
         if length is not None and (not isinstance(length, int) or isinstance(length, bool)
                                    or length < 0):
             raise ProtocolError(f"header length must be a whole number >= 0 or null, "
                                 f"got {length!r}")
         try:
-            spec = STFTSpec(sample_rate=sr, n_fft=n_fft, hop_length=g.int("hop_length"),
-                            win_length=g.int("win_length", n_fft), window=window,
-                            center=g.bool("center", True), channels=channels,
-                            scaling=g.str("scaling", "none"),
-                            phase_origin=g.str("phase_origin", "frame-start"),
-                            window_align=g.str("window_align", "center"),
-                            first_frame=g.int("first_frame", 0))
+            spec = STFTSpec.from_dict(d, strict=True)
             enc = Encoding(magnitude=g.str("magnitude", "linear"),
                            db_ref=g.num("db_ref", 1.0), phase_unit=g.str("phase_unit", "rad"))
         except ProtocolError:
@@ -264,9 +249,6 @@ class _Getter:
 
     def str(self, key, default=None):
         return self._get(key, default, (str,), "a string")
-
-    def bool(self, key, default=None):
-        return self._get(key, default, (bool,), "true or false")
 
 
 # ---------------------------------------------------------------- messages

@@ -33,7 +33,7 @@ checked here when the spec is made.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 
@@ -186,10 +186,10 @@ class STFTSpec:
         object.__setattr__(self, "hop_length", max(hop, 1))
         if win > n_fft:
             raise SpecError(f"win_length={win} exceeds n_fft={n_fft}; "
-                            f"use --win-length <= {n_fft} or a larger --n-fft")
+                            f"use win_length <= {n_fft} or a larger n_fft")
         if self.hop_length > win:
             raise SpecError(f"hop_length={self.hop_length} exceeds win_length={win}: "
-                            f"samples between frames would be lost; use --hop-length <= {win}")
+                            f"samples between frames would be lost; use hop_length <= {win}")
         if not (self.sample_rate and float(self.sample_rate) > 0):
             raise SpecError(f"sample_rate must be positive, got {self.sample_rate!r}")
         if _positive_int("channels", self.channels) != self.channels:
@@ -213,7 +213,7 @@ class STFTSpec:
             raise SpecError(
                 f"window {self.window_name!r} with win_length={self.win_length} and "
                 f"hop_length={self.hop_length} leaves samples that no frame covers "
-                "(NOLA fails), so no inverse exists; use a smaller --hop-length")
+                "(NOLA fails), so no inverse exists; use a smaller hop_length")
 
     # ---------------------------------------------------------------- derived
     @property
@@ -298,6 +298,47 @@ class STFTSpec:
         until it is final, at most the frame's span less one hop."""
         return self.n_fft - self.hop_length
 
+    # ------------------------------------------------- time and frequency
+    @property
+    def hop_seconds(self) -> float:
+        """Seconds between the starts of successive frames: ``hop_length / sample_rate``."""
+        return self.hop_length / float(self.sample_rate)
+
+    @property
+    def latency_seconds(self) -> float:
+        """:attr:`latency` in seconds: ``(n_fft - hop_length) / sample_rate``."""
+        return self.latency / float(self.sample_rate)
+
+    @property
+    def frequencies(self) -> np.ndarray:
+        """Frequency in Hz of each of the :attr:`n_bins` bins (float64).
+
+        Bin ``m`` is at ``m * sample_rate / n_fft`` Hz, ``0 <= m <= n_fft // 2``:
+        ``np.fft.rfftfreq(n_fft, 1 / sample_rate)``, librosa's
+        ``fft_frequencies``, ``ShortTimeFFT.f``.
+        """
+        return np.fft.rfftfreq(self.n_fft, 1.0 / float(self.sample_rate))
+
+    def frame_times(self, n_frames: int) -> np.ndarray:
+        """Time in seconds of the centre of each of ``n_frames`` frames (float64),
+        counted from the signal's first sample.
+
+        Frame ``t`` spans the samples from ``t*H - start_trim`` (``H = hop_length``)
+        for :attr:`frame_span` samples, so its centre is the sample
+
+            c_t = t*H - start_trim + frame_span // 2,    at  c_t / sample_rate  seconds.
+
+        With ``center=True`` that is ``(t + first_frame) * H / sample_rate``:
+        librosa's ``frames_to_time(t, sr=sample_rate, hop_length=H)``, and
+        ``ShortTimeFFT.t`` (which starts at ``p_min``, the scipy-sfft preset's
+        ``first_frame``), so the first times may be negative.  With
+        ``center=False`` it is ``(t*H + frame_span // 2) / sample_rate``:
+        ``frames_to_time(t, ..., n_fft=n_fft)``.
+        """
+        centre = (np.arange(n_frames) * self.hop_length - self.start_trim
+                  + self.frame_span // 2)
+        return centre / float(self.sample_rate)
+
     def frames_for(self, n_samples: int) -> int:
         """Frames the analysis makes of ``n_samples`` samples (librosa/torch counting)."""
         if self.center:
@@ -313,10 +354,78 @@ class STFTSpec:
         """A copy with some fields changed (validated again)."""
         return replace(self, **changes)
 
+    # ------------------------------------------------------ serialisation
+    def to_dict(self) -> dict:
+        """Every field by name, as JSON-safe values: numbers, strings, booleans,
+        and the window as its name or a list of floats.  :meth:`from_dict`
+        makes the same spec of it; the stream header carries these keys."""
+        return {f.name: _json_value(f, getattr(self, f.name)) for f in _fields()}
+
+    @classmethod
+    def from_dict(cls, d: dict, strict: bool = False) -> "STFTSpec":
+        """A spec from a dict of fields, such as :meth:`to_dict` returns.
+
+        Missing fields take their defaults; keys that are not fields are
+        ignored, so a dict that holds more (a stream header) will do.  With
+        ``strict=True`` every value must have the JSON type ``to_dict`` gives
+        it, as data from outside should: a whole number for ``n_fft`` (not
+        64.0, "64" or true), true or false for ``center``, a name or a list of
+        numbers for ``window``; otherwise :class:`SpecError` names the field.
+        """
+        params = {f.name: d[f.name] for f in _fields() if f.name in d}
+        if strict:
+            for f in _fields():
+                if f.name in params:
+                    _check_json_type(f, params[f.name])
+                    params[f.name] = _json_value(f, params[f.name])   # 48000 -> 48000.0
+        return cls(**params)
+
     def describe(self) -> str:
         return (f"n_fft={self.n_fft} hop={self.hop_length} win={self.win_length} "
                 f"window={self.window_name} center={self.center} sr={self.sample_rate:g} "
                 f"scaling={self.scaling} phase_origin={self.phase_origin}")
+
+
+# The JSON type of each kind of field, by its annotation (a string here, with
+# postponed annotations): the Python types accepted, their name in an error,
+# and the conversion to_dict applies.  The window (annotation "object") is a
+# name or a list of numbers.
+_JSON_TYPES = {
+    "float": ((int, float), "a number", float),
+    "int": ((int,), "a whole number", int),
+    "int | None": ((int,), "a whole number", int),
+    "bool": ((bool,), "true or false", bool),
+    "str": ((str,), "a string", str),
+}
+
+
+def _fields():
+    """The fields a spec is made of (its constructor's parameters)."""
+    return [f for f in fields(STFTSpec) if f.init]
+
+
+def _json_value(f, value):
+    if f.name == "window":
+        return value if isinstance(value, str) else list(value)
+    return _JSON_TYPES[f.type][2](value)
+
+
+def _check_json_type(f, value):
+    if f.name == "window":
+        if isinstance(value, str) or isinstance(value, list) and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+            return
+        raise SpecError(f"window must be a name or a list of numbers, got "
+                        f"{type(value).__name__} {_short_repr(value)}")
+    types, what, _ = _JSON_TYPES[f.type]
+    if not isinstance(value, types) or isinstance(value, bool) and bool not in types:
+        raise SpecError(f"{f.name} must be {what}, got {_short_repr(value)}")
+
+
+def _short_repr(value, limit: int = 60) -> str:
+    # A header may hold a megabyte where a number belongs: quote the start of it.
+    r = repr(value)
+    return r if len(r) <= limit else r[:limit] + "..."
 
 
 def _positive_int(name: str, value) -> int:

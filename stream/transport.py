@@ -95,10 +95,11 @@ class FrameSender:
     endpoint : str
         ``tcp://HOST:PORT`` or ``ipc://PATH``; with ``bind=True`` a port of
         ``*`` picks a free one (read :attr:`endpoint`).
-    sample_rate : float
-        Hz.  Together with ``n_fft``... the STFT parameters, as in
-        :class:`~stream.spec.STFTSpec` (librosa names; sizes in samples).
-        Or pass ``spec=`` an STFTSpec.
+    spec : STFTSpec, optional
+        How the frames were made.  Or give its fields as keywords instead
+        (``**stft_params``: ``sample_rate`` in Hz and ``n_fft`` at least, then
+        ``hop_length``, ``win_length``, ``window``... as in
+        :class:`~stream.spec.STFTSpec`, librosa names, sizes in samples).
     encoding : Encoding
         Units of magnitudes/phases for ``send(mag, phase)`` and ``send(mag)``
         (default linear magnitude, radians).
@@ -119,6 +120,13 @@ class FrameSender:
         High-water mark in messages (ZeroMQ default 1000).
     linger : float
         Seconds :meth:`close` waits for queued messages to leave (None: forever).
+    pace : bool or float
+        Send in real time: ``send`` sleeps until its first frame is due.
+        ``True`` for real time, a factor for faster (2.0) or slower (0.5)
+        than real time, ``False`` (default) or ``math.inf`` to send as fast as
+        the receiver takes them.  Frame ``k`` is due ``k * hop_length /
+        sample_rate / factor`` seconds after the first send, on the monotonic
+        clock: late sends do not shift the schedule (no drift).
 
     ``send`` takes one frame or a block: ``(bins,)`` / ``(n_frames, bins)``
     for one channel, ``(channels, bins)`` / ``(channels, n_frames, bins)`` for
@@ -126,23 +134,20 @@ class FrameSender:
     fixed by the first call.
     """
 
-    def __init__(self, endpoint: str = DEFAULT_ENDPOINT, *, sample_rate: float | None = None,
-                 n_fft: int | None = None, hop_length: int | None = None,
-                 win_length: int | None = None, window="hann", center: bool = True,
-                 channels: int = 1, scaling: str = "none", phase_origin: str = "frame-start",
-                 window_align: str = "center", first_frame: int = 0,
-                 spec: STFTSpec | None = None, encoding: Encoding | None = None,
-                 length: int | None = None, pattern: str = "push", bind: bool = False,
-                 stream_id: int | None = None, header_every: int = 256,
-                 header_interval: float = 1.0, sndhwm: int | None = None,
-                 linger: float | None = 10.0, context: zmq.Context | None = None):
+    def __init__(self, endpoint: str = DEFAULT_ENDPOINT, *, spec: STFTSpec | None = None,
+                 encoding: Encoding | None = None, length: int | None = None,
+                 pattern: str = "push", bind: bool = False, stream_id: int | None = None,
+                 header_every: int = 256, header_interval: float = 1.0,
+                 sndhwm: int | None = None, linger: float | None = 10.0,
+                 pace: bool | float = False, context: zmq.Context | None = None,
+                 **stft_params):
         if spec is None:
-            if sample_rate is None or n_fft is None:
+            if "sample_rate" not in stft_params or "n_fft" not in stft_params:
                 raise SpecError("FrameSender needs sample_rate and n_fft (or spec=)")
-            spec = STFTSpec(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length,
-                            win_length=win_length, window=window, center=center,
-                            channels=channels, scaling=scaling, phase_origin=phase_origin,
-                            window_align=window_align, first_frame=first_frame)
+            spec = STFTSpec(**stft_params)
+        elif stft_params:
+            raise SpecError(f"FrameSender takes spec= or STFT parameters, not both "
+                            f"(got spec= and {', '.join(stft_params)})")
         if pattern not in _SENDER_PATTERNS:
             raise SpecError(f"pattern {pattern!r} is not one of {', '.join(_SENDER_PATTERNS)}")
         self.spec = spec
@@ -167,6 +172,7 @@ class FrameSender:
         self._frames_out = _open_socket(self._ctx, _SENDER_PATTERNS[pattern], endpoint, bind, opts)
         self.endpoint = _endpoint_of(self._frames_out, endpoint, bind)
         self._copy_threshold = self._frames_out.copy_threshold
+        self._pacer = _Pacer(spec, pace)
 
     # ----------------------------------------------------------------- api
     def send(self, first, second=None, *, timestamp: float | None = None) -> int:
@@ -187,6 +193,7 @@ class FrameSender:
         n = a.shape[1]
         if n == 0:
             return 0
+        self._pacer.wait(self.seq)
         self._maybe_header()
         # Zero copy: ZeroMQ reads our array after send() returns.  The tracker
         # says when it is done with it; close() waits for the last one.  pyzmq
@@ -298,6 +305,33 @@ class FrameSender:
         if (self._since_header >= self.header_every or self._header_at == -math.inf
                 or time.monotonic() - self._header_at >= self.header_interval):
             self.send_header()
+
+
+class _Pacer:
+    """Real-time pacing of a sender: :meth:`wait` sleeps until frame ``k`` is
+    due, ``k * hop_length / sample_rate / factor`` seconds after the first wait.
+
+    Every due time is counted from that one start on the monotonic clock, so
+    the time a send takes, and sleeping a little long, do not add up; a sender
+    that fell behind sends at once until it has caught up.
+    """
+
+    def __init__(self, spec: STFTSpec, pace: bool | float):
+        factor = 1.0 if pace is True else float(pace or math.inf)
+        if not factor > 0:
+            raise SpecError(f"pace={pace!r}: use True (real time), a factor > 0 or False")
+        self.period = spec.hop_seconds / factor      # seconds per frame; 0 unpaced
+        self.start = None
+
+    def wait(self, k: int):
+        if not self.period:
+            return
+        now = time.monotonic()
+        if self.start is None:
+            self.start = now - k * self.period
+        delay = self.start + k * self.period - now
+        if delay > 0:
+            time.sleep(delay)
 
 
 # ================================================================== events

@@ -14,7 +14,7 @@ import sys
 from .. import __version__
 from ..errors import SpecstreamError
 from . import live, probe, reconstruct
-from .common import Parser
+from .common import Parser, flag_names
 
 __all__ = ["main", "build_parser"]
 
@@ -27,6 +27,7 @@ def build_parser() -> Parser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for command in (reconstruct, probe, live):
         command.register(sub)
+    p.commands = sub.choices          # name -> its parser, whose flags errors name
     return p
 
 
@@ -41,7 +42,10 @@ def main(argv=None) -> int:
     try:
         return args.func(args) or 0
     except (SpecstreamError, OSError) as e:
-        msg = str(e) if isinstance(e, SpecstreamError) else f"{e.strerror or e}: {e.filename or ''}"
+        if isinstance(e, SpecstreamError):
+            msg = flag_names(str(e), parser.commands.get(args.command, parser))
+        else:
+            msg = f"{e.strerror or e}: {e.filename or ''}"
         print(f"specstream {args.command}: error: {msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 
 import numpy as np
@@ -34,6 +35,24 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+# The library's advice names parameters ("use hop_length <= 256", "or a larger
+# n_fft"); on the command line it should name the flags.  Only a bare name after
+# such a word is rewritten: a value quoted as name=value stays as it is.
+_ADVICE = re.compile(r"\b(use|give|set|larger|smaller) ([a-z][a-z0-9_]*)\b(?!=)")
+
+
+def flag_names(message: str, parser: argparse.ArgumentParser) -> str:
+    """``message`` with the parameters it advises on named as ``parser``'s flags:
+    "use hop_length <= 256" -> "use --hop-length <= 256".  Names that are not
+    a flag of ``parser`` stay as they are."""
+    def flag(m):
+        option = "--" + m.group(2).replace("_", "-")
+        # argparse keeps no public table of its option strings.
+        known = option in parser._option_string_actions
+        return f"{m.group(1)} {option}" if known else m.group(0)
+    return _ADVICE.sub(flag, message)
 
 
 # ------------------------------------------------------------- shared flags

@@ -26,11 +26,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .common import (UsageError, add_file_args, add_stft_args, encoding_from_args, open_source,
-                  spec_from_args)
 from ..errors import SpecstreamError
-from ..spec import STFTSpec
 from ..protocol import DEFAULT_ENDPOINT
+from .common import (UsageError, add_file_args, add_stft_args, encoding_from_args, open_source,
+                     spec_from_args)
 
 if TYPE_CHECKING:
     from ..transport import AudioBlock, StreamStarted
@@ -376,21 +375,6 @@ def _parse_rate(text: str) -> float:
     return v
 
 
-class _Pacer:
-    """Sleeps until frame ``k`` is due: ``k * hop / sample_rate / factor`` after the start."""
-
-    def __init__(self, spec: STFTSpec, factor: float):
-        self.period = spec.hop_length / spec.sample_rate / factor if math.isfinite(factor) \
-            else 0.0
-        self.t0 = time.monotonic()
-
-    def wait(self, frame_index: int):
-        if self.period:
-            delay = self.t0 + frame_index * self.period - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-
-
 def run_send(args) -> int:
     factor = _parse_rate(args.rate)
     fpm = args.frames_per_message or (256 if math.isinf(factor) else 1)
@@ -408,16 +392,14 @@ def run_send(args) -> int:
     length = args.length if args.length is not None else spec.samples_for(source.n_frames)
     if args.sample_rate is None and not args.preset:
         log.warning("sample rate not given: assuming %g Hz (set --sample-rate)", spec.sample_rate)
-    with _sender(args, spec, enc, length, fpm) as tx, _Stop(raise_now=True) as stop:
+    with _sender(args, spec, enc, length, fpm, factor) as tx, _Stop(raise_now=True) as stop:
         t0 = time.monotonic()
-        pacer = _Pacer(spec, factor)
         sent = 0
         # Read a few messages' worth at a time from the (memory-mapped) files.
         for first, second in source.blocks(max(fpm, 256)):
             for i in range(0, first.shape[-2], fpm):
                 if stop:
                     break
-                pacer.wait(sent)
                 a = _readonly(first[..., i:i + fpm, :])
                 b = None if second is None else _readonly(second[..., i:i + fpm, :])
                 sent += tx.send(a, b)
@@ -435,7 +417,7 @@ def _readonly(a: np.ndarray) -> np.ndarray:
     return a
 
 
-def _sender(args, spec, enc, length, fpm):
+def _sender(args, spec, enc, length, fpm, factor):
     endpoint, bind = _endpoint(args, default_bind=False)
     # ZeroMQ's high-water mark counts messages, not bytes: with 256-frame
     # messages (1 MB at n_fft 1024) its default of 1000 would queue a gigabyte
@@ -445,7 +427,7 @@ def _sender(args, spec, enc, length, fpm):
     from ..transport import FrameSender
     tx = FrameSender(endpoint, spec=spec, encoding=enc, length=length, pattern=args.pattern,
                      bind=bind, stream_id=args.stream_id, header_every=args.header_every,
-                     linger=args.linger, sndhwm=sndhwm)
+                     linger=args.linger, sndhwm=sndhwm, pace=factor)
     if not args.quiet:
         print(f"specstream send: {'bound to' if bind else 'sending to'} {tx.endpoint} "
               f"({args.pattern}), stream {tx.stream_id}", file=sys.stderr, flush=True)
@@ -470,16 +452,15 @@ def _send_analyzed(args, factor, fpm) -> int:
         spec = spec_from_args(args)
         length = args.length if args.length is not None else f.frames
         analyzer = Analyzer(spec)
-        with _sender(args, spec, encoding_from_args(args), length, fpm) as tx, \
+        with _sender(args, spec, encoding_from_args(args), length, fpm, factor) as tx, \
                 _Stop(raise_now=True) as stop:
             t0 = time.monotonic()
-            pacer = _Pacer(spec, factor)
             sent = 0
             step = spec.hop_length * max(fpm, 16)
             while not stop:
                 x = f.read(step, dtype="float32", always_2d=True)
                 frames = analyzer.push(x.T) if len(x) else analyzer.flush()
-                sent = _send_frames(tx, frames, fpm, pacer, sent, stop)
+                sent = _send_frames(tx, frames, fpm, sent, stop)
                 if not len(x):
                     break
             _send_summary(args, tx, spec, sent, time.monotonic() - t0, stop)
@@ -488,11 +469,10 @@ def _send_analyzed(args, factor, fpm) -> int:
     return 130 if stop.signal == "SIGINT" else 0
 
 
-def _send_frames(tx, frames, fpm, pacer, sent, stop) -> int:
+def _send_frames(tx, frames, fpm, sent, stop) -> int:
     for i in range(0, frames.shape[-2], fpm):
         if stop:
             break
-        pacer.wait(sent)
         sent += tx.send(_readonly(frames[..., i:i + fpm, :]))
     return sent
 
