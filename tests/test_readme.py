@@ -36,3 +36,17 @@ def test_tests_never_look_the_program_up_on_path():
         text = path.read_text()
         assert not re.search(r"which\(\s*['\"]specstream", text), path.name
         assert '"-m", "stream"' not in text, f"{path.name}: use programs.SPECSTREAM"
+
+
+def test_a_plain_install_ships_every_subpackage():
+    # The README's first command is a plain (not editable) 'pip install .':
+    # every package under stream/ must be in the distribution.
+    import tomllib
+
+    from setuptools import find_packages
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    include = config["tool"]["setuptools"]["packages"]["find"]["include"]
+    shipped = set(find_packages(where=str(ROOT), include=include))
+    packages = {".".join(p.parent.relative_to(ROOT).parts)
+                for p in (ROOT / "stream").rglob("__init__.py")}
+    assert packages and packages <= shipped, sorted(packages - shipped)
