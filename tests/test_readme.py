@@ -50,3 +50,48 @@ def test_a_plain_install_ships_every_subpackage():
     packages = {".".join(p.parent.relative_to(ROOT).parts)
                 for p in (ROOT / "stream").rglob("__init__.py")}
     assert packages and packages <= shipped, sorted(packages - shipped)
+
+
+def readme_snippet(heading: str) -> str:
+    text = (ROOT / "README.md").read_text()
+    section = text.split(heading, 1)[1]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+def test_the_readme_sender_and_receiver_run_as_written(tmp_path):
+    """The two snippets a new user copies, run on loopback as they stand
+    (only the port changed), give back the audio the frames hold."""
+    import socket
+    import threading
+
+    import numpy as np
+
+    from stream import STFTSpec, istft, stft
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    endpoint = f"tcp://127.0.0.1:{port}"
+    spec = STFTSpec(sample_rate=48000, n_fft=1024, hop_length=256)
+    x = np.sin(2 * np.pi * 440 * np.arange(12000) / 48000).astype(np.float32)
+    z = stft(x, spec)
+    frames = list(zip(np.abs(z), np.angle(z)))
+    received = []
+    receive = readme_snippet("### Receive frames in your own program")
+    send = readme_snippet("### Send frames from your own program")
+    ready = threading.Event()
+
+    def receiver():
+        code = receive.replace("tcp://127.0.0.1:5556", endpoint)
+        code = code.replace("    for event in rx:", "    ready.set()\n    for event in rx:")
+        exec(code, {"play": received.append, "ready": ready})
+
+    t = threading.Thread(target=receiver, daemon=True)
+    t.start()
+    assert ready.wait(10)
+    exec(send.replace("tcp://127.0.0.1:5556", endpoint), {"frames": frames})
+    t.join(30)
+    assert not t.is_alive()
+    y = np.concatenate(received)
+    want = istft(z, spec)
+    assert len(y) == len(want)
+    np.testing.assert_allclose(y, want, atol=1e-5)
