@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .spec import SpecError, STFTSpec
+from .spec import SpecError, STFTSpec, bins_fit
 
 __all__ = ["MAGNITUDES", "PHASE_UNITS", "Encoding", "Decoder"]
 
@@ -141,8 +141,7 @@ class Decoder:
         if x.shape[-1] != self.spec.n_bins:
             raise SpecError(
                 f"frames have {x.shape[-1]} bins but n_fft={self.spec.n_fft} makes "
-                f"{self.spec.n_bins}; they fit n_fft={2 * (x.shape[-1] - 1)} "
-                f"(or {2 * x.shape[-1] - 1} if odd)")
+                f"{self.spec.n_bins}; they fit {bins_fit(x.shape[-1])}")
 
     def _clean(self, x):
         bad = ~np.isfinite(x)

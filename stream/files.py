@@ -6,8 +6,11 @@ space, not RAM.  Compressed ``.npz`` members and text files are read whole
 (they cannot be mapped); the error path says so when that is too large.
 
 :class:`FrameSource` walks one or two such arrays block by block in frame
-order, whatever their layout, and is what ``reconstruct``, ``send`` and the
-probe read through.
+order, whatever their layout, and is what ``reconstruct`` and ``send`` read
+through.  The file conventions have their one home here: the formats by
+suffix (:data:`FORMATS`), which axis is frequency (:func:`guess_layout`,
+:func:`layout_guess`) and a phase saved transposed (:func:`second_layout`);
+the probe uses the same rules.
 """
 
 from __future__ import annotations
@@ -20,24 +23,32 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
+from .spec import bins_fit, n_fft_for_bins
 
-__all__ = ["FileError", "load_array", "array_names", "FrameSource", "LAYOUTS", "RAW_DTYPES"]
+__all__ = ["FileError", "load_array", "array_names", "file_format", "FrameSource", "LAYOUTS",
+           "RAW_DTYPES", "FORMATS", "guess_layout", "layout_guess", "other_layout",
+           "is_transposed", "second_layout", "usual_n_fft", "fits_usual_n_fft"]
 
 LAYOUTS = ("frames-bins", "bins-frames")
 RAW_DTYPES = {"float32": "<f4", "float64": "<f8", "complex64": "<c8", "complex128": "<c16",
               "float32be": ">f4", "float64be": ">f8", "int16": "<i2"}
-_RAW_SUFFIXES = {".bin", ".raw", ".dat", ".f32", ".f64"}
-_TEXT_SUFFIXES = {".csv", ".txt", ".tsv"}
+#: File formats by suffix (lower case); any other suffix is raw binary.
+FORMATS = {".npy": "npy", ".npz": "npz", ".csv": "text", ".txt": "text", ".tsv": "text"}
 
 
 #: A file that cannot be read as asked (the name the file layer has always used).
 FileError = InputError
 
 
+def file_format(path) -> str:
+    """'npy', 'npz', 'text' or 'raw': how :func:`load_array` reads ``path`` (by its suffix)."""
+    return FORMATS.get(Path(path).suffix.lower(), "raw")
+
+
 def array_names(path) -> list[str]:
     """Names of the arrays in an ``.npz`` file ([] for other formats)."""
     path = Path(path)
-    if path.suffix.lower() != ".npz":
+    if file_format(path) != "npz":
         return []
     try:
         with zipfile.ZipFile(path) as z:
@@ -66,19 +77,20 @@ def load_array(path, key: str | None = None, dtype: str | None = None,
     path = Path(path)
     if not path.exists():
         raise FileError(f"{path}: no such file")
-    suffix = path.suffix.lower()
+    kind = file_format(path)
     try:
-        if suffix == ".npy":
+        if kind == "npy":
             return np.load(path, mmap_mode="r", allow_pickle=False)
-        if suffix == ".npz":
+        if kind == "npz":
             return _load_npz(path, key)
-        if suffix in _TEXT_SUFFIXES:
+        if kind == "text":
             return _load_text(path)
         return _load_raw(path, dtype, bins, layout)
     except FileError:
         raise
     except (ValueError, OSError, zipfile.BadZipFile) as e:
-        raise FileError(f"{path}: cannot read it as {suffix or 'raw binary'} ({e})") from None
+        raise FileError(f"{path}: cannot read it as {path.suffix.lower() or 'raw binary'} "
+                        f"({e})") from None
 
 
 def _load_npz(path: Path, key: str | None) -> np.ndarray:
@@ -151,7 +163,8 @@ def _load_raw(path: Path, dtype: str | None, bins: int | None, layout: str | Non
     if count % bins:
         raise FileError(f"{path}: {count} {dtype} values do not split into frames of "
                         f"{bins} bins; check --bins/--n-fft and --dtype")
-    shape = (count // bins, bins) if (layout or "frames-bins") == "frames-bins" else (bins, count // bins)
+    frames = count // bins
+    shape = (frames, bins) if (layout or "frames-bins") == "frames-bins" else (bins, frames)
     return np.memmap(path, dtype=dt, mode="r", shape=shape)
 
 
@@ -163,8 +176,9 @@ class FrameSource:
     ``layout`` says which axis of each 2-D array is frequency; 3-D arrays have
     channels first.  ``second_layout`` is the layout of ``second`` when it
     differs (the same frames saved transposed: its last two axes are those of
-    ``first`` swapped); None means ``layout``.  Iterating yields
-    ``(first_block, second_block)`` of shape ``(n, bins)`` or
+    ``first`` swapped); None means :func:`second_layout`'s answer: ``layout``,
+    or the other one when ``second`` is ``first`` transposed.  Iterating
+    yields ``(first_block, second_block)`` of shape ``(n, bins)`` or
     ``(channels, n, bins)``, in frame order.
     """
 
@@ -180,12 +194,14 @@ class FrameSource:
         if self.first.ndim not in (2, 3):
             raise FileError(f"a spectrogram must be 2-D (or 3-D with channels first), "
                             f"got shape {self.first.shape}")
-        if self.second_layout is None or self.second is None:
+        if self.second is None:
             self.second_layout = self.layout
+        elif self.second_layout is None:
+            self.second_layout = second_layout(self.first.shape, self.second.shape, self.layout)
         if self.second is not None:
             want = self.first.shape
             if self.second_layout != self.layout:
-                want = want[:-2] + want[-2:][::-1]
+                want = _transposed_shape(want)
             if self.second.shape != want:
                 how = ("" if self.second_layout == self.layout else
                        f" (with the phase in {self.second_layout} order it should be {want})")
@@ -257,27 +273,84 @@ def _release_pages(a):
         pass
 
 
-def guess_layout(shape: tuple, n_fft: int | None) -> str:
-    """Which axis is frequency, from ``n_fft`` when known; librosa's bins-frames
-    otherwise, unless that would mean more than 8193 bins (n_fft > 16384) and
-    the other axis would not."""
-    if n_fft is not None:
-        b = n_fft // 2 + 1
-        if shape[-1] == b and shape[-2] != b:
-            return "frames-bins"
-        if shape[-2] == b:
-            return "bins-frames"
-        raise FileError(
-            f"an array of shape {tuple(shape)} has no axis of {b} bins, which n_fft={n_fft} "
-            f"makes; its axes fit n_fft={2 * (shape[-2] - 1)} (bins-frames) or "
-            f"n_fft={2 * (shape[-1] - 1)} (frames-bins)")
-    if shape[-2] > _MAX_GUESS_BINS >= shape[-1]:
-        # bins-frames would mean n_fft > 16384: no audio STFT; the frames run down
+# --------------------------------------------------------------- layouts
+def other_layout(layout: str) -> str:
+    """'bins-frames' for 'frames-bins' and the other way round."""
+    return "bins-frames" if layout == "frames-bins" else "frames-bins"
+
+
+def _transposed_shape(shape) -> tuple:
+    """The shape of the same frames in the other layout (the last two axes swapped)."""
+    shape = tuple(shape)
+    return shape[:-2] + shape[-2:][::-1]
+
+
+def is_transposed(shape, like) -> bool:
+    """True when an array of ``shape`` holds the frames of one of shape ``like``
+    saved in the other layout, as some tools write the phase: both 2-D, not
+    square, each the other's transpose."""
+    return (len(shape) == 2 and len(like) == 2 and like[0] != like[1]
+            and tuple(shape) == _transposed_shape(like))
+
+
+def second_layout(first_shape, second_shape, layout: str) -> str:
+    """The layout to read the second (phase) array in: the first's ``layout``,
+    or the other one when the second is the first transposed."""
+    return other_layout(layout) if is_transposed(second_shape, first_shape) else layout
+
+
+def guess_layout(shape: tuple, n_fft: int | None = None) -> str:
+    """Which axis of an array of ``shape`` (2-D, or 3-D with channels first) is
+    frequency: the one of ``n_fft // 2 + 1`` bins when ``n_fft`` is known
+    (:class:`FileError` when neither is), else :func:`layout_guess`'s."""
+    if n_fft is None:
+        return layout_guess(shape)[0]
+    b = n_fft // 2 + 1
+    if shape[-1] == b and shape[-2] != b:
         return "frames-bins"
-    return "bins-frames"
+    if shape[-2] == b:
+        return "bins-frames"
+    raise FileError(
+        f"an array of shape {tuple(shape)} has no axis of {b} bins, which n_fft={n_fft} "
+        f"makes; as bins-frames it fits {bins_fit(shape[-2])}, as frames-bins "
+        f"{bins_fit(shape[-1])}")
+
+
+def layout_guess(shape: tuple) -> tuple[str, str | None]:
+    """``(layout, why)`` from the axis lengths alone; ``why`` is None when they
+    do not tell and the layout is librosa's bins-frames by default.
+
+    An axis is frequency when only it fits a usual ``n_fft``
+    (:func:`fits_usual_n_fft`) -- the last axis only when it is also the
+    shorter one, since a clip of few frames (``(50, 513)``) reads either way
+    -- or when the other reading would mean more than 8193 bins (n_fft > 16384).
+    """
+    rows, cols = shape[-2:]
+    fits = fits_usual_n_fft(rows), fits_usual_n_fft(cols)
+    if fits[0] and not fits[1]:
+        return "bins-frames", f"only the first axis ({rows}) fits a usual n_fft"
+    if fits[1] and not fits[0] and cols < rows:
+        return "frames-bins", (f"only the last axis ({cols}) fits a usual n_fft, and the "
+                               f"{rows} frames outnumber the bins")
+    if rows > _MAX_GUESS_BINS >= cols:
+        # bins-frames would mean n_fft > 16384: no audio STFT; the frames run down
+        return "frames-bins", f"{rows} bins would mean n_fft > {2 * (_MAX_GUESS_BINS - 1)}"
+    return "bins-frames", None
 
 
 _MAX_GUESS_BINS = 8193     # n_fft 16384
+
+
+def usual_n_fft(n: int) -> bool:
+    """A frame length tools use: a power of two or a multiple of 32 from 16 on,
+    or 400, 480, 600, 800, 1200 (25 ms at 16 kHz, 10-25 ms at 48 kHz...)."""
+    return n >= 16 and (n & (n - 1) == 0 or n % 32 == 0 or n in (400, 480, 600, 800, 1200))
+
+
+def fits_usual_n_fft(bins: int) -> bool:
+    """``bins`` is the one-sided (``n_fft//2 + 1``, even n_fft) or the
+    two-sided (``n_fft``) bin count of a usual n_fft."""
+    return usual_n_fft(n_fft_for_bins(bins)[0]) or usual_n_fft(bins)
 
 
 def parse_window(text: str):

@@ -490,3 +490,18 @@ def preset(name: str, **params) -> STFTSpec:
     elif name == "torch":
         p.setdefault("sample_rate", 16000)
     return STFTSpec(**p)
+
+
+# ------------------------------------------------------- bins <-> n_fft
+def n_fft_for_bins(bins: int) -> tuple[int, int]:
+    """The frame lengths (samples) whose one-sided spectrum has ``bins`` bins:
+    ``(even, odd)``, ``2 * (bins - 1)`` and ``2 * bins - 1``."""
+    return 2 * (bins - 1), 2 * bins - 1
+
+
+def bins_fit(bins: int, name: str = "n_fft=") -> str:
+    """What frames of ``bins`` bins fit, for error messages: ``'n_fft=1024 (or
+    1025 if odd)'``.  ``name`` spells the parameter (the command line passes
+    ``'--n-fft '``)."""
+    even, odd = n_fft_for_bins(bins)
+    return f"{name}{even} (or {odd} if odd)"

@@ -604,3 +604,35 @@ def test_lost_level_is_normalized_to_minus_1_dbfs(tmp_path):
                                       "-o", "x.wav", "-q"])
     res = apply_probe(args)
     assert res.level_lost is None and args.normalize is None
+
+
+@pytest.mark.parametrize("make", [make_scipy_short_window, make_shorttimefft, make_scipy_npz,
+                                  make_db_max_deg_transposed])
+def test_printed_command_is_what_auto_does_and_what_to_spec_says(make, tmp_path):
+    from stream.cli.common import encoding_from_args, spec_from_args
+    from stream.cli.probe import command_line
+    make(tmp_path)
+    files = {make_db_max_deg_transposed: ["spectrogram.npy", "phases.npy"]}.get(
+        make, [p.name for p in tmp_path.iterdir()])
+    paths = [str(tmp_path / f) for f in files]
+    res = probe(*paths)
+    printed = command_line(res).split("#")[0].split()[2:]
+    printed = build_parser().parse_args(["reconstruct", *printed])
+    auto = build_parser().parse_args(["reconstruct", *paths, "--auto", "-o", "OUT.wav", "-q",
+                                      "-r", f"{res.to_spec().sample_rate:g}"])
+    apply_probe(auto)
+    for name in ("mag", "phase", "mag_key", "phase_key", "layout", "dtype", "bins", "preset",
+                 "normalize"):
+        assert getattr(printed, name) == getattr(auto, name), name
+    # the same frames (a full-length window's placement is moot)
+    frame = lambda s: (s.describe(), s.first_frame, tuple(s.padded_window))   # noqa: E731
+    assert frame(spec_from_args(printed)) == frame(spec_from_args(auto)) == frame(res.to_spec())
+    assert encoding_from_args(printed) == encoding_from_args(auto) == res.to_encoding()
+
+
+def test_to_spec_says_what_cannot_be_told(tmp_path):
+    np.save(tmp_path / "mag.npy", np.abs(frames_np(chirp(), 512, 128)))
+    with pytest.raises(SpecError, match="hop_length"):
+        probe(tmp_path / "mag.npy").to_spec()
+    spec = probe(tmp_path / "mag.npy", known={"hop_length": 128, "window": "hann"}).to_spec(48000)
+    assert (spec.n_fft, spec.hop_length, spec.sample_rate) == (512, 128, 48000)

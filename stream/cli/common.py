@@ -18,7 +18,8 @@ import numpy as np
 from ..decode import MAGNITUDES, PHASE_UNITS, Encoding
 from ..files import (LAYOUTS, RAW_DTYPES, FileError, FrameSource, array_names, guess_layout,
                     load_array, parse_window)
-from ..spec import PHASE_ORIGINS, PRESETS, SCALINGS, SpecError, STFTSpec, preset
+from ..spec import (PHASE_ORIGINS, PRESETS, SCALINGS, SpecError, STFTSpec, bins_fit,
+                    n_fft_for_bins, preset)
 
 log = logging.getLogger("specstream")
 
@@ -135,20 +136,12 @@ def open_source(args) -> FrameSource:
         raise FileError(f"{args.mag}: a 1-D array of {first.shape[0]} values is not a "
                         "spectrogram; give --bins for raw files, or reshape it")
     layout = args.layout or guess_layout(first.shape, args.n_fft)
-    return FrameSource(first, second, layout, _second_layout(first, second, layout))
-
-
-def _second_layout(first, second, layout: str) -> str:
-    """The phase array's layout: the magnitude's, unless the two are the same
-    frames saved transposed (2-D shapes that are each other's transpose, not
-    square), which some tools write; then the other one."""
-    if (second is None or first.ndim != 2 or second.ndim != 2
-            or first.shape[0] == first.shape[1] or second.shape != first.shape[::-1]):
-        return layout
-    other = "frames-bins" if layout == "bins-frames" else "bins-frames"
-    log.info("the phase %s is the magnitude %s transposed: reading it as %s",
-             tuple(second.shape), tuple(first.shape), other)
-    return other
+    # a phase saved transposed is read in its own layout (files.second_layout)
+    source = FrameSource(first, second, layout)
+    if source.second_layout != layout:
+        log.info("the phase %s is the magnitude %s transposed: reading it as %s",
+                 tuple(second.shape), tuple(first.shape), source.second_layout)
+    return source
 
 
 def _pick(names, wanted, exclude=None):
@@ -172,11 +165,10 @@ def spec_from_args(args, source: FrameSource | None = None) -> STFTSpec:
         given["window"] = parse_window(args.window)
     if source is not None:
         if "n_fft" not in given:
-            given["n_fft"] = 2 * (source.n_bins - 1)
+            given["n_fft"] = n_fft_for_bins(source.n_bins)[0]
         elif given["n_fft"] // 2 + 1 != source.n_bins:
-            b = source.n_bins
-            raise UsageError(f"the frames have {b} bins, which fit --n-fft {2 * (b - 1)} "
-                             f"(or {2 * b - 1}), not {given['n_fft']}")
+            raise UsageError(f"the frames have {source.n_bins} bins, which fit "
+                             f"{bins_fit(source.n_bins, '--n-fft ')}, not {given['n_fft']}")
         if "channels" not in given:
             given["channels"] = source.channels
         elif given["channels"] != source.channels:

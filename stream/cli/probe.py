@@ -2,7 +2,9 @@
 
 ``register(sub)`` adds the ``probe`` subcommand (a readable report, ``--json``,
 ``--plot``); :func:`apply_probe` fills the ``reconstruct`` flags the user left
-unset from the probe's answer.  Explicit flags always win.
+unset from the probe's answer.  Explicit flags always win.  Both the printed
+command line and ``--auto`` come from :func:`reconstruct_flags`, the probe's
+parameters in ``reconstruct``'s terms: what one does, the other says.
 """
 
 from __future__ import annotations
@@ -15,23 +17,34 @@ import shlex
 import shutil
 import sys
 import tempfile
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from typing import TYPE_CHECKING
+from ..decode import Encoding
+from ..spec import SpecError, STFTSpec
 
 if TYPE_CHECKING:
     from ..probe import ProbeResult
-from ..spec import SpecError
 
 log = logging.getLogger("specstream")
 
-#: reconstruct flag attribute -> probe finding (the values the probe can supply).
-_FILL = (("layout", "layout"), ("n_fft", "n_fft"), ("hop_length", "hop_length"),
-         ("win_length", "win_length"), ("window", "window"), ("center", "center"),
-         ("magnitude", "magnitude"), ("db_ref", "db_ref"), ("phase_unit", "phase_unit"),
-         ("scaling", "scaling"), ("phase_origin", "phase_origin"), ("dtype", "dtype"),
-         ("bins", "bins"))
+#: reconstruct's flag for each argument the probe fills, in the order the
+#: printed command line gives them (``center`` is --center/--no-center).
+_FLAGS = (("mag_key", "--mag-key"), ("phase_key", "--phase-key"), ("dtype", "--dtype"),
+          ("bins", "--bins"), ("layout", "--layout"), ("n_fft", "--n-fft"),
+          ("hop_length", "--hop-length"), ("win_length", "--win-length"),
+          ("window", "--window"), ("center", "--center"), ("preset", "--preset"),
+          ("phase_origin", "--phase-origin"), ("magnitude", "--magnitude"),
+          ("db_ref", "--db-ref"), ("phase_unit", "--phase-unit"), ("scaling", "--scaling"),
+          ("sample_rate", "--sample-rate"), ("length", "--length"),
+          ("normalize", "--normalize"))
+#: flags the printed command leaves out at these values (the library's defaults)...
+_DEFAULTS = {"phase_origin": STFTSpec.phase_origin, "scaling": STFTSpec.scaling,
+             "magnitude": Encoding.magnitude, "db_ref": Encoding.db_ref,
+             "phase_unit": Encoding.phase_unit}
+#: ...except these when a preset is given: it has defaults of its own for them.
+_PRESET_DEFAULTS = ("phase_origin", "scaling")
 #: flags whose value the probe may use as known.
 _KNOWN = ("layout", "n_fft", "hop_length", "win_length", "window", "center", "magnitude",
           "db_ref", "phase_unit", "scaling", "phase_origin", "dtype", "bins", "mag_key",
@@ -122,46 +135,64 @@ def report(res: ProbeResult) -> str:
     return "\n".join(lines)
 
 
+def reconstruct_flags(res: ProbeResult) -> dict:
+    """The ``reconstruct`` arguments (attribute -> value) the probe's
+    :meth:`~stream.probe.ProbeResult.parameters` make: the one translation
+    the printed command line and ``--auto`` share.
+
+    Frame placements no flag names come as a preset: frames before sample 0
+    (``ShortTimeFFT``, ``scipy-sfft``) or a window at the start of a longer
+    frame (``scipy``).  A level the files have lost comes as
+    ``normalize=-1`` (dBFS).
+    """
+    flags = res.parameters()
+    first_frame, align = flags.pop("first_frame", 0), flags.pop("window_align", "center")
+    placement = "scipy-sfft" if first_frame else "scipy" if align == "left" else None
+    if placement:
+        flags["preset"] = placement
+    if res.level_lost:
+        flags["normalize"] = -1.0
+    return flags
+
+
 def command_line(res: ProbeResult, output: str = "OUT.wav") -> str | None:
-    """The ``specstream reconstruct`` command that follows from the findings."""
+    """The ``specstream reconstruct`` command that follows from the findings:
+    what ``--auto`` does, spelled out (None when the probe cannot tell)."""
     if not res.ok:
         return None
-    v = res.value
-    cmd = ["specstream", "reconstruct", str(v("mag_file"))]
-    if v("phase_file") and v("phase_file") != v("mag_file"):
-        cmd.append(str(v("phase_file")))
+    flags = reconstruct_flags(res)
+    flags.setdefault("sample_rate", STFTSpec.sample_rate)    # assumed: shown, to be changed
+    cmd = ["specstream", "reconstruct", str(flags["mag"])]
+    if "phase" in flags:
+        cmd.append(str(flags["phase"]))
     cmd += ["-o", output]
-    if v("mag_key"):
-        cmd += ["--mag-key", v("mag_key")]
-    if v("phase_key"):
-        cmd += ["--phase-key", v("phase_key")]
-    if v("dtype"):
-        cmd += ["--dtype", v("dtype"), "--bins", str(v("bins"))]
-    cmd += ["--layout", v("layout"), "--n-fft", str(v("n_fft")),
-            "--hop-length", str(v("hop_length")), "--win-length", str(v("win_length")),
-            "--window", str(v("window")), "--center" if v("center", True) else "--no-center"]
-    if v("first_frame", 0):
-        cmd += ["--preset", "scipy-sfft"]
-    elif v("window_align") == "left":
-        cmd += ["--preset", "scipy"]
-    if v("phase_origin") and v("phase_origin") != "frame-start":
-        cmd += ["--phase-origin", v("phase_origin")]
-    if v("magnitude") and v("magnitude") != "linear":
-        cmd += ["--magnitude", v("magnitude")]
-    if v("db_ref") not in (None, 1.0):
-        cmd += ["--db-ref", str(v("db_ref"))]
-    if v("phase_unit") and v("phase_unit") != "rad":
-        cmd += ["--phase-unit", v("phase_unit")]
-    if v("scaling") and v("scaling") != "none":
-        cmd += ["--scaling", v("scaling")]
-    cmd += ["--sample-rate", f"{v('sample_rate', 22050):g}"]
-    if res.confidence("scaling") < 0.5:
-        cmd += ["--normalize"]
+    for attr, flag in _FLAGS:
+        value = flags.get(attr)
+        if value is None or _left_out(attr, value, flags):
+            continue
+        if attr == "center":
+            cmd.append("--center" if value else "--no-center")
+        elif isinstance(value, float) and value < 0:      # the value must not look like a flag
+            cmd.append(f"{flag}={_text(value)}")
+        else:
+            cmd += [flag, _text(value)]
     text = " ".join(shlex.quote(c) for c in cmd)
     if res.needs_copy:
         text += (f"   # {res.needs_copy}: make complex one-sided frames (bins 0..n_fft/2) "
                  "first; --auto does it for you")
     return text
+
+
+def _left_out(attr, value, flags) -> bool:
+    """A flag at the default reconstruct assumes anyway."""
+    if "preset" in flags and attr in _PRESET_DEFAULTS:
+        return False
+    return attr in _DEFAULTS and _DEFAULTS[attr] == value
+
+
+def _text(value) -> str:
+    """A flag's value as typed: 48000 for 48000.0, 1e-05 as it is."""
+    return f"{value:g}" if isinstance(value, float) and value.is_integer() else str(value)
 
 
 # ------------------------------------------------------------------- plot
@@ -198,38 +229,30 @@ def write_plot(res: ProbeResult, path: str):
 
 # ------------------------------------------------------------------- auto
 def apply_probe(args):
-    """Probe ``args.mag``/``args.phase`` and fill every flag left as None.
+    """Probe ``args.mag``/``args.phase`` and fill every flag left as None
+    from :func:`reconstruct_flags` (what the printed command line gives).
 
-    Roles: swaps ``args.mag``/``args.phase`` or sets the npz keys when the
-    magnitude and phase are not where the command line put them; a
-    two-sided spectrum is cut to its one-sided half in a temporary .npy.
-    Raises :class:`SpecError` saying what would settle it when the probe
-    cannot tell.
+    Roles: ``args.mag``/``args.phase`` become the files the probe found the
+    magnitude and the phase in (swapped, or the phase None when it is in the
+    magnitude's ``.npz``); a two-sided spectrum or real/imaginary parts are
+    made into a one-sided complex temporary .npy.  Raises :class:`SpecError`
+    saying what would settle it when the probe cannot tell.
     """
     res = _run(args)
     if not res.ok:
         raise SpecError("--auto cannot tell how these frames were made: "
                         + "; ".join(res.problems or ["see 'specstream probe'"]))
-    _apply_roles(args, res)
-    for attr, name in _FILL:
-        value = res.value(name)
-        if getattr(args, attr, None) is None and value is not None:
-            if attr in ("dtype", "bins") and res.findings.get("dtype") is None:
-                continue
+    flags = reconstruct_flags(res)
+    _apply_roles(args, flags.pop("mag"), flags.pop("phase", None))
+    for attr, value in flags.items():
+        if getattr(args, attr, None) is None:
             setattr(args, attr, value)
-            log.info("probe: %s = %s (%s)", attr, value, res.findings[name].label)
-    stored = res.value("stored") or {}
-    if getattr(args, "sample_rate", None) is None and "sample_rate" in stored:
-        args.sample_rate = stored["sample_rate"]
-        log.info("probe: sample_rate = %g (stored in the file)", args.sample_rate)
-    if getattr(args, "length", None) is None and "length" in stored:
-        args.length = stored["length"]
-    if getattr(args, "preset", None) is None:
-        _preset_for_placement(args, res)
+            f = res.findings.get(attr)
+            log.info("probe: %s = %s (%s)", attr, value, f.label if f else "from the findings")
+            if attr == "normalize":
+                _announce_lost_level(args, res)
     if res.needs_copy:
         _readable_copy(args, res)
-    if res.level_lost and getattr(args, "normalize", None) is None:
-        _normalize_lost_level(args, res)
     for name in ("scaling", "sample_rate"):
         if res.confidence(name) == 0:
             log.info("probe: %s: %s", name, res.findings[name].evidence)
@@ -252,41 +275,20 @@ def summary(res: ProbeResult) -> str:
     return " ".join(parts) + f" (confidence {res.overall:.2f}; flags given win)"
 
 
-def _normalize_lost_level(args, res: ProbeResult):
+def _announce_lost_level(args, res: ProbeResult):
     """The files cannot say how loud the audio was: without a gain the output
     would sit wherever the stored numbers put it (-50 dBFS for dB re the
-    maximum), so the peak goes to -1 dBFS, as the printed command line does."""
-    args.normalize = -1.0
+    maximum), so the peak goes to -1 dBFS (:func:`reconstruct_flags`)."""
     why = f"the absolute level is lost ({res.level_lost})"
-    log.info("probe: normalize = -1 dBFS: %s", why)
     if not getattr(args, "quiet", False):
-        print(f"specstream: {why}: --normalize -1 dBFS", file=sys.stderr)
+        print(f"specstream: {why}: --normalize {args.normalize:g} dBFS", file=sys.stderr)
 
 
-def _preset_for_placement(args, res: ProbeResult):
-    """Frame placements the flags cannot say come from a preset: frames before
-    sample 0 (ShortTimeFFT) or a window at the start of a longer frame (scipy)."""
-    name = ("scipy-sfft" if res.value("first_frame", 0) else
-            "scipy" if res.value("window_align") == "left" else None)
-    if name is None:
-        return
-    args.preset = name
-    if getattr(args, "sample_rate", None) is None:     # the scipy presets default to 1 Hz
-        args.sample_rate = float(res.value("sample_rate", 22050))
-    log.info("probe: preset = %s (frame placement)", name)
-
-
-def _apply_roles(args, res: ProbeResult):
-    mag_file, phase_file = res.value("mag_file"), res.value("phase_file")
-    if args.phase is not None and mag_file == args.phase and phase_file == args.mag:
-        args.mag, args.phase = args.phase, args.mag
-        log.info("probe: %s holds the magnitude and %s the phase (swapped)", args.mag, args.phase)
-    if args.mag_key is None and res.value("mag_key"):
-        args.mag_key = res.value("mag_key")
-    if args.phase_key is None and res.value("phase_key"):
-        args.phase_key = res.value("phase_key")
-        if phase_file == mag_file:
-            args.phase = None
+def _apply_roles(args, mag, phase):
+    """The magnitude (or complex) file and the phase file as the probe found them."""
+    if args.phase is not None and (mag, phase) == (args.phase, args.mag):
+        log.info("probe: %s holds the magnitude and %s the phase (swapped)", mag, phase)
+    args.mag, args.phase = mag, phase
 
 
 def _readable_copy(args, res: ProbeResult):

@@ -1,0 +1,149 @@
+"""The arrays the files hold: reading them (any format the file layer reads,
+raw binary guessed), pairing two files, and the scalars an ``.npz`` stores
+beside them (``sr``, ``hop_length``...).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..files import RAW_DTYPES, array_names, file_format, is_transposed, load_array
+from ..spec import SpecError, STFTSpec
+from .raw import RAW_TRY, RawGuess
+from .result import Finding, ProbeResult
+
+
+@dataclass(eq=False)
+class Array:
+    """One array read from a file, with where it came from."""
+
+    data: np.ndarray
+    file: str
+    key: str | None = None
+    raw: RawGuess | None = None
+    #: how ``data`` was made from the stored arrays when it is not one of them
+    derived: str | None = None
+    #: ``data`` is the stored array transposed (the same frames as its partner,
+    #: saved in the other layout)
+    transposed: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.file + (f"[{self.key}]" if self.key else "")
+
+
+def read_file(path, hints: dict, allow_complex: bool) -> list[Array]:
+    """Every array in ``path``; a raw file is read as the element type and row
+    length :class:`RawGuess` finds (``hints``: ``dtype``, ``rowlen``)."""
+    path = str(path)
+    kind = file_format(path)
+    if kind == "npz":
+        return [pairs_last(Array(load_array(path, key=k), path, k)) for k in array_names(path)]
+    if kind != "raw":
+        return [pairs_last(Array(load_array(path), path))]
+    if not Path(path).exists():
+        raise SpecError(f"{path}: no such file")
+    g = RawGuess.guess(path, hints.get("dtype"), hints.get("rowlen"), allow_complex)
+    if g is None:
+        raise SpecError(f"{path}: no element type ({', '.join(RAW_TRY)}) reads it as plausible "
+                        "numbers; give --dtype (and --bins)")
+    mm = np.memmap(path, dtype=np.dtype(RAW_DTYPES[g.dtype]), mode="r")
+    return [Array(mm.reshape(-1, g.rowlen), path, None, g)]
+
+
+def pairs_last(a: Array) -> Array:
+    """A real array whose last axis holds (real, imag) pairs (torch's
+    ``view_as_real``, ``return_complex=False``) becomes complex."""
+    d = a.data
+    if d.ndim == 3 and d.shape[-1] == 2 and not np.iscomplexobj(d) and d.dtype.kind == "f":
+        z = np.asarray(d[..., 0]) + 1j * np.asarray(d[..., 1])
+        return Array(z, a.file, a.key, a.raw, derived="real/imag pairs on the last axis")
+    return a
+
+
+def match(a: Array, like: Array) -> Array | None:
+    """``a`` as an array of ``like``'s shape: itself, or -- when it holds the
+    same frames saved in the other layout (:func:`stream.files.is_transposed`)
+    -- a transposed view (``transposed`` set); None when the shapes are unrelated."""
+    if a.data.shape == like.data.shape:
+        return a
+    if is_transposed(a.data.shape, like.data.shape):
+        return Array(a.data.T, a.file, a.key, a.raw, a.derived, transposed=True)
+    return None
+
+
+def check_pairable(arrays: list[Array], first_file, second_file):
+    """Two files named explicitly must hold arrays that go together: the same
+    shape, or one the other transposed.  Otherwise one of them would be left
+    out without a word."""
+    a = [x for x in arrays if x.file == str(first_file) and x.data.ndim >= 2]
+    b = [x for x in arrays if x.file == str(second_file) and x.data.ndim >= 2]
+    if not a or not b or str(first_file) == str(second_file):
+        return
+    if any(match(y, x) is not None for x in a for y in b):
+        return
+    shapes = lambda xs: ", ".join(f"{x.name} {tuple(x.data.shape)}" for x in xs)   # noqa: E731
+    raise SpecError(f"{shapes(a)} and {shapes(b)} cannot be a magnitude/phase pair: the shapes "
+                    "are neither equal nor each other's transpose; check that both files come "
+                    "from the same spectrogram")
+
+
+def sample(a: np.ndarray, n: int = 1 << 18) -> np.ndarray:
+    """Up to ``n`` finite values spread over the array (cheap on memory maps)."""
+    flat = a.reshape(-1) if a.flags.c_contiguous else np.ravel(a)
+    step = max(1, flat.shape[0] // n)
+    v = np.asarray(flat[::step][:n])
+    return v[np.isfinite(v)]
+
+
+# ------------------------------------------------------- stored scalars
+#: names of scalars an .npz may carry -> the parameter they give
+_META = {"sr": "sample_rate", "fs": "sample_rate", "rate": "sample_rate",
+         "sample_rate": "sample_rate", "samplerate": "sample_rate", "hop": "hop_length",
+         "hop_length": "hop_length", "hop_size": "hop_length", "n_fft": "n_fft",
+         "nfft": "n_fft", "win_length": "win_length", "length": "length"}
+
+
+def stored_scalars(arrays, known: dict, res: ProbeResult) -> dict:
+    """Scalars stored next to the arrays (``sr``, ``hop_length``...): used as
+    known unless the caller gave them; the search still checks them."""
+    out = dict(known)
+    for a in arrays:
+        name = _META.get((a.key or "").lower())
+        if name is None or a.data.ndim != 0 or a.data.dtype.kind not in "iuf":
+            continue
+        v = a.data.item()
+        if v <= 0 or (name != "sample_rate" and v != int(v)):
+            continue
+        v = int(v) if name != "sample_rate" else float(v)
+        if name not in out:
+            if name in ("sample_rate", "length"):   # not in the frames: take them
+                out[name] = v
+            res.findings.setdefault("stored", Finding({}, "scalars stored in the file", 0.9))
+            res.findings["stored"].value[name] = v
+    if "stored" in res.findings:
+        res.findings["stored"].evidence = ("stored in " + ", ".join(
+            f"{k}={v}" for k, v in res.findings["stored"].value.items())
+            + "; the sample rate and length are taken, the rest is checked")
+    return out
+
+
+def check_stored(res: ProbeResult):
+    """Compare what the file says about itself with what the frames show."""
+    for k, v in (res.value("stored") or {}).items():
+        if k in ("hop_length", "n_fft", "win_length") and res.value(k) != v:
+            res.problems.append(f"the file stores {k}={v}, but the frames fit {k}="
+                                f"{res.value(k)}; the frames were believed")
+        elif k in ("hop_length", "n_fft"):
+            res.findings[k].evidence += f"; the file agrees ({k}={v})"
+
+
+def sample_rate_finding(known) -> Finding:
+    """The sample rate: given or stored, else STFTSpec's default, assumed (confidence 0)."""
+    if known.get("sample_rate"):
+        return Finding(known["sample_rate"], "given or stored in the file", 2.0)
+    return Finding(STFTSpec.sample_rate, f"a spectrum does not store its sample rate: "
+                   f"{STFTSpec.sample_rate:g} Hz assumed; give --sample-rate", 0.0)

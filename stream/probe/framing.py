@@ -1,0 +1,424 @@
+"""Framing: hop, window (its shape, length and placement) and phase origin.
+
+* coarse -- for a window ``w`` and hop ``H``, the windowed segments of
+  successive frames must agree where they overlap:
+  ``y_t[H+k] w[k] = y_{t+1}[k] w[H+k]``.  Three FFT correlations give the
+  mismatch for every hop at once, on a slice of loud frames (:class:`_PairScan`).
+* window length -- ``irfft`` of a frame is zero outside the window: a window
+  shorter than n_fft (librosa ``win_length``, scipy ``nperseg < nfft``)
+  shows where it sits; its exact length is the one whose pair mismatch at
+  the found hop is least.
+* refine -- for the best few (hop, window, phase origin, unit) candidates,
+  :func:`consistency`, ``||X - STFT(ISTFT(X))|| / ||X||`` with the engine's
+  own transforms on interior frames: the right one is near zero (float
+  rounding), wrong ones are not.  :func:`conclude` turns the scores into findings.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..engine import istft, stft
+from ..spec import SpecError, STFTSpec
+from .arrays import sample, sample_rate_finding
+from .result import Candidate, Finding, ProbeResult
+from .units import decoded
+
+#: Windows the search tries (all periodic, as the libraries make them).
+WINDOW_CANDIDATES = ("hann", "hamming", "blackman", "rectangular", "bartlett", "sine",
+                     "sqrt-hann")
+#: Consistency below this is "an STFT made this way"; above _NOT_CONSISTENT, "not".
+_CONSISTENT = 0.02
+_NOT_CONSISTENT = 0.1
+
+
+# ---------------------------------------------------------- coarse: pairs
+class _PairScan:
+    """Overlap mismatch of successive frames for every hop at once.
+
+    ``y_t = irfft(X_t)`` is ``w * x[tH : tH+N]`` (rolled by half a frame for a
+    window-centre phase).  For the right window and hop
+    ``y_t[H+k] w[k] = y_{t+1}[k] w[H+k]`` on the overlap ``0 <= k < N-H``; the
+    squared mismatch is ``c(y_t^2, w^2) + c(w^2, y_{t+1}^2) - 2 c(y_t w, y_{t+1} w)``
+    with ``c(f, g)[L] = sum_k f[L+k] g[k]``, three FFT correlations for all L.
+    """
+
+    def __init__(self, frames: np.ndarray, n_fft: int):
+        self.n = n_fft
+        self.y_file = np.fft.irfft(frames.astype(np.complex128), n=n_fft, axis=1)
+        self._rolled = {}
+
+    def scores(self, window: str, origin: str, win_length: int | None = None,
+               align: str = "center") -> np.ndarray:
+        """Mismatch / overlap energy for hops 0..N-1 (inf where undefined)."""
+        n = self.n
+        spec = STFTSpec(n_fft=n, win_length=win_length or n, hop_length=1, window=window,
+                        window_align=align, phase_origin=origin)
+        w = spec.padded_window
+        r = spec.phase_reference      # undo a window-centre phase: y_fs = roll(y_file, r)
+        if r not in self._rolled:
+            self._rolled[r] = np.roll(self.y_file, r, axis=1) if r else self.y_file
+        y = self._rolled[r]
+        a, b = y[:-1], y[1:]
+        m = 2 * n
+        fa2, fb2 = np.fft.rfft(a * a, m), np.fft.rfft(b * b, m)
+        fw2 = np.fft.rfft(w * w, m)
+        faw, fbw = np.fft.rfft(a * w, m), np.fft.rfft(b * w, m)
+        t1 = np.fft.irfft((fa2 * np.conj(fw2)).sum(0), m)[:n]
+        t2 = np.fft.irfft((fw2 * np.conj(fb2)).sum(0), m)[:n]
+        x = np.fft.irfft((faw * np.conj(fbw)).sum(0), m)[:n]
+        den = t1 + t2
+        num = np.maximum(den - 2 * x, 0)
+        energy = float((a * a).sum() + (b * b).sum())
+        with np.errstate(divide="ignore", invalid="ignore"):
+            s = np.sqrt(num / den)
+        # Tapered windows at low overlap (blackman, 25 %) share little energy:
+        # keep those hops; the engine check weeds out flukes.
+        s[~(den > 1e-9 * energy * float((w * w).max()))] = np.inf
+        s[: max(1, n // 8)] = np.inf      # the search range: hops n_fft/8 .. n_fft
+        return s
+
+
+def _score_at(scan: "_PairScan", window, origin, win_length, align, hop) -> float:
+    """The pair mismatch at one hop (direct sums; for trying many window lengths)."""
+    n = scan.n
+    spec = STFTSpec(n_fft=n, win_length=win_length, hop_length=1, window=window,
+                    window_align=align, phase_origin=origin)
+    w, r = spec.padded_window, spec.phase_reference
+    y = np.roll(scan.y_file, r, axis=1) if r else scan.y_file
+    a, b = y[:-1, hop:], y[1:, :n - hop]
+    wa, wb = w[:n - hop], w[hop:]
+    num = ((a * wa - b * wb) ** 2).sum()
+    den = ((a * wa) ** 2 + (b * wb) ** 2).sum()
+    return float(np.sqrt(num / den)) if den > 0 else np.inf
+
+
+def _refine_win_length(scan, cands: list, est_range, k: int = 4) -> list:
+    """For the best few candidates with a short window, the window length
+    whose pair mismatch at their hop is least (tapered windows hide their
+    ends below any threshold, so the support only brackets the length)."""
+    out, seen = [], set()
+    for c in cands:
+        if c.win_length >= c.n_fft or (c.window, c.align, c.phase_origin, c.hop) in seen:
+            continue
+        seen.add((c.window, c.align, c.phase_origin, c.hop))
+        lo, hi = est_range
+        scores = {w: _score_at(scan, c.window, c.phase_origin, w, c.align, c.hop)
+                  for w in range(lo, min(hi, c.n_fft) + 1) if c.hop <= w}
+        if scores:
+            w = min(scores, key=scores.get)
+            out.append(Candidate(c.hop, c.window, c.phase_origin, c.magnitude, scores[w],
+                                 n_fft=c.n_fft, win_length=w, align=c.align))
+        if len(seen) >= k:
+            break
+    return out
+
+
+def _window_shapes(y_file: np.ndarray, known: dict, origins) -> list[tuple]:
+    """(win_length, window_align, phase_origin) to search, from where frames are zero.
+
+    ``irfft`` of each frame is the windowed segment, exactly zero outside
+    the window: a window shorter than n_fft shows as a run of zeros --
+    at the frame's end (scipy's left placement), at both ends (librosa's
+    centred placement), or in the middle (a window-centre phase rolls it).
+    Tapered windows look a sample or two shorter on each side, so a few
+    lengths are tried.
+    """
+    n = y_file.shape[1]
+    if known.get("win_length"):
+        w = known["win_length"]
+        aligns = ["center", "left"] if w < n else ["center"]
+        return [(w, a, o) for a in aligns for o in origins]
+    prof = (y_file ** 2).mean(axis=0)
+    quiet = prof <= 1e-9 * max(prof.max(), 1e-300)
+    gap, start = _longest_circular_run(quiet)
+    if gap <= max(4, n // 64):
+        return [(n, "center", o) for o in origins]
+    est = n - gap                                   # support length, maybe a bit short
+    s0 = (start + gap) % n                          # first sample of the support
+    tol = max(3, gap // 4)
+    shapes = []
+    for w in sorted({min(est + d, n) for d in (1, 4)}):
+        for align, origin in (("center", "frame-start"), ("left", "frame-start"),
+                              ("center", "window-center")):
+            if origin not in origins:
+                continue
+            first = STFTSpec(n_fft=n, win_length=w, hop_length=1, window_align=align,
+                             phase_origin=origin)
+            lead = (first.window_offset - first.phase_reference) % n
+            if min((s0 - lead) % n, (lead - s0) % n) <= tol:
+                shapes.append((w, align, origin))
+    return shapes or [(n, "center", o) for o in origins]
+
+
+def _support_range(shapes, n) -> tuple[int, int]:
+    """Window lengths worth trying around the support the shapes came from."""
+    est = min(w for w, _, _ in shapes)
+    return max(est - 3, 1), min(n, est + max(12, est // 16))
+
+
+def _longest_circular_run(mask: np.ndarray) -> tuple[int, int]:
+    """(length, start) of the longest run of True in a circular boolean array."""
+    n = len(mask)
+    if mask.all():
+        return n, 0
+    if not mask.any():
+        return 0, 0
+    k = int(np.argmin(mask))               # start just after a False: no run wraps then
+    m = np.roll(mask, -k)
+    best, best_start, run = 0, 0, 0
+    for i, q in enumerate(np.r_[m, False]):
+        if q:
+            run += 1
+        else:
+            if run > best:
+                best, best_start = run, (i - run + k) % n
+            run = 0
+    return best, best_start
+
+
+def _hop_candidates(score: np.ndarray, k: int = 3) -> list[int]:
+    """The ``k`` best local minima of a score curve."""
+    s = score
+    fin = np.isfinite(s)
+    if not fin.any():
+        return []
+    idx = np.flatnonzero(fin)
+    left = np.r_[np.inf, s[:-1]]
+    right = np.r_[s[1:], np.inf]
+    minima = [i for i in idx if s[i] <= left[i] and s[i] <= right[i]]
+    minima.sort(key=lambda i: s[i])
+    return [int(i) for i in minima[:k]]
+
+
+# ------------------------------------------------------- refine: engine
+def consistency(frames: np.ndarray, spec: STFTSpec, margin: int | None = None,
+                mask: np.ndarray | None = None) -> float:
+    """``||X - STFT(ISTFT(X))|| / ||X||`` on the interior frames of a block.
+
+    ``frames``: complex ``(n_frames, bins)`` in ``spec``'s conventions.  The
+    block is treated as uncentred (a slice from inside the file); the first
+    and last ``margin`` frames (default: frames one window spans) are left
+    out, since fewer frames overlap there.  ``mask`` (same shape as
+    ``frames``, bool) limits the measure to the bins it marks.
+    """
+    spec = spec.replace(center=False, first_frame=0)
+    x = np.asarray(frames, dtype=np.complex128)
+    y = istft(x, spec, dtype=np.float64)
+    z = stft(y, spec, dtype=np.float64)
+    r = -(-spec.n_fft // spec.hop_length) if margin is None else margin
+    t = min(len(x), len(z))
+    if t - 2 * r < 1:
+        r = max(0, (t - 1) // 2)
+    a, b = x[r:t - r], z[r:t - r]
+    if mask is not None:
+        # Only the bins that were stored faithfully: a dB floor (top_db)
+        # replaced the others by a constant, which no signal would make.
+        m = np.asarray(mask)[r:t - r]
+        a, b = a * m, b * m
+    den = np.linalg.norm(a)
+    return float(np.linalg.norm(a - b) / den) if den > 0 else float("inf")
+
+
+def loud_slice(power: np.ndarray, length: int) -> slice:
+    """``length`` consecutive frames around the loudest stretch."""
+    t = len(power)
+    if t <= length:
+        return slice(0, t)
+    c = np.convolve(power, np.ones(length), mode="valid")
+    i = int(np.argmax(c))
+    return slice(i, i + length)
+
+
+# ------------------------------------------------------------ the search
+def search(fb, pb, n_fft, mags, unit, known, res, bar) -> list[Candidate]:
+    """Coarse pair scan over (unit, window, origin) for all hops; refine the
+    best with the engine."""
+    n_frames = fb.shape[0]
+    if n_frames < 3:
+        res.problems.append(f"only {n_frames} frame(s): too short to tell how frames overlap; "
+                            "give --hop-length and --window, or a longer file")
+        return []
+    windows = [known["window"]] if known.get("window") else list(WINDOW_CANDIDATES)
+    origins = ([known["phase_origin"]] if known.get("phase_origin")
+               else ["frame-start", "window-center"])
+    power = np.abs(decoded(fb, pb, n_fft, mags[0], unit, slice(None, None, 1))) ** 2 \
+        if n_frames <= 4096 else None
+    sl = loud_slice(power.sum(1) if power is not None else np.ones(n_frames), 25)
+    cands: list[Candidate] = []
+    for mag in mags:
+        scan = _PairScan(decoded(fb, pb, n_fft, mag, unit, sl), n_fft)
+        shapes = _window_shapes(scan.y_file, known, origins)
+        for win in windows:
+            for wl, align, origin in shapes:
+                s = scan.scores(win, origin, wl, align)
+                if known.get("hop_length"):
+                    h = known["hop_length"]
+                    hops = [h] if h < n_fft else []
+                else:
+                    hops = _hop_candidates(s)
+                if mag == mags[0] and (wl == shapes[0][0]):
+                    res.curves[f"{win}/{origin}" + (f"/{wl}" if wl != n_fft else "")] = s
+                cands += [Candidate(h, win, origin, mag, float(s[h]) if h < n_fft else np.inf,
+                                    n_fft=n_fft, win_length=wl, align=align) for h in hops]
+        if shapes[0][0] < n_fft and not known.get("win_length"):
+            mine = sorted((c for c in cands if c.magnitude == mag), key=lambda c: c.pair_score)
+            cands += _refine_win_length(scan, mine, _support_range(shapes, n_fft))
+    bar.step()
+    cands.sort(key=lambda c: c.pair_score)
+    floor = float(sample(fb).min()) if "top_db" in res.findings else None
+    return _refine(fb, pb, n_fft, unit, cands, known, power, floor)
+
+
+def candidate_spec(c: Candidate, n_fft: int) -> STFTSpec:
+    return STFTSpec(n_fft=n_fft, hop_length=c.hop, window=c.window, center=False,
+                    phase_origin=c.phase_origin, win_length=c.win_length or n_fft,
+                    window_align=c.align)
+
+
+def _refine(fb, pb, n_fft, unit, cands, known, power, floor=None) -> list[Candidate]:
+    """Engine consistency for the best distinct candidates, on a longer loud slice."""
+    top, seen = [], set()
+    for c in cands:
+        k = (c.hop, c.window, c.phase_origin, c.magnitude, c.win_length, c.align)
+        if k in seen or not np.isfinite(c.pair_score):
+            continue
+        seen.add(k)
+        top.append(c)
+        if len(top) >= 12:
+            break
+    for c in top:
+        r = -(-n_fft // c.hop)
+        n = fb.shape[0]
+        sl = loud_slice(power.sum(1) if power is not None else np.ones(n), 2 * r + 16)
+        try:
+            spec = candidate_spec(c, n_fft)
+        except SpecError:
+            c.consistency = np.inf
+            continue
+        mask = None if floor is None else np.asarray(fb[sl]) != floor
+        c.consistency = consistency(decoded(fb, pb, n_fft, c.magnitude, unit, sl), spec,
+                                    mask=mask)
+    top.sort(key=lambda c: c.relative)
+    return top + [c for c in cands if c not in top]
+
+
+# ------------------------------------------------------------- findings
+def conclude(cands: list[Candidate], n_fft: int, known, res: ProbeResult) -> STFTSpec | None:
+    """The hop, window, phase origin, magnitude unit and window length findings
+    from the scored candidates; the best one's spec (uncentred), or None when
+    no candidate makes the frames consistent."""
+    res.candidates = cands
+    res.findings["sample_rate"] = sample_rate_finding(known)
+    res.findings["win_length"] = Finding(known.get("win_length", n_fft), "untested",
+                                         2.0 if known.get("win_length") else 0.0)
+    best = cands[0] if cands and cands[0].consistency is not None else None
+    # Near zero, and far below what random frames score at that hop.
+    if best is None or not (best.consistency < _NOT_CONSISTENT and best.relative < 0.2):
+        _cannot_tell(res, best, known, n_fft)
+        return None
+    alt = next((c for c in cands[1:] if c.consistency is not None
+                and (c.hop, c.window, c.win_length) != (best.hop, best.window, best.win_length)),
+               None)
+    ratio = (alt.relative / max(best.relative, 1e-12)) if alt else np.inf
+    conf = (0.97 if best.consistency < 1e-3 and best.relative < 1e-2 and ratio > 100 else
+            0.85 if best.consistency < _CONSISTENT and best.relative < 0.05 and ratio > 5 else
+            0.4 if ratio > 2 else 0.0)
+    alt_txt = (f"; next best {alt.window} hop {alt.hop}: {alt.consistency:.2g}" if alt else "")
+    ev = (f"||X - STFT(ISTFT(X))||/||X|| = {best.consistency:.2g} with hop {best.hop}, "
+          f"{best.window} window{alt_txt}")
+    given = lambda k: 2.0 if known.get(k) is not None else conf   # noqa: E731
+    res.findings["hop_length"] = Finding(best.hop, ev, given("hop_length"))
+    res.findings["window"] = Finding(best.window, ev, given("window"))
+    res.findings["phase_origin"] = Finding(
+        best.phase_origin, "phases referenced to the " +
+        ("window centre (ShortTimeFFT)" if best.phase_origin == "window-center" else
+         "frame start") + f": consistency {best.consistency:.2g}", given("phase_origin"))
+    _magnitude_finding(cands, best, known, res)
+    if conf == 0:
+        res.problems.append(f"hop/window: {best.window} hop {best.hop} and {alt.window} hop "
+                            f"{alt.hop} fit about equally well; give --hop-length or --window"
+                            + ("; frames that barely overlap carry almost no redundancy, and "
+                               f"if they do not overlap at all (hop = n_fft = {n_fft}) nothing "
+                               "can be inferred" if best.hop > 7 * n_fft // 8 else ""))
+    _window_length_finding(best, n_fft, known, res)
+    return candidate_spec(best, n_fft)
+
+
+def _window_length_finding(best: Candidate, n_fft: int, known, res: ProbeResult):
+    w = best.win_length or n_fft
+    if known.get("win_length"):
+        ev, conf = "given", 2.0
+    elif w < n_fft:
+        ev = (f"the frames are zero outside {w} samples "
+              + ("at the start of the frame (scipy: nperseg < nfft)" if best.align == "left"
+                 else "in the middle of the frame (librosa/torch: win_length < n_fft)")
+              + f"; consistency {best.consistency:.2g}")
+        conf = res.confidence("hop_length")
+    else:
+        ev, conf = "the frames are non-zero across all n_fft samples", res.confidence("hop_length")
+    res.findings["win_length"] = Finding(w, ev, conf)
+    res.findings["window_align"] = Finding(best.align, ev if w < n_fft else "full-length window",
+                                           conf)
+
+
+def _magnitude_finding(cands, best, known, res):
+    if best.magnitude == "complex":
+        res.findings["magnitude"] = Finding("linear", "complex values", 1.0)
+        return
+    others = [c for c in cands if c.consistency is not None and c.magnitude != best.magnitude]
+    ev = f"{best.magnitude} makes the frames consistent ({best.consistency:.2g})"
+    if others:
+        o = min(others, key=lambda c: c.consistency)
+        ev += f"; {o.magnitude} at best {o.consistency:.2g}"
+    res.findings["magnitude"] = Finding(best.magnitude, ev, 2.0 if known.get("magnitude") else
+                                        res.confidence("hop_length") if not others else
+                                        min(res.confidence("hop_length"), 0.97))
+    if "db_ref" not in res.findings:
+        res.findings["db_ref"] = Finding(1.0, "dB relative to 1 (the values are not relative "
+                                         "to their maximum)" if best.magnitude.startswith("db")
+                                         else "not dB", 0.6)
+
+
+def _cannot_tell(res, best, known, n_fft):
+    c = "none" if best is None else f"{best.consistency:.2g}"
+    for k in ("hop_length", "window", "phase_origin", "magnitude"):
+        if k not in res.findings or res.findings[k].value is None:
+            res.findings[k] = Finding(known.get(k), "no candidate makes the frames consistent "
+                                      f"(best {c})", 2.0 if known.get(k) else 0.0)
+    res.findings.setdefault("center", Finding(known.get("center"), "untested", 0.0))
+    res.findings.setdefault("scaling", Finding(known.get("scaling"), "untested", 0.0))
+    res.findings.setdefault("db_ref", Finding(1.0, "untested", 0.0))
+    if best is not None:
+        res.problems.append(
+            f"no hop from n_fft/8 to n_fft and no window ({', '.join(WINDOW_CANDIDATES)}) makes "
+            f"these frames consistent (best {best.window} hop {best.hop}: {c}); they may be noise, "
+            "edited, not from a real signal, use a window shorter than n_fft, or frames that do "
+            f"not overlap (hop = n_fft = {n_fft}, which any frames fit). Give --hop-length and "
+            "--window if you know them")
+
+
+def magnitude_only(res, known, mags, n_fft):
+    """The findings a magnitude alone allows: hop and window only when given."""
+    if mags[0].startswith("db") and "db_ref" in res.findings and res.confidence("db_ref") < 0.5:
+        res.level_lost = "dB values relative to their maximum, ref=np.max"
+    res.findings["magnitude"] = Finding(mags[0], "magnitude only: linear or power cannot be told "
+                                        "apart without a phase (consistency needs one)", 0.3)
+    for name in ("hop_length", "window"):
+        if known.get(name) is not None:
+            res.findings[name] = Finding(known[name], "given", 2.0)
+        else:
+            res.findings[name] = Finding(None, "a magnitude alone cannot show how frames overlap",
+                                         0.0)
+    res.findings["center"] = Finding(known.get("center", True),
+                                     "given" if "center" in known else "assumed (librosa default)",
+                                     2.0 if "center" in known else 0.2)
+    res.findings["win_length"] = Finding(n_fft, "assumed n_fft", 0.3)
+    res.findings["scaling"] = Finding(known.get("scaling", "none"), "unknown without a phase", 0.0)
+    res.findings["sample_rate"] = sample_rate_finding(known)
+    res.findings["phase_origin"] = Finding("frame-start", "assumed", 0.2)
+    res.findings["db_ref"] = res.findings.get("db_ref", Finding(1.0, "assumed", 0.2))
+    if not (known.get("hop_length") and known.get("window")):
+        res.problems.append("magnitude only: hop and window cannot be inferred from a magnitude "
+                            "alone; give the phase file (or complex frames), or --hop-length and "
+                            "--window (then phase reconstruction rebuilds a phase)")
