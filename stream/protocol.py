@@ -39,7 +39,7 @@ import numpy as np
 
 from .decode import Encoding
 from .errors import ProtocolError
-from .spec import SpecError, STFTSpec
+from .spec import SpecError, STFTSpec, is_finite_number
 
 __all__ = ["ProtocolError", "MAGIC", "VERSION", "ENVELOPE", "MsgType", "FRAME_KINDS",
            "MAX_HEADER_BYTES", "Envelope", "StreamHeader", "pack_envelope",
@@ -58,11 +58,21 @@ MAX_HEADER_BYTES = 1 << 20
 #: Frame kinds and the parts of a FRAMES message that carry them.
 FRAME_KINDS = {"complex64": 1, "magphase": 2, "magnitude": 1}
 
-# Sanity limits on a header, so that a hostile or broken one cannot make the
-# receiver allocate gigabytes before a single frame arrives.
-_MAX_N_FFT = 1 << 18
-_MAX_CHANNELS = 256
-_MAX_SAMPLE_RATE = 4_000_000.0
+# Limits on what a header may ask for, from real use, so that a hostile or
+# broken one cannot make a receiver allocate gigabytes or stall (docs/protocol.md).
+#: Highest sample rate (Hz): the highest rate audio interfaces offer.
+MAX_SAMPLE_RATE = 768_000.0
+#: FFT sizes: 16 .. 65536 samples (finer than 16 is no audio STFT; 65536 is 1.4 s at 48 kHz).
+MIN_N_FFT, MAX_N_FFT = 16, 1 << 16
+#: Audio channels per frame.
+MAX_CHANNELS = 64
+#: ``n_fft * ceil(n_fft / hop_length)``: the work of setting up a stream and of
+#: each sample (hop 1 at n_fft 1024 is allowed; at n_fft 65536 the hop must be >= 256).
+MAX_OVERLAP_WORK = 1 << 24
+#: Frames in one FRAMES message.
+MAX_FRAMES_PER_MESSAGE = 1 << 16
+#: Largest ``length`` (samples): about 6 hours at 768 kHz.
+MAX_LENGTH = 1 << 34
 
 
 
@@ -195,30 +205,50 @@ class StreamHeader:
             raise ProtocolError(f"header stream_id {sid} differs from its envelope's {stream_id}")
         # The bounds first: a hostile header must not make us allocate a huge
         # window before its STFT is checked.
-        n_fft = g.int("n_fft")
-        channels = g.int("channels", 1)
-        sr = g.num("sample_rate")
-        g.int("hop_length")                         # required here; STFTSpec has a default
-        if not (0 < n_fft <= _MAX_N_FFT):
-            raise ProtocolError(f"n_fft={n_fft} is outside 1..{_MAX_N_FFT}")
-        if not (0 < channels <= _MAX_CHANNELS):
-            raise ProtocolError(f"channels={channels} is outside 1..{_MAX_CHANNELS}")
-        if not (0 < sr <= _MAX_SAMPLE_RATE):
-            raise ProtocolError(f"sample_rate={sr} is outside (0, {_MAX_SAMPLE_RATE:g}] Hz")
+        _check_bounds(g, d)
         length = d.get("length")
         if length is not None and (not isinstance(length, int) or isinstance(length, bool)
-                                   or length < 0):
-            raise ProtocolError(f"header length must be a whole number >= 0 or null, "
-                                f"got {length!r}")
+                                   or not 0 <= length <= MAX_LENGTH):
+            raise ProtocolError(f"header length must be a whole number in 0..{MAX_LENGTH} "
+                                f"or null, got {_short(length)}")
         try:
             spec = STFTSpec.from_dict(d, strict=True)
             enc = Encoding(magnitude=g.str("magnitude", "linear"),
                            db_ref=g.num("db_ref", 1.0), phase_unit=g.str("phase_unit", "rad"))
         except ProtocolError:
             raise
-        except SpecError as e:
+        except (SpecError, OverflowError, ValueError, TypeError) as e:
             raise ProtocolError(f"header describes an invalid STFT: {e}") from None
         return cls(sid, spec, enc, g.str("frame_kind"), length)
+
+
+def _check_bounds(g: "_Getter", d: dict):
+    """The sizes a header asks for, within the limits above (before anything is made)."""
+    n_fft = g.int("n_fft")
+    hop = g.int("hop_length")                   # required here; STFTSpec has a default
+    channels = g.int("channels", 1)
+    sr = g.num("sample_rate")
+    first = g.int("first_frame", 0)
+    if not MIN_N_FFT <= n_fft <= MAX_N_FFT:
+        raise ProtocolError(f"n_fft={n_fft} is outside {MIN_N_FFT}..{MAX_N_FFT}")
+    if not 1 <= hop <= n_fft:
+        raise ProtocolError(f"hop_length={hop} is outside 1..n_fft={n_fft}")
+    if n_fft * -(-n_fft // hop) > MAX_OVERLAP_WORK:
+        raise ProtocolError(f"n_fft={n_fft} with hop_length={hop} overlaps "
+                            f"{-(-n_fft // hop)} frames per sample: over the limit of "
+                            f"n_fft * overlap <= {MAX_OVERLAP_WORK}; use a larger hop_length")
+    if not 1 <= channels <= MAX_CHANNELS:
+        raise ProtocolError(f"channels={channels} is outside 1..{MAX_CHANNELS}")
+    if not 1.0 <= sr <= MAX_SAMPLE_RATE:
+        raise ProtocolError(f"sample_rate={sr:g} is outside 1..{MAX_SAMPLE_RATE:g} Hz")
+    if abs(first) * hop > n_fft:
+        raise ProtocolError(f"first_frame={first} starts more than n_fft={n_fft} samples "
+                            "away from sample 0")
+
+
+def _short(value, limit: int = 40) -> str:
+    r = repr(value)
+    return r if len(r) <= limit else r[:limit] + "..."
 
 
 def _no_constants(name):
@@ -238,7 +268,10 @@ class _Getter:
             return default
         v = self.d[key]
         if isinstance(v, bool) and bool not in types or not isinstance(v, types):
-            raise ProtocolError(f"header field {key!r} must be {what}, got {v!r}")
+            raise ProtocolError(f"header field {key!r} must be {what}, got {_short(v)}")
+        if types != (str,) and not is_finite_number(v):
+            raise ProtocolError(f"header field {key!r} must be a finite number of "
+                                f"sensible size, got {_short(v)}")
         return v
 
     def int(self, key, default=None):
@@ -286,8 +319,9 @@ def frame_arrays(header: StreamHeader, env: Envelope, parts) -> tuple:
     if len(parts) != want_parts:
         raise ProtocolError(f"a {header.frame_kind} FRAMES message has {want_parts} parts, "
                             f"got {len(parts)}", "parts")
-    if env.n_frames == 0:
-        raise ProtocolError("FRAMES message with n_frames=0", "size")
+    if not 0 < env.n_frames <= MAX_FRAMES_PER_MESSAGE:
+        raise ProtocolError(f"FRAMES message with n_frames={env.n_frames}, outside "
+                            f"1..{MAX_FRAMES_PER_MESSAGE}", "size")
     dt = payload_dtype(header.frame_kind)
     s = header.spec
     want = header.frame_bytes * env.n_frames

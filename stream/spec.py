@@ -345,6 +345,24 @@ class STFTSpec:
             return 1 + n_samples // self.hop_length - self.first_frame
         return 1 + max(n_samples - self.frame_span, 0) // self.hop_length
 
+    def max_samples_for(self, n_frames: int) -> int:
+        """The longest signal whose analysis gives ``n_frames`` frames (samples).
+
+        :meth:`samples_for` (what the inverse writes when no length is given)
+        may be up to a hop shorter; the frames can describe those last
+        samples too.  No length beyond this is held by the frames.
+        """
+        if n_frames <= 0:
+            return 0
+        h = self.hop_length
+        if self.center:
+            n = (n_frames + self.first_frame) * h - 1
+        else:
+            n = (n_frames - 1) * h + self.frame_span + h - 1
+        while n > 0 and self.frames_for(n) > n_frames:    # never more frames than given
+            n -= 1
+        return max(n, 0)
+
     def samples_for(self, n_frames: int) -> int:
         """Output length of the inverse of ``n_frames`` frames when no length is given."""
         full = (n_frames - 1) * self.hop_length + self.frame_span if n_frames else 0
@@ -413,13 +431,30 @@ def _json_value(f, value):
 def _check_json_type(f, value):
     if f.name == "window":
         if isinstance(value, str) or isinstance(value, list) and all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+                is_finite_number(v) for v in value):
             return
-        raise SpecError(f"window must be a name or a list of numbers, got "
+        raise SpecError(f"window must be a name or a list of numbers (finite), got "
                         f"{type(value).__name__} {_short_repr(value)}")
     types, what, _ = _JSON_TYPES[f.type]
     if not isinstance(value, types) or isinstance(value, bool) and bool not in types:
         raise SpecError(f"{f.name} must be {what}, got {_short_repr(value)}")
+    if types != (bool,) and types != (str,) and not is_finite_number(value):
+        raise SpecError(f"{f.name} must be a finite number of sensible size, got "
+                        f"{_short_repr(value)}")
+
+
+#: The largest magnitude a number from outside may have (JSON allows 400-digit
+#: integers; float() of one overflows, numpy's int64 of one fails).
+_MAX_ABS = float(1 << 53)
+
+
+def is_finite_number(v) -> bool:
+    """A finite int or float (not bool) with ``|v| <= 2**53``."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    if isinstance(v, int):
+        return -(1 << 53) <= v <= 1 << 53
+    return math.isfinite(v) and abs(v) <= _MAX_ABS
 
 
 def _short_repr(value, limit: int = 60) -> str:

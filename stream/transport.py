@@ -390,6 +390,8 @@ class ReceiverStats:
     concealed: int = 0           # zero frames inserted for gaps in seq
     lost: int = 0                # frames of a gap beyond the concealment cap
     malformed: int = 0           # messages rejected by the parser
+    refused_headers: int = 0     # headers of other streams while one played (takeover)
+    dropped_queued: int = 0      # frames of a waiting stream beyond its queue
     rejects: Counter = field(default_factory=Counter)   # malformed, by reason
     nonfinite: int = 0           # NaN/Inf values zeroed
     streams: int = 0             # streams started
@@ -400,7 +402,7 @@ class ReceiverStats:
     @property
     def dropped(self) -> int:
         return (self.dropped_late + self.dropped_no_header + self.dropped_stale
-                + self.dropped_unplayable)
+                + self.dropped_unplayable + self.dropped_queued)
 
     def latency_ms(self) -> dict:
         """p50, p99 and max of producer-timestamp-to-engine-output latency, in ms."""
@@ -413,8 +415,9 @@ class ReceiverStats:
     def as_dict(self) -> dict:
         d = {k: getattr(self, k) for k in (
             "messages", "frames_in", "frames_played", "dropped", "dropped_late",
-            "dropped_no_header", "dropped_stale", "dropped_unplayable", "concealed", "lost",
-            "malformed", "nonfinite", "streams", "samples_out")}
+            "dropped_no_header", "dropped_stale", "dropped_unplayable", "dropped_queued",
+            "concealed", "lost", "malformed", "refused_headers", "nonfinite", "streams",
+            "samples_out")}
         d["rejects"] = dict(self.rejects)
         d["streams_ended"] = dict(self.streams_ended)
         d["latency_ms"] = self.latency_ms()
@@ -477,6 +480,36 @@ class _Stream:
         self.last_seen = time.monotonic()
 
 
+@dataclass
+class _Waiting:
+    """A stream whose header came while another played: its messages, in order."""
+    id: int
+    messages: list
+    bytes: int = 0
+    last_seen: float = field(default_factory=time.monotonic)
+
+
+#: What a header of another stream may do while one plays (FrameReceiver's takeover).
+TAKEOVER_POLICIES = ("idle", "never", "always")
+#: The most audio one gap is concealed with, in bytes (float32 samples).
+MAX_CONCEAL_BYTES = 64 << 20
+
+
+def _block_frames_within(header: StreamHeader, block_frames: int, max_bytes: int):
+    """The largest FFT batch (<= ``block_frames``) whose stream fits ``max_bytes``,
+    or None when even one frame per batch does not."""
+    s = header.spec
+    # Per frame in a batch: complex input and real output of the FFT, and a
+    # hop of accumulator; fixed: the overlap (n_fft) of accumulator, the
+    # one-frame plan, the window tables.
+    per_frame = s.channels * (8 * s.n_bins + 4 * s.n_fft + 4 * s.hop_length)
+    fixed = s.channels * 4 * 4 * s.n_fft + 64 * s.n_fft
+    if header.frame_kind == "magnitude":
+        fixed += s.channels * 6 * 8 * 16 * s.n_bins      # RTPGHI's frame buffers
+    room = (max_bytes - fixed) // per_frame
+    return None if room < 1 else int(min(block_frames, room))
+
+
 #: The wire's frame kinds -> the pipeline's.
 _PIPELINE_KINDS = {"complex64": "complex", "magphase": "magphase", "magnitude": "magnitude"}
 
@@ -514,6 +547,22 @@ class FrameReceiver:
         2-core machine a 2-thread plan measured 8x slower than one thread.
     rcvhwm : int, optional
         Receive high-water mark in messages.
+    max_stream_bytes : int
+        Memory one stream may take in the engine (its FFT batches and
+        overlap-add buffer), in bytes.  A stream whose header asks for more
+        even with one frame per FFT batch is refused (counted as
+        ``rejects['stream-size']``); below that the batch shrinks to fit.
+    takeover : str
+        What a header of another stream does while one plays: 'idle'
+        (default: it waits, queued, until the playing stream ends or has been
+        silent for ``takeover_after`` seconds, then starts from its queued
+        messages), 'never' (it waits until the playing stream ends or times
+        out), 'always' (it ends the playing stream at once: anyone who can
+        reach the endpoint can cut in).  Waiting streams are counted
+        (``stats.refused_headers``); one waits at a time, in at most
+        ``max_queue_bytes`` of messages (beyond: dropped, counted).
+    takeover_after : float
+        Seconds of silence after which a playing stream counts as gone ('idle').
 
     Events, from :meth:`poll` or iteration: :class:`StreamStarted`,
     :class:`AudioBlock` (or :class:`FramesBlock`), :class:`StreamEnded`.
@@ -524,13 +573,21 @@ class FrameReceiver:
                  bind: bool = True, max_message_bytes: int = 64 << 20,
                  max_conceal: float = 2.0, stream_timeout: float | None = None,
                  output: str = "audio", block_frames: int = 256, threads: int = 1,
-                 rcvhwm: int | None = None,
-                 context: zmq.Context | None = None):
+                 rcvhwm: int | None = None, max_stream_bytes: int = 256 << 20,
+                 takeover: str = "idle", takeover_after: float = 1.0,
+                 max_queue_bytes: int = 32 << 20, context: zmq.Context | None = None):
         if pattern not in _RECEIVER_PATTERNS:
             raise SpecError(f"pattern {pattern!r} is not one of {', '.join(_RECEIVER_PATTERNS)}")
         if output not in ("audio", "frames"):
             raise SpecError(f"output {output!r} is not 'audio' or 'frames'")
+        if takeover not in TAKEOVER_POLICIES:
+            raise SpecError(f"takeover={takeover!r} is not one of {', '.join(TAKEOVER_POLICIES)}")
         self.max_message_bytes = int(max_message_bytes)
+        self.max_stream_bytes = int(max_stream_bytes)
+        self.takeover = takeover
+        self.takeover_after = float(takeover_after)
+        self.max_queue_bytes = int(max_queue_bytes)
+        self._waiting: _Waiting | None = None    # a stream queued behind the playing one
         self.max_conceal = float(max_conceal)
         self.stream_timeout = stream_timeout
         self.output = output
@@ -575,9 +632,15 @@ class FrameReceiver:
 
     def handle(self, parts, events: list | None = None) -> list:
         """Process one multipart message (a list of bytes-like parts); returns
-        ``events`` with what it made appended."""
+        ``events`` with what it made appended.  Never raises for what a
+        message holds: a bad one is counted by kind, logged (rate-limited)
+        and dropped, and the stream goes on."""
         events = [] if events is None else events
         self.stats.messages += 1
+        self._dispatch(parts, events)
+        return events
+
+    def _dispatch(self, parts, events):
         try:
             total = sum(memoryview(p).nbytes for p in parts)
             if total > self.max_message_bytes:
@@ -586,6 +649,8 @@ class FrameReceiver:
             if not parts:
                 raise ProtocolError("empty message", "envelope")
             env = unpack_envelope(parts[0])
+            if self._queued(env, parts, total):
+                return
             if env.type == MsgType.HEADER:
                 self._on_header(env, parts, events)
             elif env.type == MsgType.FRAMES:
@@ -593,12 +658,18 @@ class FrameReceiver:
             else:
                 self._on_end(env, events)
         except SpecstreamError as e:   # ProtocolError, or frames the decoder refused
-            kind = getattr(e, "kind", "invalid")
-            self.stats.malformed += 1
-            self.stats.rejects[kind] += 1
-            self._say(logging.WARNING, "malformed:" + kind,
-                      "rejected a malformed message (%s): %s", kind, e)
-        return events
+            self._reject(getattr(e, "kind", "invalid"), e)
+        except (MemoryError, ArithmeticError, ValueError, TypeError, IndexError) as e:
+            # A message that got past the checks and still broke something is
+            # a bug to fix, never the end of the player.
+            self._reject("internal", f"{type(e).__name__}: {e}")
+            log.debug("message that failed", exc_info=True)
+
+    def _reject(self, kind: str, why):
+        self.stats.malformed += 1
+        self.stats.rejects[kind] += 1
+        self._say(logging.WARNING, "malformed:" + kind,
+                  "rejected a malformed message (%s): %s", kind, why)
 
     def finish(self, reason: str = "closed") -> list:
         """Flush the current stream (its last samples) and end it."""
@@ -636,13 +707,22 @@ class FrameReceiver:
             # Starting again from frame 0: a producer that reuses its id.
             self._ended_ids.remove(header.stream_id)
         if st is not None:
+            if self.takeover != "always":
+                self._wait(header, env, parts)
+                return
             log.warning("stream %d replaced by stream %d (producer restarted?): "
                         "flushing the old one", st.id, header.stream_id)
             self._end_stream("replaced", events)
         self._start_stream(header, env.seq, events)
 
     def _start_stream(self, header, first_seq, events):
-        st = _Stream(header, first_seq, self.output, self.block_frames, self.threads)
+        block = _block_frames_within(header, self.block_frames, self.max_stream_bytes)
+        if block is None:
+            raise ProtocolError(
+                f"stream {header.stream_id} would take over {self.max_stream_bytes >> 20} "
+                f"MB ({header.spec.channels} ch x n_fft {header.spec.n_fft}); refused "
+                "(see max_stream_bytes, --max-stream-mb)", "stream-size")
+        st = _Stream(header, first_seq, self.output, block, self.threads)
         self.stream = st
         self.stats.streams += 1
         s = header.spec
@@ -708,6 +788,8 @@ class FrameReceiver:
         """Fill a gap of ``gap`` frames with silence (up to the cap) so timing holds."""
         spec = st.header.spec
         cap = max(1, int(math.ceil(self.max_conceal * spec.sample_rate / spec.hop_length)))
+        # ... and at most MAX_CONCEAL_BYTES of audio, whatever the rate and channels.
+        cap = min(cap, max(1, MAX_CONCEAL_BYTES // (4 * spec.channels * spec.hop_length)))
         fill = min(gap, cap)
         if gap > cap:
             self.stats.lost += gap - cap
@@ -747,6 +829,17 @@ class FrameReceiver:
             self._ended_ids.append(st.id)
         # Cut short ('replaced', 'timeout', 'closed'): the header's length would
         # pad the missing rest with silence; end at the frames we have instead.
+        # Complete, the length may trim the analysis' padding but not pad
+        # beyond what the frames can hold (a remote's length of 10**8 after
+        # one frame is not 400 MB of zeros).
+        engine = st.pipeline.engine
+        if engine is not None and engine.length is not None:
+            cover = st.header.spec.max_samples_for(st.frames)
+            if engine.length > cover:
+                self._say(logging.WARNING, "length", "stream %d: its length %d is more "
+                          "than its %d frames hold; ending at %d", st.id, engine.length,
+                          st.frames, cover)
+                engine.length = cover
         self._emit(st, st.pipeline.flush(complete=reason == "end"), st.next_seq, 0, events,
                    math.nan)
         self.stats.streams_ended[reason] += 1
@@ -755,7 +848,51 @@ class FrameReceiver:
                  samples)
         events.append(StreamEnded(st.id, reason, st.frames, samples))
 
+    # ------------------------------------------------------------ takeover
+    def _queued(self, env, parts, nbytes: int) -> bool:
+        """Keep a message of the waiting stream for when it starts; True if kept."""
+        w = self._waiting
+        if w is None or env.stream_id != w.id or env.type == MsgType.HEADER:
+            return False
+        if w.bytes + nbytes > self.max_queue_bytes:
+            self.stats.dropped_queued += env.n_frames
+        else:
+            w.messages.append(parts)
+            w.bytes += nbytes
+        w.last_seen = time.monotonic()
+        return True
+
+    def _wait(self, header, env, parts):
+        """A header of another stream while one plays: counted, queued, never a takeover."""
+        w = self._waiting
+        if w is not None and w.id == header.stream_id:
+            w.last_seen = time.monotonic()
+            return                      # a repeat: the first one is queued
+        self.stats.refused_headers += 1
+        if w is None or time.monotonic() - w.last_seen > self.takeover_after:
+            self._waiting = _Waiting(header.stream_id, [parts])
+        self._say(logging.WARNING, "takeover", "stream %d is playing: stream %d waits "
+                  "(takeover=%s)", self.stream.id, header.stream_id, self.takeover)
+
+    def _start_waiting(self, events):
+        """Start the waiting stream, replaying what it sent while it waited."""
+        w, self._waiting = self._waiting, None
+        log.info("stream %d starts after waiting (%d message(s) queued)", w.id,
+                 len(w.messages))
+        for parts in w.messages:
+            self._dispatch(parts, events)
+
     def _check_timeout(self, events):
+        w, st = self._waiting, self.stream
+        if w is not None:
+            now = time.monotonic()
+            if st is None:
+                self._start_waiting(events)
+            elif self.takeover == "idle" and now - st.last_seen > self.takeover_after:
+                log.warning("stream %d silent for %.1f s: stream %d takes over", st.id,
+                            now - st.last_seen, w.id)
+                self._end_stream("replaced", events)
+                self._start_waiting(events)
         st = self.stream
         if (st is not None and self.stream_timeout is not None
                 and time.monotonic() - st.last_seen > self.stream_timeout):

@@ -134,17 +134,33 @@ def _add_play(sub):
     r.add_argument("--stream-timeout", type=float, default=10.0, metavar="SECONDS",
                    help="flush a stream after this long without messages (default 10 s; "
                         "0 waits forever)")
+    r.add_argument("--takeover", choices=("idle", "never", "always"), default="idle",
+                   help="a header of another stream while one plays: idle (default) = it "
+                        "waits until the playing stream ends or is silent for "
+                        "--takeover-after; never = until it ends or times out; always = it "
+                        "cuts in at once (anyone who reaches the endpoint can)")
+    r.add_argument("--takeover-after", type=float, default=1.0, metavar="SECONDS",
+                   help="silence after which a playing stream counts as gone (default 1 s)")
+    r.add_argument("--max-stream-mb", type=float, default=256.0, metavar="MB",
+                   help="memory one stream may take in the engine; a header asking for more "
+                        "is refused (default 256)")
     r.add_argument("--stats", action="store_true", help="live statistics on stderr, every second")
     r.add_argument("-q", "--quiet", action="store_true", help="no summary on exit")
     p.set_defaults(func=run_play)
 
 
-def _open_sink(args):
+def _numbered(uri: str, n: int) -> str:
+    """``wav:out.wav`` -> ``wav:out-N.wav``: the file of the player's Nth stream."""
+    path = Path(uri.split(":", 1)[1])
+    return f"wav:{path.with_name(f'{path.stem}-{n}{path.suffix}')}"
+
+
+def _open_sink(args, uri: str | None = None):
     from ..sinks import open_sink
     device = args.device
     if device is not None and device.isdigit():
         device = int(device)
-    return open_sink(args.sink, device=device, latency_ms=args.latency,
+    return open_sink(uri or args.sink, device=device, latency_ms=args.latency,
                      blocksize=args.blocksize,
                      catch_up=None if getattr(args, "catch_up", True) else False)
 
@@ -169,27 +185,44 @@ class _Player:
         self.samples = 0
         self.sample_rate = None
         self.underruns_closed = 0     # underruns of sinks already closed
+        self.skipped = 0              # streams no sink could hold
 
     def start(self, ev: StreamStarted):
+        """A stream starts: the sink it plays to, opened for its rate and channels.
+
+        A sink cannot change its format while open: a stream of another format
+        reopens the device, or goes to a file of its own beside the first
+        (``out.wav`` -> ``out-2.wav``, numbered by stream).  A stream no sink
+        can hold (a rate a sound file cannot store, more channels than the
+        device has) is skipped with one log line; the player goes on."""
         spec = ev.header.spec
         fmt = (spec.sample_rate, spec.channels)
         self.streams += 1
         self.skip = None
-        if self.sink is not None and fmt != self.format:
+        if self.sink is not None and fmt == self.format:
+            return
+        target = self.args.sink
+        if self.sink is not None:
             if self.args.sink.startswith("wav:"):
-                log.error("stream %d is %g Hz x %d ch but %s was opened for %g Hz x %d ch; "
-                          "its audio is skipped (start another play for it)", ev.stream_id,
-                          fmt[0], fmt[1], self.args.sink, *self.format)
-                self.skip = ev.stream_id
-                return
-            log.warning("stream %d changes the format to %g Hz x %d ch: reopening the sink",
-                        ev.stream_id, *fmt)
+                target = _numbered(self.args.sink, self.streams)
+                log.warning("stream %d is %g Hz x %d ch, not %g Hz x %d ch: writing it to %s",
+                            ev.stream_id, *fmt, *self.format, target)
+            else:
+                log.warning("stream %d changes the format to %g Hz x %d ch: reopening the "
+                            "sink", ev.stream_id, *fmt)
             self.close(drain=True)
-        if self.sink is None:
-            self.sink, self._spare = self._spare or _open_sink(self.args), None
-            self.sink.open(spec.sample_rate, spec.channels)
-            self.format = fmt
-            self.sample_rate = spec.sample_rate
+        try:
+            sink = self._spare if self._spare is not None and target == self.args.sink \
+                else _open_sink(self.args, target)
+            self._spare = None
+            sink.open(spec.sample_rate, spec.channels)
+        except SpecstreamError as e:
+            log.error("stream %d (%g Hz x %d ch) cannot play to %s: %s; its audio is skipped",
+                      ev.stream_id, *fmt, target, e)
+            self.skip = ev.stream_id
+            self.skipped += 1
+            return
+        self.sink, self.format, self.sample_rate = sink, fmt, spec.sample_rate
 
     def write(self, ev: AudioBlock):
         if self.sink is None or ev.stream_id == self.skip or ev.samples.shape[-1] == 0:
@@ -242,7 +275,9 @@ def run_play(args) -> int:
     from ..transport import AudioBlock, FrameReceiver
     rx = FrameReceiver(endpoint, pattern=args.pattern, bind=bind,
                        max_message_bytes=args.max_message_bytes, max_conceal=args.max_conceal,
-                       stream_timeout=args.stream_timeout or None, rcvhwm=args.rcvhwm)
+                       stream_timeout=args.stream_timeout or None, rcvhwm=args.rcvhwm,
+                       takeover=args.takeover, takeover_after=args.takeover_after,
+                       max_stream_bytes=int(args.max_stream_mb * (1 << 20)))
     t0 = time.monotonic()
     print(f"specstream play: {'listening on' if bind else 'connected to'} {rx.endpoint} "
           f"({args.pattern}), sink {args.sink}", file=sys.stderr, flush=True)
@@ -313,10 +348,13 @@ def _play_summary(rx, player, seconds, interrupted):
         f"{dur} to {player.args.sink} in {seconds:.1f} s",
         f"  frames: {s.frames_in} in, {s.frames_played} played, {s.dropped} dropped "
         f"({s.dropped_late} late, {s.dropped_no_header} before a header, {s.dropped_stale} "
-        f"stale, {s.dropped_unplayable} unplayable), {s.concealed} concealed, {s.lost} lost",
+        f"stale, {s.dropped_queued} beyond a waiting stream's queue), {s.concealed} "
+        f"concealed, {s.lost} lost",
         f"  messages: {s.messages}, {s.malformed} malformed"
         + (f" ({', '.join(f'{k} {v}' for k, v in sorted(s.rejects.items()))})"
            if s.rejects else "") + f"; {s.nonfinite} NaN/Inf values zeroed",
+        f"  streams: {s.refused_headers} header(s) of other streams kept waiting "
+        f"(takeover {rx.takeover}), {player.skipped} stream(s) no sink could hold",
         f"  underruns: {player.underruns()}",
         f"  latency producer->engine: {_percentiles_ms(s.latencies)}",
         f"  latency producer->sink buffer: {_percentiles_ms(player.sink_latency)}",

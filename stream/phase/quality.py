@@ -65,22 +65,10 @@ class ConvergenceMeter:
 
 
 def longest_length(spec: STFTSpec, n_frames: int) -> int:
-    """The longest signal whose analysis gives ``n_frames`` frames.
-
-    ``spec.samples_for`` (what the inverse writes when no length is given)
-    may be up to a hop shorter; the frames can describe those last samples,
-    so Griffin-Lim and :func:`spectral_convergence` keep them.
-    """
-    if n_frames <= 0:
-        return 0
-    h = spec.hop_length
-    if spec.center:
-        n = (n_frames + spec.first_frame) * h - 1
-    else:
-        n = (n_frames - 1) * h + spec.frame_span + h - 1
-    while n > 0 and spec.frames_for(n) > n_frames:    # never more frames than given
-        n -= 1
-    return max(n, 0)
+    """The longest signal whose analysis gives ``n_frames`` frames
+    (:meth:`STFTSpec.max_samples_for`): Griffin-Lim and
+    :func:`spectral_convergence` keep every sample the frames can describe."""
+    return spec.max_samples_for(n_frames)
 
 
 def spectral_convergence(mag, x_or_frames, spec: STFTSpec, length: int | None = None) -> float:

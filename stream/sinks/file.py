@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -129,6 +130,9 @@ class FileSink(Sink):
         self.uri = f"wav:{path}"
         self.writer: SoundFileWriter | None = None
 
+    def _prepare(self):
+        _check_writable(self.path, self.uri)
+
     def _open(self):
         if int(round(self.sample_rate)) != self.sample_rate:
             raise SinkError(f"{self.uri}: sound files hold whole-number rates; "
@@ -170,6 +174,10 @@ class RawSink(Sink):
         self._fh = None
         self._own = target != "-"
 
+    def _prepare(self):
+        if self._own:
+            _check_writable(Path(self.target), self.uri)
+
     def _open(self):
         if self._own:
             try:
@@ -201,3 +209,15 @@ class RawSink(Sink):
         if self._own:
             self._fh.close()
 
+
+
+def _check_writable(path: Path, uri: str):
+    """A file that can be created there, or a one-line SinkError now, before a
+    player listens (not when the first audio arrives)."""
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise SinkError(f"{uri}: the directory {parent} does not exist")
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise SinkError(f"{uri}: cannot write there (permission denied)")
+    if path.exists() and not path.is_file():
+        raise SinkError(f"{uri}: {path} exists and is not a regular file")
