@@ -7,7 +7,8 @@ directly.  The library conventions (amplitude scaling, phase reference) are
 the spec's and the engine undoes them for free while it copies the bins into
 its FFT buffer; the decoder deals only with units.
 
-Non-finite values (NaN, +-Inf) are replaced by 0 and counted, never passed on:
+Non-finite values (NaN, +-Inf), and values beyond :data:`MAX_VALUE`, are replaced by 0
+and counted, never passed on:
 one bad bin must not become a blast of noise.
 """
 
@@ -30,6 +31,9 @@ MAGNITUDES = {
     "log": "v = ln(|X|)",
     "log1p": "v = ln(1 + |X|)",
 }
+#: The largest magnitude of a real or imaginary part the decoder passes on:
+#: 1e30 is 600 dB re full scale; anything beyond it (or NaN/Inf) is zeroed and counted.
+MAX_VALUE = 1e30
 #: Phase units and the factor that turns them into radians.
 PHASE_UNITS = {"rad": 1.0, "deg": np.pi / 180.0, "cycles": 2.0 * np.pi}
 
@@ -144,7 +148,13 @@ class Decoder:
                 f"{self.spec.n_bins}; they fit {bins_fit(x.shape[-1])}")
 
     def _clean(self, x):
-        bad = ~np.isfinite(x)
+        # Finite values beyond MAX_VALUE (a flipped exponent bit) are no
+        # spectrum either, and would overflow the float32 inverse FFT.
+        with np.errstate(invalid="ignore"):
+            if x.dtype.kind == "c":
+                bad = ~((np.abs(x.real) <= MAX_VALUE) & (np.abs(x.imag) <= MAX_VALUE))
+            else:
+                bad = ~(np.abs(x) <= MAX_VALUE)
         if bad.any():
             self.nonfinite += int(np.count_nonzero(bad))
             x[bad] = 0
