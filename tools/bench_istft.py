@@ -10,8 +10,9 @@ overheads), then times one call on the whole input.  Peak memory is the
 process' RSS high-water mark during the timed call less its RSS before it
 (``/proc/self/clear_refs`` resets the mark), plus the ``tracemalloc`` peak of
 a second, untimed call (numpy's allocations; torch's are not traced).  Each
-time is the best of ``--repeats`` calls.  Our engine runs with its default of
-one FFTW thread; torch with its own default.
+time is the best of ``--repeats`` calls (the command line, a process of its
+own, runs once).  Our engine runs with its default of one FFTW thread; torch
+with its own default.
 
 Frame by frame, ``Reconstructor.push`` of one frame at a time is set beside a
 bare Python loop of the same work on the same frames: copy the frame into one
