@@ -25,6 +25,12 @@ overlap-add (``ceil(S/H)`` strided adds for the whole block), adding in the
 same order as frame by frame; the samples are the same as frame by frame to
 the rounding of the FFT (FFTW may pick a different algorithm for one frame
 than for a batch; where it does not, they are equal bit for bit).
+
+Frame by frame, the per-call Python is most of the cost (the FFT of 1024
+samples takes ~1 us): once the head is out, :meth:`Reconstructor.push` of one
+frame runs on views made at construction, with no trimming to do, for as many
+frames as :meth:`Reconstructor._arm` allows (up to the next rewind or the
+end that ``length`` sets); every other call takes the general path.
 """
 
 from __future__ import annotations
@@ -133,8 +139,9 @@ class Reconstructor:
         self.cdtype = np.result_type(self.dtype, np.complex64)
         if length is not None and int(length) < 0:
             raise SpecError(f"length must be >= 0, got {length}")
-        self.length = None if length is None else int(length)
+        self._length = None if length is None else int(length)
         self.block_frames = max(1, int(block_frames))
+        self._hop = spec.hop_length
         self.threads = _default_threads() if threads is None else max(1, int(threads))
 
         n, h, c = spec.n_fft, spec.hop_length, spec.channels
@@ -158,9 +165,8 @@ class Reconstructor:
 
         self._cap = (self.block_frames + self._R) * h
         self._acc = np.zeros((c, self._cap), dtype=self.dtype)
-        self._pos = 0          # index in _acc of u == self._u (the next final sample)
-        self._u = 0            # support coordinate of the next sample to become final
-        self.frames = 0        # frames pushed so far
+        self._k = 0            # hops from the start of _acc to the next final sample
+        self.frames = 0        # frames pushed so far; support sample frames * H is next final
         self._plan1 = fft.irfft_plan((c,), n, self.dtype, threads=1)
         self._plans = {}
         # Output bookkeeping in signal samples: n = u + lead, then the centre trim.
@@ -168,12 +174,46 @@ class Reconstructor:
         self._zeros_first = max(self._lead - spec.start_trim, 0)
         self.samples_out = 0
         self._held = None      # final samples that may be end padding (no length given)
-        self._one_ndim = 1 if c == 1 else 2
         self._one_shape = (spec.n_bins,) if c == 1 else (c, spec.n_bins)
         self._end_offset = spec.frame_span - h - spec.start_trim - spec.end_trim
         self._flushed = False
+        self._make_hot_path()
+
+    def _make_hot_path(self):
+        # One frame costs ~2 us of numpy and FFTW work, so each attribute
+        # lookup and slice counts: everything a frame touches is made here,
+        # once, and push() unpacks it from one tuple.  Views for mono are 1-D,
+        # so the hop returned needs no [0].
+        h, lead, s, c = self._hop, self._lead, self._S, self.spec.channels
+        plan = self._plan1
+        # The same plan as a batch of one frame, for _push_block.
+        self._one = (plan.input_array[:, None, :], plan.output_array[:, None, :], plan.execute)
+        fill = plan.input_array[0] if c == 1 else plan.input_array
+        out = plan.output_array[0] if c == 1 else plan.output_array
+        acc = self._acc[0] if c == 1 else self._acc
+        # Frame by frame, the buffer is rewound after at most _hot_hops hops
+        # (a rewind moves the overlap exactly, so the samples do not change).
+        self._hot_hops = min(self.block_frames, 512)
+        ks = range(self._hot_hops + 1)
+        adds = [acc[..., k * h:k * h + s] for k in ks]       # where the frame at hop k adds
+        finals = [acc[..., k * h:k * h + h] for k in ks]     # the hop it completes
+        self._hot = (self._one_shape, fill, self._bin_factor, plan.execute,
+                     out[..., lead:lead + s], self._synth, adds, finals, self._inv_periodic, h)
+        # push() takes a frame by the hot path while frames < _hot_until (_arm).
+        self._hot_until = 0
 
     # ------------------------------------------------------------ properties
+    @property
+    def length(self) -> int | None:
+        """Total samples to produce, or None for the analysis' own length.
+        May be changed between pushes (a stream cut short ends at its frames)."""
+        return self._length
+
+    @length.setter
+    def length(self, value: int | None):
+        self._length = None if value is None else int(value)
+        self._hot_until = 0     # the next push takes the full path and re-arms
+
     @property
     def latency(self) -> int:
         """Samples between a sample's position in the signal and the end of
@@ -193,39 +233,78 @@ class Reconstructor:
         ``frames``: complex bins, one frame ``(bins,)`` or ``(channels, bins)``,
         or a block ``(n_frames, bins)`` or ``(channels, n_frames, bins)``.
         """
+        if self.frames < self._hot_until and type(frames) is np.ndarray:
+            # The streaming hot path: one frame whose hop _deliver would pass
+            # through unchanged (see _arm), the arithmetic of _push_block.
+            shape, fill, factor, execute, seg, synth, adds, finals, inv, hop = self._hot
+            if frames.shape == shape and frames.dtype.kind == "c":
+                k = self._k
+                if factor is None:
+                    fill[...] = frames
+                else:
+                    np.multiply(frames, factor, out=fill)
+                execute()
+                seg *= synth
+                acc = adds[k]
+                acc += seg
+                self._k = k + 1
+                self.frames += 1
+                self.samples_out += hop
+                return finals[k] * inv
+        y = self._push(frames)
+        self._arm()
+        return y
+
+    def _push(self, frames) -> np.ndarray:
         if self._flushed:
             raise SpecError("push after flush: make a new Reconstructor for a new stream")
-        if (type(frames) is np.ndarray and frames.ndim == self._one_ndim
-                and frames.dtype.kind == "c" and frames.shape == self._one_shape):
-            # one frame, already an array of the right shape: the streaming hot path
-            return self._deliver(self._push_one(frames if frames.ndim == 2 else frames[None]))
-        x = self._as_block(frames)
+        if (type(frames) is np.ndarray and frames.shape == self._one_shape
+                and frames.dtype.kind == "c"):
+            x = frames.reshape(self.spec.channels, 1, -1)    # one frame: skip as_block's checks
+        else:
+            x = self._as_block(frames)
         t = x.shape[1]
         if t == 0:   # nothing ready yet (e.g. a phase rebuilder's lookahead)
             return self._deliver(np.zeros((x.shape[0], 0), self.dtype))
-        if t == 1:
-            return self._deliver(self._push_one(x[:, 0, :]))
         outs = []
         for i in range(0, t, self.block_frames):
             outs.append(self._push_block(x[:, i:i + self.block_frames, :]))
         return self._deliver(np.concatenate(outs, axis=1) if len(outs) > 1 else outs[0])
 
+    def _arm(self):
+        """Set how many frames the hot path of :meth:`push` may take from here.
+
+        Once the head is out (the trim skipped, the zeros for the lead added,
+        the window-sum past its start), a frame's hop leaves unchanged unless
+        ``length`` is near or samples are held; and held samples, once any
+        are, are held for good (the margin to the end stays what it is).
+        """
+        if (self._flushed or self._skip or self._zeros_first or self._held is not None
+                or self.frames < self._R):
+            self._hot_until = 0
+            return
+        n = self._hot_hops + 1 - self._k                 # frames until a rewind
+        if self._length is not None:
+            n = min(n, (self._length - self.samples_out) // self._hop)
+        self._hot_until = self.frames + max(n, 0)
+
     def flush(self) -> np.ndarray:
         """End of stream: return the remaining samples (and the zero padding
         that ``length`` asks for).  Later pushes are refused."""
+        self._hot_until = 0
         if self._flushed:
             return self._deliver(np.zeros((self.spec.channels, 0), self.dtype))
         self._flushed = True
-        h = self.spec.hop_length
+        h = self._hop
         if self.frames == 0:
             tail = np.zeros((self.spec.channels, 0), self.dtype)
         else:
-            u1 = (self.frames - 1) * h + self._S
-            wss = _window_sumsquare(self._ws2, h, self._u, u1, 0, self.frames - 1)
-            tail = self._acc[:, self._pos:self._pos + u1 - self._u] * _safe_inverse(wss, self.dtype, self._wss_ref)
-            self._u = u1
+            u, u1 = self.frames * h, (self.frames - 1) * h + self._S
+            wss = _window_sumsquare(self._ws2, h, u, u1, 0, self.frames - 1)
+            p = self._k * h
+            tail = self._acc[:, p:p + u1 - u] * _safe_inverse(wss, self.dtype, self._wss_ref)
         out = self._deliver(tail)
-        target = self.length
+        target = self._length
         if target is None:
             target = self.spec.samples_for(self.frames)
         short = target - self.samples_out
@@ -258,80 +337,68 @@ class Reconstructor:
                             "with stream.Decoder, or rebuild a phase with stream.phase")
         return as_block(x, self.spec)
 
-    def _fill(self, dst, src):
-        if self._bin_factor is None:
-            dst[...] = src
-        else:
-            np.multiply(src, self._bin_factor, out=dst)
-
-    def _push_one(self, frame) -> np.ndarray:
-        h, lead, s = self.spec.hop_length, self._lead, self._S
-        plan = self._plan1
-        self._fill(plan.input_array, frame)
-        plan.execute()
-        seg = plan.output_array[:, lead:lead + s]
-        seg *= self._synth
-        if self._pos + self._R * h > self._cap:
-            self._rewind()
-        p = self._pos
-        self._acc[:, p:p + s] += seg
-        out = self._acc[:, p:p + h] * self._inverse(self._u, h)
-        self._pos += h
-        self._u += h
-        self.frames += 1
-        return out
-
-    def _push_block(self, x) -> np.ndarray:
-        c, t, _ = x.shape
-        h, lead, s, r = self.spec.hop_length, self._lead, self._S, self._R
-        plan = self._plans.get(t)
-        if plan is None:
+    def _batch(self, t: int):
+        """``(input, output, execute)`` of an FFTW plan for ``t`` frames."""
+        if t == 1:
+            return self._one
+        batch = self._plans.get(t)
+        if batch is None:
             if len(self._plans) > 4:
                 self._plans.clear()
             # Measure only the plan every full block uses; odd sizes (the last
             # block of a file) are planned by estimate, in microseconds.
-            plan = self._plans[t] = fft.irfft_plan((c, t), self.spec.n_fft, self.dtype,
-                                                   self.threads,
-                                                   measure=(t == self.block_frames))
-        self._fill(plan.input_array, x)
-        plan.execute()
-        seg = plan.output_array[:, :, lead:lead + s]
+            plan = fft.irfft_plan((self.spec.channels, t), self.spec.n_fft, self.dtype,
+                                  self.threads, measure=(t == self.block_frames))
+            batch = self._plans[t] = (plan.input_array, plan.output_array, plan.execute)
+        return batch
+
+    def _push_block(self, x) -> np.ndarray:
+        c, t, _ = x.shape
+        h, lead, s, r = self._hop, self._lead, self._S, self._R
+        inp, out, execute = self._batch(t)
+        if self._bin_factor is None:
+            inp[...] = x
+        else:
+            np.multiply(x, self._bin_factor, out=inp)
+        execute()
+        seg = out[:, :, lead:lead + s]
         seg *= self._synth
-        if self._pos + (t + r - 1) * h > self._cap:
+        # The last frame must end inside _acc; one frame at a time, the hot
+        # path's views end at _hot_hops.
+        if self._k + t - 1 > (self.block_frames if t > 1 else self._hot_hops):
             self._rewind()
-        p = self._pos
+        p = self._k * h
         view = self._acc[:, p:p + (t + r - 1) * h].reshape(c, t + r - 1, h)
         # Hop-sized pieces of every frame at once, the oldest frame's piece
         # first: the same order of additions as frame by frame, same rounding.
         for j in reversed(range(r)):
             piece = seg[:, :, j * h:min((j + 1) * h, s)]
             view[:, j:j + t, :piece.shape[2]] += piece
-        n = t * h
-        out = self._acc[:, p:p + n] * self._inverse(self._u, n)
-        self._pos += n
-        self._u += n
+        y = view[:, :t] * self._inverse(self.frames * h, t)
+        self._k += t
         self.frames += t
-        return out
+        return y.reshape(c, t * h)
 
-    def _inverse(self, u: int, n: int) -> np.ndarray:
-        """1 / window-sum-square for support samples ``[u, u + n)``; u is a multiple of H."""
-        h = self.spec.hop_length
+    def _inverse(self, u: int, t: int) -> np.ndarray:
+        """1 / window-sum-square for the ``t`` hops of support samples from ``u``
+        (a multiple of H): ``(t, H)``, or ``(H,)`` that broadcasts to it."""
+        h = self._hop
         if u >= self._u_head:
-            if n == h:
-                return self._inv_periodic
-            return np.tile(self._inv_periodic, n // h)
-        head = self._inv_head[u:u + n]
-        if len(head) == n:
+            return self._inv_periodic
+        head = self._inv_head[u:u + t * h].reshape(-1, h)
+        if len(head) == t:
             return head
-        return np.concatenate([head, np.tile(self._inv_periodic, (n - len(head)) // h)])
+        return np.concatenate([head, np.broadcast_to(self._inv_periodic, (t - len(head), h))])
 
     def _rewind(self):
-        # Move the unfinished overlap (S - H samples) to the front; clear the rest.
-        live = self._S - self.spec.hop_length
-        p = self._pos
+        # Move the unfinished overlap (S - H samples) to the front; clear what
+        # was written after it (nothing past p + S - H ever is: the last frame
+        # added ends there), so the buffer is zero beyond the overlap again.
+        live = self._S - self._hop
+        p = self._k * self._hop
         self._acc[:, :live] = self._acc[:, p:p + live]
-        self._acc[:, live:] = 0
-        self._pos = 0
+        self._acc[:, live:p + live] = 0
+        self._k = 0
 
     def _deliver(self, y: np.ndarray) -> np.ndarray:
         if self._skip:
@@ -341,8 +408,8 @@ class Reconstructor:
         if self._zeros_first:
             y = np.concatenate([np.zeros((y.shape[0], self._zeros_first), y.dtype), y], axis=1)
             self._zeros_first = 0
-        if self.length is not None:
-            y = y[:, :max(self.length - self.samples_out, 0)]
+        if self._length is not None:
+            y = y[:, :max(self._length - self.samples_out, 0)]
         else:
             # No length: the end is the analysis' own length, samples_for(frames).
             # When the hop exceeds half the frame span less the window's lead,
@@ -351,7 +418,7 @@ class Reconstructor:
             if self._held is not None:
                 y = np.concatenate([self._held, y], axis=1)
                 self._held = None
-            end = self.frames * self.spec.hop_length + self._end_offset if self.frames else 0
+            end = self.frames * self._hop + self._end_offset if self.frames else 0
             limit = max(end - self.samples_out, 0)     # end = spec.samples_for(self.frames)
             if y.shape[1] > limit:
                 self._held = y[:, limit:]
@@ -452,7 +519,7 @@ def istft(frames, spec: STFTSpec, length: int | None = None, dtype=np.float32) -
     # once, not once in pieces and again joined.
     c = spec.channels
     out = np.empty((c, length) if c > 1 else (length,), r.dtype)
-    step = 16 * r.block_frames
+    step = r.block_frames
 
     def pieces():
         for i in range(0, x.shape[1], step):
