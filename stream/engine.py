@@ -125,13 +125,20 @@ class Reconstructor:
     threads : int
         FFTW threads for the batched plan (single frames always use one).
         Default 1, or ``SPECSTREAM_FFTW_THREADS``.
+    planning : str
+        How the FFT plans are made (:data:`stream.fft.PLANNING`): 'measure'
+        (default; FFTW measures once per size and the wisdom file keeps it),
+        'wisdom' (measured plans only for sizes the wisdom file knows, else by
+        estimate, the file never written: a receiver's choice for sizes a
+        remote peer picked, so that no header can stall it), 'estimate'.
 
     Output arrays are ``(n_samples,)`` for one channel and
     ``(channels, n_samples)`` for more.
     """
 
     def __init__(self, spec: STFTSpec, length: int | None = None, dtype=np.float32,
-                 block_frames: int = 256, threads: int | None = None):
+                 block_frames: int = 256, threads: int | None = None,
+                 planning: str = "measure"):
         self.spec = spec
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
@@ -143,6 +150,9 @@ class Reconstructor:
         self.block_frames = max(1, int(block_frames))
         self._hop = spec.hop_length
         self.threads = _default_threads() if threads is None else max(1, int(threads))
+        if planning not in fft.PLANNING:
+            raise SpecError(f"planning={planning!r} is not one of {', '.join(fft.PLANNING)}")
+        self.planning = planning
 
         n, h, c = spec.n_fft, spec.hop_length, spec.channels
         w = spec.padded_window
@@ -167,7 +177,7 @@ class Reconstructor:
         self._acc = np.zeros((c, self._cap), dtype=self.dtype)
         self._k = 0            # hops from the start of _acc to the next final sample
         self.frames = 0        # frames pushed so far; support sample frames * H is next final
-        self._plan1 = fft.irfft_plan((c,), n, self.dtype, threads=1)
+        self._plan1 = fft.irfft_plan((c,), n, self.dtype, threads=1, planning=self.planning)
         self._plans = {}
         # Output bookkeeping in signal samples: n = u + lead, then the centre trim.
         self._skip = max(spec.start_trim - self._lead, 0)
@@ -348,7 +358,8 @@ class Reconstructor:
             # Measure only the plan every full block uses; odd sizes (the last
             # block of a file) are planned by estimate, in microseconds.
             plan = fft.irfft_plan((self.spec.channels, t), self.spec.n_fft, self.dtype,
-                                  self.threads, measure=(t == self.block_frames))
+                                  self.threads, planning=self.planning
+                                  if t == self.block_frames else "estimate")
             batch = self._plans[t] = (plan.input_array, plan.output_array, plan.execute)
         return batch
 
@@ -491,7 +502,7 @@ class Analyzer:
                 if len(self._plans) > 8:
                     self._plans.clear()
                 plan = self._plans[avail] = fft.rfft_plan((c, avail), n, self.dtype, 1,
-                                                          measure=False)
+                                                          planning="estimate")
             np.multiply(frames, self._window, out=plan.input_array)
             plan.execute()
             out = plan.output_array.copy()

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pyfftw
 
-__all__ = ["irfft_plan", "rfft_plan", "wisdom_path", "planner_flag"]
+__all__ = ["irfft_plan", "rfft_plan", "wisdom_path", "planner_flag", "PLANNING"]
 
 _lock = threading.Lock()
 _wisdom_loaded = False
@@ -71,14 +71,31 @@ def _save_wisdom():
         pass  # a read-only home only costs planning time
 
 
-def _plan(shape_in, dtype_in, shape_out, dtype_out, direction, threads, measure):
+#: How a plan is made: 'measure' (FFTW measures the fastest algorithm, the
+#: wisdom file keeps it), 'wisdom' (a measured plan if the wisdom file knows
+#: the size, else by estimate; never measures, never writes the file: for sizes
+#: a remote peer chose), 'estimate' (by estimate, microseconds).
+PLANNING = ("measure", "wisdom", "estimate")
+
+
+def _plan(shape_in, dtype_in, shape_out, dtype_out, direction, threads, planning):
+    if planning not in PLANNING:
+        raise ValueError(f"planning={planning!r} is not one of {', '.join(PLANNING)}")
     with _lock:
         _load_wisdom()
         a = pyfftw.empty_aligned(shape_in, dtype=dtype_in)
         b = pyfftw.empty_aligned(shape_out, dtype=dtype_out)
-        flag = planner_flag() if measure else "FFTW_ESTIMATE"
-        plan = pyfftw.FFTW(a, b, axes=(-1,), direction=direction,
-                           flags=(flag, "FFTW_DESTROY_INPUT"), threads=threads)
+        flag = "FFTW_ESTIMATE" if planning == "estimate" else planner_flag()
+
+        def make(*flags):
+            return pyfftw.FFTW(a, b, axes=(-1,), direction=direction,
+                               flags=(*flags, "FFTW_DESTROY_INPUT"), threads=threads)
+        if planning == "wisdom" and flag != "FFTW_ESTIMATE":
+            try:
+                return make(flag, "FFTW_WISDOM_ONLY")
+            except RuntimeError:          # no wisdom for this size: do not measure it
+                return make("FFTW_ESTIMATE")
+        plan = make(flag)
         key = (tuple(shape_in), np.dtype(dtype_in).str, direction, threads, flag,
                str(wisdom_path()))
         if flag != "FFTW_ESTIMATE" and key not in _planned:
@@ -88,22 +105,22 @@ def _plan(shape_in, dtype_in, shape_out, dtype_out, direction, threads, measure)
 
 
 def irfft_plan(batch_shape: tuple, n_fft: int, dtype=np.float32, threads: int = 1,
-               measure: bool = True):
+               planning: str = "measure"):
     """A c2r plan: complex input ``batch_shape + (n_fft//2+1,)`` -> real ``batch_shape + (n_fft,)``.
 
     Unnormalised (the caller folds 1/n_fft into its window); destroys its input.
-    ``measure=False`` plans by estimate (microseconds) for one-off shapes.
+    ``planning``: one of :data:`PLANNING` ('estimate' for one-off shapes).
     """
     real = np.dtype(dtype)
     cplx = np.result_type(real, np.complex64)
     return _plan(tuple(batch_shape) + (n_fft // 2 + 1,), cplx,
-                 tuple(batch_shape) + (n_fft,), real, "FFTW_BACKWARD", threads, measure)
+                 tuple(batch_shape) + (n_fft,), real, "FFTW_BACKWARD", threads, planning)
 
 
 def rfft_plan(batch_shape: tuple, n_fft: int, dtype=np.float32, threads: int = 1,
-              measure: bool = True):
+              planning: str = "measure"):
     """An r2c plan: real ``batch_shape + (n_fft,)`` -> complex ``batch_shape + (n_fft//2+1,)``."""
     real = np.dtype(dtype)
     cplx = np.result_type(real, np.complex64)
     return _plan(tuple(batch_shape) + (n_fft,), real,
-                 tuple(batch_shape) + (n_fft // 2 + 1,), cplx, "FFTW_FORWARD", threads, measure)
+                 tuple(batch_shape) + (n_fft // 2 + 1,), cplx, "FFTW_FORWARD", threads, planning)

@@ -53,8 +53,9 @@ class FramePipeline:
         Told what goes in and what comes out: ``add_target(mag)`` with the
         linear magnitudes of magnitude-only frames and ``add_audio(y)`` with
         every block of samples (a :class:`stream.phase.ConvergenceMeter`).
-    block_frames, threads :
-        Passed to the Reconstructor (frames per batched FFT, FFTW threads).
+    block_frames, threads, planning :
+        Passed to the Reconstructor (frames per batched FFT, FFTW threads,
+        how its FFT plans are made).
 
     Counters: ``frames`` (real frames pushed), ``concealed`` (frames made up
     for gaps), ``nonfinite`` (NaN/Inf values zeroed), ``samples_out``.
@@ -63,7 +64,7 @@ class FramePipeline:
     def __init__(self, spec: STFTSpec, encoding: Encoding = Encoding(), *,
                  kind: str = "complex", phase=None, length: int | None = None,
                  output: str = "audio", monitor=None, block_frames: int = 256,
-                 threads: int | None = None):
+                 threads: int | None = None, planning: str = "measure"):
         if kind not in FRAME_KINDS:
             raise SpecError(f"kind={kind!r} is not one of {', '.join(FRAME_KINDS)}")
         if output not in ("audio", "frames"):
@@ -76,7 +77,8 @@ class FramePipeline:
         self.phase = phase if kind == "magnitude" else None
         self.monitor = monitor
         self.engine = (Reconstructor(spec, length=length, block_frames=block_frames,
-                                     threads=threads) if output == "audio" else None)
+                                     threads=threads, planning=planning)
+                       if output == "audio" else None)
         self.frames = 0
         self.concealed = 0
         self._finished = False

@@ -472,9 +472,12 @@ class _Stream:
         # A stream joined late (first_seq > 0) has lost its beginning: the
         # header's length no longer applies.
         length = header.length if first_seq == 0 else None
+        # The remote chose these sizes: no FFTW measuring (a second or more per
+        # new size) and no wisdom file rewritten for them.
         self.pipeline = FramePipeline(spec, header.encoding, kind=kind, phase=stage,
                                       length=length, output=output,
-                                      block_frames=block_frames, threads=threads)
+                                      block_frames=block_frames, threads=threads,
+                                      planning="wisdom")
         self.next_seq = first_seq
         self.frames = 0
         self.last_seen = time.monotonic()

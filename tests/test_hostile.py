@@ -285,3 +285,26 @@ def test_every_message_kind_mutated_then_a_good_stream_is_exact(rx, raw, ctx):
     print(f"fuzz: {sent} messages, {rx.stats.malformed} malformed "
           f"{dict(rx.stats.rejects)}, RSS grew {grown / 2**20:.1f} MB")
     assert grown < 256 << 20
+
+
+# --------------------------------------------------------------------- stalls
+def test_headers_with_new_fft_sizes_neither_measure_nor_rewrite_wisdom(ctx, monkeypatch):
+    """Each new n_fft a remote names would cost FFTW a measured plan (0.6 s
+    each here) and a rewrite of the wisdom file: the receiver plans them by
+    estimate and leaves the file alone; a size measured before (by the user's
+    own reconstruct) is used from the wisdom."""
+    from stream import fft
+    monkeypatch.setenv("SPECSTREAM_FFTW_PLANNER", "measure")
+    Reconstructor(STFTSpec(n_fft=300, hop_length=75))         # the user measured this one
+    wisdom = fft.wisdom_path().read_bytes()
+    flags = {}
+    with FrameReceiver("tcp://127.0.0.1:*", context=ctx) as rx:
+        for i, n_fft in enumerate([300] + list(range(320, 320 + 2 * 30, 2))):
+            d = {**header_dict(100 + i), "n_fft": n_fft, "hop_length": n_fft // 4,
+                 "win_length": n_fft}
+            rx.handle([pack_envelope(MsgType.HEADER, 100 + i, 0), json.dumps(d).encode()])
+            flags[n_fft] = rx.stream.pipeline.engine._plan1.flags
+            rx.handle(end_message(100 + i, 0))
+    assert fft.wisdom_path().read_bytes() == wisdom
+    assert "FFTW_WISDOM_ONLY" in flags.pop(300)
+    assert all(f == ("FFTW_ESTIMATE", "FFTW_DESTROY_INPUT") for f in flags.values())

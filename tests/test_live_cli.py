@@ -274,3 +274,47 @@ def test_demo_without_an_audio_device_writes_a_wav(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "no audio output" in r.stderr and f"writing {out}" in r.stderr
     assert sf.info(out).frames == 48000 + 48000 // 4
+
+
+# ------------------------------------------------------- the first stream, sinks
+def test_a_missing_sink_directory_is_an_error_before_listening(tmp_path):
+    r = _run(["play", "--sink", f"wav:{tmp_path}/missing/dir/x.wav", "--bind",
+              "tcp://127.0.0.1:*"])
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.count("\n") == 1 and "does not exist" in r.stderr
+    assert "listening" not in r.stderr
+
+
+def test_streams_a_file_cannot_hold_are_skipped_and_others_get_their_own_file(tmp_path,
+                                                                              procs):
+    """--keep-alive into one WAV: a first stream at a fractional rate (no sound
+    file holds it) is skipped with a line, the player goes on; the next stream
+    writes out.wav; one of another rate goes to out-3.wav beside it."""
+    import zmq
+    from stream.engine import istft
+    from stream.transport import FrameSender
+    out = tmp_path / "out.wav"
+    play = procs(["-v", "play", "--bind", "tcp://127.0.0.1:*", "--sink", f"wav:{out}",
+                  "--keep-alive"])
+    ep = play.wait_line(r"listening on (\S+)").group(1)
+    specs = [STFTSpec(sample_rate=22050.5, n_fft=512, hop_length=128), SPEC,
+             STFTSpec(sample_rate=8000, n_fft=512, hop_length=128)]
+    refs = []
+    ctx = zmq.Context()
+    for i, spec in enumerate(specs):
+        x = np.sin(2 * np.pi * 300 * np.arange(4000) / spec.sample_rate).astype(np.float32)
+        z = stft(x, spec)
+        refs.append(istft(z, spec))
+        with FrameSender(ep, spec=spec, stream_id=10 + i, context=ctx) as tx:
+            tx.send(z)
+        play.wait_line(rf"stream {10 + i} ended")
+    ctx.destroy(linger=0)
+    play.p.send_signal(signal.SIGINT)
+    assert play.wait() == 0, play.stderr
+    assert "cannot play to" in play.stderr and "Traceback" not in play.stderr
+    got, sr = sf.read(out, dtype="float32")
+    assert sr == SR
+    np.testing.assert_allclose(got, refs[1], atol=1e-5)
+    got3, sr3 = sf.read(tmp_path / "out-3.wav", dtype="float32")
+    assert sr3 == 8000
+    np.testing.assert_allclose(got3, refs[2], atol=1e-5)
