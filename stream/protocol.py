@@ -120,6 +120,9 @@ def unpack_envelope(part) -> Envelope:
         kind = MsgType(kind)
     except ValueError:
         raise ProtocolError(f"unknown message type {kind}", "type") from None
+    if n > MAX_FRAMES_PER_MESSAGE:
+        raise ProtocolError(f"n_frames={n} is over {MAX_FRAMES_PER_MESSAGE} per message",
+                            "size")
     return Envelope(version, kind, flags, sid, seq, ts, n)
 
 

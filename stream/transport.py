@@ -30,7 +30,7 @@ import logging
 import math
 import random
 import time
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -494,6 +494,8 @@ class _Waiting:
 
 #: What a header of another stream may do while one plays (FrameReceiver's takeover).
 TAKEOVER_POLICIES = ("idle", "never", "always")
+#: Headers of other streams remembered while one plays (the newest).
+_FOREIGN_HEADERS = 16
 #: The most audio one gap is concealed with, in bytes (float32 samples).
 MAX_CONCEAL_BYTES = 64 << 20
 
@@ -556,14 +558,16 @@ class FrameReceiver:
         even with one frame per FFT batch is refused (counted as
         ``rejects['stream-size']``); below that the batch shrinks to fit.
     takeover : str
-        What a header of another stream does while one plays: 'idle'
-        (default: it waits, queued, until the playing stream ends or has been
-        silent for ``takeover_after`` seconds, then starts from its queued
-        messages), 'never' (it waits until the playing stream ends or times
-        out), 'always' (it ends the playing stream at once: anyone who can
-        reach the endpoint can cut in).  Waiting streams are counted
-        (``stats.refused_headers``); one waits at a time, in at most
-        ``max_queue_bytes`` of messages (beyond: dropped, counted).
+        What another stream may do while one plays.  'idle' (default): its
+        header alone takes nothing (headers are remembered, counted in
+        ``stats.refused_headers``); once it sends frames it waits, its
+        messages queued, and starts from them when the playing stream ends,
+        has sent no frame at all, or has been silent for ``takeover_after``
+        seconds.  'never': it waits until the playing stream ends or times
+        out.  'always': its header ends the playing stream at once (anyone
+        who can reach the endpoint can cut in).  One stream waits at a time,
+        in at most ``max_queue_bytes`` of messages (beyond: dropped, counted
+        in ``stats.dropped_queued``).
     takeover_after : float
         Seconds of silence after which a playing stream counts as gone ('idle').
 
@@ -591,6 +595,7 @@ class FrameReceiver:
         self.takeover_after = float(takeover_after)
         self.max_queue_bytes = int(max_queue_bytes)
         self._waiting: _Waiting | None = None    # a stream queued behind the playing one
+        self._foreign = OrderedDict()     # stream id -> header parts, while another plays
         self.max_conceal = float(max_conceal)
         self.stream_timeout = stream_timeout
         self.output = output
@@ -852,11 +857,25 @@ class FrameReceiver:
         events.append(StreamEnded(st.id, reason, st.frames, samples))
 
     # ------------------------------------------------------------ takeover
+    # While one stream plays, other streams' headers are remembered (a few, the
+    # newest) but take nothing: a header alone costs a hijacker nothing to send.
+    # A stream that then sends frames becomes the one waiting, its messages
+    # queued; it starts when the playing stream ends, has sent no frame at all,
+    # or (takeover 'idle') has been silent for takeover_after seconds.
     def _queued(self, env, parts, nbytes: int) -> bool:
-        """Keep a message of the waiting stream for when it starts; True if kept."""
-        w = self._waiting
-        if w is None or env.stream_id != w.id or env.type == MsgType.HEADER:
+        """Keep a message of a waiting stream for when it starts; True if kept."""
+        if env.type == MsgType.HEADER:
             return False
+        w = self._waiting
+        if w is None or w.id != env.stream_id:
+            header = self._foreign.get(env.stream_id)
+            if header is None or env.type != MsgType.FRAMES:
+                self._foreign.pop(env.stream_id, None)     # its END: forget it
+                return header is not None
+            if w is not None and time.monotonic() - w.last_seen <= self.takeover_after:
+                self.stats.dropped_queued += env.n_frames  # one waits at a time
+                return True
+            w = self._waiting = _Waiting(env.stream_id, [header], memoryview(header[1]).nbytes)
         if w.bytes + nbytes > self.max_queue_bytes:
             self.stats.dropped_queued += env.n_frames
         else:
@@ -866,20 +885,23 @@ class FrameReceiver:
         return True
 
     def _wait(self, header, env, parts):
-        """A header of another stream while one plays: counted, queued, never a takeover."""
+        """A header of another stream while one plays: counted, remembered, no takeover."""
+        self.stats.refused_headers += 1
         w = self._waiting
         if w is not None and w.id == header.stream_id:
             w.last_seen = time.monotonic()
-            return                      # a repeat: the first one is queued
-        self.stats.refused_headers += 1
-        if w is None or time.monotonic() - w.last_seen > self.takeover_after:
-            self._waiting = _Waiting(header.stream_id, [parts])
+            return
+        self._foreign[header.stream_id] = parts
+        self._foreign.move_to_end(header.stream_id)
+        while len(self._foreign) > _FOREIGN_HEADERS:
+            self._foreign.popitem(last=False)
         self._say(logging.WARNING, "takeover", "stream %d is playing: stream %d waits "
                   "(takeover=%s)", self.stream.id, header.stream_id, self.takeover)
 
     def _start_waiting(self, events):
         """Start the waiting stream, replaying what it sent while it waited."""
         w, self._waiting = self._waiting, None
+        self._foreign.clear()
         log.info("stream %d starts after waiting (%d message(s) queued)", w.id,
                  len(w.messages))
         for parts in w.messages:
@@ -891,9 +913,11 @@ class FrameReceiver:
             now = time.monotonic()
             if st is None:
                 self._start_waiting(events)
-            elif self.takeover == "idle" and now - st.last_seen > self.takeover_after:
-                log.warning("stream %d silent for %.1f s: stream %d takes over", st.id,
-                            now - st.last_seen, w.id)
+            elif st.frames == 0 and self.takeover == "idle" or (
+                    self.takeover == "idle" and now - st.last_seen > self.takeover_after):
+                log.warning("stream %d %s: stream %d takes over", st.id,
+                            "has sent no frame" if st.frames == 0 else
+                            f"silent for {now - st.last_seen:.1f} s", w.id)
                 self._end_stream("replaced", events)
                 self._start_waiting(events)
         st = self.stream
