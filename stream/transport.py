@@ -39,7 +39,7 @@ import zmq
 from .decode import Encoding
 from .engine import as_block
 from .errors import SpecstreamError
-from .pipeline import FramePipeline
+from .pipeline import CONCEAL_MODES, FramePipeline
 from .protocol import (DEFAULT_ENDPOINT, MsgType, ProtocolError, StreamHeader, end_message,
                        frame_arrays, frames_message, pack_envelope, payload_dtype,
                        unpack_envelope)
@@ -460,7 +460,7 @@ class _Stream:
     that turns its frames into audio (the one ``specstream reconstruct`` uses)."""
 
     def __init__(self, header: StreamHeader, first_seq: int, output: str,
-                 block_frames: int, threads: int):
+                 block_frames: int, threads: int, conceal: str = "extrapolate"):
         self.header = header
         self.id = header.stream_id
         spec = header.spec
@@ -477,7 +477,7 @@ class _Stream:
         self.pipeline = FramePipeline(spec, header.encoding, kind=kind, phase=stage,
                                       length=length, output=output,
                                       block_frames=block_frames, threads=threads,
-                                      planning="wisdom")
+                                      planning="wisdom", conceal=conceal)
         self.next_seq = first_seq
         self.frames = 0
         self.last_seen = time.monotonic()
@@ -536,8 +536,12 @@ class FrameReceiver:
         peer that sends a larger part (``ZMQ_MAXMSGSIZE``); the total of all
         parts is checked here too.
     max_conceal : float
-        Longest gap in seconds filled with silence; the rest of a longer gap is
+        Longest gap in seconds that is concealed; the rest of a longer gap is
         skipped (counted as ``lost``) and timing restarts after it.
+    conceal : str
+        How a gap is filled (:class:`~stream.pipeline.Concealer`):
+        'extrapolate' (default: the last frames continued, fading out after
+        20 ms) or 'zeros' (silence).
     stream_timeout : float, optional
         Seconds without a message after which the current stream is flushed
         and ended ('timeout'); None waits forever.
@@ -582,7 +586,8 @@ class FrameReceiver:
                  output: str = "audio", block_frames: int = 256, threads: int = 1,
                  rcvhwm: int | None = None, max_stream_bytes: int = 256 << 20,
                  takeover: str = "idle", takeover_after: float = 1.0,
-                 max_queue_bytes: int = 32 << 20, context: zmq.Context | None = None):
+                 max_queue_bytes: int = 32 << 20, conceal: str = "extrapolate",
+                 context: zmq.Context | None = None):
         if pattern not in _RECEIVER_PATTERNS:
             raise SpecError(f"pattern {pattern!r} is not one of {', '.join(_RECEIVER_PATTERNS)}")
         if output not in ("audio", "frames"):
@@ -597,6 +602,9 @@ class FrameReceiver:
         self._waiting: _Waiting | None = None    # a stream queued behind the playing one
         self._foreign = OrderedDict()     # stream id -> header parts, while another plays
         self.max_conceal = float(max_conceal)
+        if conceal not in CONCEAL_MODES:
+            raise SpecError(f"conceal={conceal!r} is not one of {', '.join(CONCEAL_MODES)}")
+        self.conceal = conceal
         self.stream_timeout = stream_timeout
         self.output = output
         self.block_frames = block_frames
@@ -730,7 +738,7 @@ class FrameReceiver:
                 f"stream {header.stream_id} would take over {self.max_stream_bytes >> 20} "
                 f"MB ({header.spec.channels} ch x n_fft {header.spec.n_fft}); refused "
                 "(see max_stream_bytes, --max-stream-mb)", "stream-size")
-        st = _Stream(header, first_seq, self.output, block, self.threads)
+        st = _Stream(header, first_seq, self.output, block, self.threads, self.conceal)
         self.stream = st
         self.stats.streams += 1
         s = header.spec
@@ -805,7 +813,7 @@ class FrameReceiver:
                       "concealed %d, skipped %d", st.id, gap, st.next_seq, fill, gap - cap)
         else:
             self._say(logging.WARNING, "gap", "stream %d: %d frame(s) missing at seq %d; "
-                      "concealed with silence", st.id, gap, st.next_seq)
+                      "concealed (%s)", st.id, gap, st.next_seq, self.conceal)
         self.stats.concealed += fill
         out = st.pipeline.conceal(fill)
         self._emit(st, out, st.next_seq, fill, events, math.nan)

@@ -130,7 +130,11 @@ def _add_play(sub):
                    help="receive queue length before the sender is held back (ZeroMQ "
                         "default 1000; 0 = unlimited, see docs/protocol.md about ipc://)")
     r.add_argument("--max-conceal", type=float, default=2.0, metavar="SECONDS",
-                   help="longest gap filled with silence (default 2 s)")
+                   help="longest gap concealed (default 2 s); the rest is skipped")
+    r.add_argument("--conceal", choices=("extrapolate", "zeros"), default="extrapolate",
+                   help="fill lost frames by continuing the last ones (default: each bin's "
+                        "magnitude held and its phase advanced, fading out after 20 ms) or "
+                        "with silence")
     r.add_argument("--stream-timeout", type=float, default=10.0, metavar="SECONDS",
                    help="flush a stream after this long without messages (default 10 s; "
                         "0 waits forever)")
@@ -277,6 +281,7 @@ def run_play(args) -> int:
                        max_message_bytes=args.max_message_bytes, max_conceal=args.max_conceal,
                        stream_timeout=args.stream_timeout or None, rcvhwm=args.rcvhwm,
                        takeover=args.takeover, takeover_after=args.takeover_after,
+                       conceal=args.conceal,
                        max_stream_bytes=int(args.max_stream_mb * (1 << 20)))
     t0 = time.monotonic()
     print(f"specstream play: {'listening on' if bind else 'connected to'} {rx.endpoint} "
