@@ -4,12 +4,12 @@ player never ends, never allocates or writes what a remote chose, never lets a s
 stream take over, and the good stream after the fault plays exactly."""
 
 import json
-import time
 
 import numpy as np
 import pytest
 import zmq
 
+from receiving import drain
 from stream.engine import Reconstructor, stft
 from stream.protocol import MsgType, StreamHeader, end_message, frames_message, pack_envelope
 from stream.spec import STFTSpec
@@ -69,16 +69,6 @@ def send_frames(raw, stream_id, seq, frames):
     header = StreamHeader(stream_id, SPEC)
     z = np.ascontiguousarray(frames[None], dtype="<c8")
     raw.send_multipart(frames_message(header, seq, z))
-
-
-def drain(rx, until, timeout=30.0):
-    events = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        events += rx.poll(0.05)
-        if until(events):
-            return events
-    raise AssertionError(f"receiver did not get there; stats {rx.stats.as_dict()}")
 
 
 def ended(stream_id):

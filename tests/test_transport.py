@@ -6,12 +6,12 @@ up, count it, and play the next good stream exactly as the offline path does.
 
 import socket
 import threading
-import time
 
 import numpy as np
 import pytest
 import zmq
 
+from receiving import drain
 from stream.decode import Decoder, Encoding
 from stream.engine import Reconstructor, stft
 from stream.protocol import (ENVELOPE, MAGIC, MsgType, StreamHeader, end_message,
@@ -50,16 +50,7 @@ def _frames(n_frames, spec=SPEC, seed=0):
     return stft(_signal(n, spec.channels, seed), spec)[..., :n_frames, :]
 
 
-def _drain(rx, until, timeout=30.0):
-    """Poll until ``until(events)``; the timeout only guards against a hang."""
-    events = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        events += rx.poll(0.05)
-        if until(events):
-            return events
-    raise AssertionError(f"receiver did not get there; events: {[type(e).__name__ for e in events]}"
-                         f", stats {rx.stats.as_dict()}")
+_drain = drain   # the name these tests have always used
 
 
 def _ended(events, reason="end"):
