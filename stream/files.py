@@ -3,7 +3,13 @@
 Arrays are opened, not loaded: ``.npy`` and uncompressed ``.npz`` members are
 memory-mapped, raw binary files too, so a one-hour spectrogram costs address
 space, not RAM.  Compressed ``.npz`` members and text files are read whole
-(they cannot be mapped); the error path says so when that is too large.
+(they cannot be mapped); a compressed member is read only when what it
+inflates to fits :func:`inflate_cap` (the zip's sizes may lie: the array's own
+header is believed, and no more than it says is ever inflated).
+
+Nothing is opened before :func:`check_file` has seen a regular, non-empty
+file (a FIFO opened for reading blocks until a writer comes), and only arrays
+of numbers are returned (:func:`check_numeric`: objects are never unpickled).
 
 :class:`FrameSource` walks one or two such arrays block by block in frame
 order, whatever their layout, and is what ``reconstruct`` and ``send`` read
@@ -15,25 +21,41 @@ the probe uses the same rules.
 
 from __future__ import annotations
 
+import math
 import mmap
+import os
+import stat
+import warnings
 import zipfile
+import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, ParameterError, SpecstreamError
 from .spec import bins_fit, n_fft_for_bins
 
 __all__ = ["FileError", "load_array", "array_names", "file_format", "FrameSource", "LAYOUTS",
            "RAW_DTYPES", "FORMATS", "guess_layout", "layout_guess", "other_layout",
-           "is_transposed", "second_layout", "usual_n_fft", "fits_usual_n_fft"]
+           "is_transposed", "second_layout", "usual_n_fft", "fits_usual_n_fft", "check_file",
+           "check_numeric", "check_spectrogram", "is_numeric", "array_dtype", "inflate_cap",
+           "INFLATE_ENV"]
 
 LAYOUTS = ("frames-bins", "bins-frames")
 RAW_DTYPES = {"float32": "<f4", "float64": "<f8", "complex64": "<c8", "complex128": "<c16",
               "float32be": ">f4", "float64be": ">f8", "int16": "<i2"}
 #: File formats by suffix (lower case); any other suffix is raw binary.
 FORMATS = {".npy": "npy", ".npz": "npz", ".csv": "text", ".txt": "text", ".tsv": "text"}
+#: The environment variable that sets :func:`inflate_cap`, in MiB.
+INFLATE_ENV = "SPECSTREAM_MAX_INFLATE_MB"
+#: dtype kinds a spectrogram may hold: float, complex, signed and unsigned integer.
+_NUMERIC_KINDS = "fciu"
+_NOT_NUMBERS = {"b": "booleans", "U": "text", "S": "byte strings", "O": "Python objects",
+                "M": "dates", "m": "time spans", "V": "raw bytes"}
+_NOT_REGULAR = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+                (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
 
 
 #: A file that cannot be read as asked (the name the file layer has always used).
@@ -45,16 +67,83 @@ def file_format(path) -> str:
     return FORMATS.get(Path(path).suffix.lower(), "raw")
 
 
+def check_file(path) -> Path:
+    """``path`` as a Path when it names a regular file that is not empty, else
+    :class:`FileError`.  Asked of the file's metadata before anything opens
+    it: a FIFO opened for reading blocks until a writer comes, a device never
+    ends, and neither can be memory-mapped."""
+    path = Path(path)
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise FileError(f"{path}: no such file") from None
+    except OSError as e:
+        raise FileError(f"{path}: cannot read it ({e.strerror or e})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise FileError(f"{path}: is a directory; give a file in it")
+    if not stat.S_ISREG(st.st_mode):
+        what = next((w for test, w in _NOT_REGULAR if test(st.st_mode)), "a special file")
+        raise FileError(f"{path}: is {what}, not a regular file; save the frames to a file "
+                        "and give that")
+    if st.st_size == 0:
+        raise FileError(f"{path}: the file is empty (0 bytes); was it written to the end?")
+    return path
+
+
+def is_numeric(dtype) -> bool:
+    """True for dtypes a spectrogram may hold: float, complex or integer
+    (not bool, text, records, objects, dates or raw bytes)."""
+    return np.dtype(dtype).kind in _NUMERIC_KINDS
+
+
+def check_numeric(dtype, name) -> None:
+    """:class:`FileError` naming ``name`` unless :func:`is_numeric` (``dtype``)."""
+    dt = np.dtype(dtype)
+    if is_numeric(dt):
+        return
+    what = "records" if dt.names else _NOT_NUMBERS.get(dt.kind, "no numbers")
+    why = ", which are never unpickled" if dt.hasobject else ""
+    raise FileError(f"{name}: holds {what}{why} (dtype {dt}), "
+                    "not numbers; save the spectrogram as float or complex values "
+                    "(.astype(np.float32))")
+
+
+def check_spectrogram(shape, name) -> None:
+    """:class:`FileError` naming ``name`` unless ``shape`` is that of a
+    spectrogram: 2-D (or 3-D with channels first), with frames and bins."""
+    shape = tuple(shape)
+    if len(shape) == 0:
+        raise FileError(f"{name}: holds a single value (a 0-d array), not a spectrogram "
+                        "(2-D: frames and bins); save the spectrogram itself")
+    if len(shape) == 1:
+        raise FileError(f"{name}: a 1-D array of {shape[0]} values is not a spectrogram "
+                        "(2-D: frames and bins); reshape it to frames x bins, or give a raw "
+                        "file and --bins")
+    if len(shape) > 3:
+        raise FileError(f"{name}: a spectrogram must be 2-D (or 3-D with channels first), "
+                        f"got shape {shape}")
+    if 0 in shape:
+        raise FileError(f"{name}: the array of shape {shape} is empty (an axis of length 0): "
+                        "no frames or no bins to reconstruct; check that it was saved whole")
+
+
 def array_names(path) -> list[str]:
-    """Names of the arrays in an ``.npz`` file ([] for other formats)."""
+    """Names of the arrays (``.npy`` members) in an ``.npz`` file ([] for other
+    formats); members of other kinds are not arrays and are left out."""
     path = Path(path)
     if file_format(path) != "npz":
         return []
+    with _open_zip(path) as z:
+        return [n[:-4] for n in z.namelist() if n.endswith(".npy")]
+
+
+def _open_zip(path: Path) -> zipfile.ZipFile:
+    check_file(path)
     try:
-        with zipfile.ZipFile(path) as z:
-            return [n[:-4] if n.endswith(".npy") else n for n in z.namelist()]
-    except (OSError, zipfile.BadZipFile) as e:
-        raise FileError(f"{path}: not a readable .npz file ({e})") from None
+        return zipfile.ZipFile(path)
+    except (OSError, zipfile.BadZipFile, ValueError) as e:
+        raise FileError(f"{path}: not a readable .npz file ({e}); save it with np.savez") \
+            from None
 
 
 def load_array(path, key: str | None = None, dtype: str | None = None,
@@ -74,64 +163,233 @@ def load_array(path, key: str | None = None, dtype: str | None = None,
         For raw files: element order, 'frames-bins' (default: each frame's
         bins are contiguous) or 'bins-frames'.
     """
-    path = Path(path)
-    if not path.exists():
-        raise FileError(f"{path}: no such file")
+    path = check_file(path)
     kind = file_format(path)
-    try:
+    with _reading(path):
         if kind == "npy":
-            return np.load(path, mmap_mode="r", allow_pickle=False)
+            return _load_npy(path)
         if kind == "npz":
             return _load_npz(path, key)
         if kind == "text":
             return _load_text(path)
         return _load_raw(path, dtype, bins, layout)
-    except FileError:
+
+
+def array_dtype(path, key: str | None = None) -> np.dtype:
+    """The dtype of the array :func:`load_array` would open (``key`` as
+    there), from its header alone; float64 for text, float32 for raw files."""
+    path = check_file(path)
+    kind = file_format(path)
+    with _reading(path):
+        if kind == "npy":
+            with open(path, "rb") as f:
+                return _read_header(f, str(path)).dtype
+        if kind == "npz":
+            with _open_zip(path) as z, _open_member(z, path, key) as (f, info, where):
+                return _read_header(f, where).dtype
+    return np.dtype(np.float64 if kind == "text" else np.float32)
+
+
+@contextmanager
+def _reading(path: Path):
+    """What the readers below raise, as one :class:`FileError` line naming ``path``."""
+    try:
+        yield
+    except SpecstreamError:
         raise
-    except (ValueError, OSError, zipfile.BadZipFile) as e:
+    except MemoryError:
+        raise FileError(f"{path}: not enough memory to read it; convert it to .npy "
+                        "(np.save), which is memory-mapped") from None
+    except (ValueError, OSError, EOFError, zlib.error, zipfile.BadZipFile) as e:
         raise FileError(f"{path}: cannot read it as {path.suffix.lower() or 'raw binary'} "
                         f"({e})") from None
 
 
+# ----------------------------------------------------------- npy headers
+@dataclass(frozen=True)
+class _Header:
+    """What an .npy header says: the array, and where its data starts."""
+
+    shape: tuple
+    fortran: bool
+    dtype: np.dtype
+    offset: int          # bytes from the start of the .npy data to the array's first byte
+
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.shape) * self.dtype.itemsize
+
+    @property
+    def end(self) -> int:
+        """Bytes the whole .npy takes: header and data."""
+        return self.offset + self.nbytes
+
+    def says(self) -> str:
+        return f"shape {self.shape} of {self.dtype}, {self.end} bytes"
+
+
+def _read_header(f, name: str) -> _Header:
+    """The header of the .npy that starts at ``f``'s position (a file or a zip
+    member stream), checked: magic, version and shape (the dtype is the caller's)."""
+    start = f.tell()
+    magic = f.read(8)
+    prefix = np.lib.format.MAGIC_PREFIX
+    if len(magic) < 8 and prefix.startswith(magic[:6]):
+        raise FileError(f"{name}: truncated: {len(magic)} bytes, too short for an .npy "
+                        "header; save it again with np.save")
+    if magic[:6] != prefix:
+        raise FileError(f"{name}: not an .npy array (it starts with {magic[:6]!r}, not "
+                        f"{prefix!r}); save it with np.save, or give a "
+                        "raw binary file a .bin suffix and --dtype")
+    major, minor = magic[6], magic[7]
+    if major not in (1, 2, 3):
+        raise FileError(f"{name}: .npy format version {major}.{minor}, which numpy does not "
+                        "write; save it again with np.save")
+    read = (np.lib.format.read_array_header_1_0 if major == 1
+            else np.lib.format.read_array_header_2_0)     # 3.0 differs in field names only
+    try:
+        shape, fortran, dtype = read(f)
+    except ValueError as e:
+        what = ("truncated in its header" if str(e).startswith("EOF")
+                else f"a damaged .npy header ({e})")
+        raise FileError(f"{name}: {what}; save it again with np.save") from None
+    if any(n < 0 for n in shape):
+        raise FileError(f"{name}: a damaged .npy header (shape {shape}); save it again "
+                        "with np.save")
+    return _Header(tuple(shape), fortran, dtype, f.tell() - start)
+
+
+def _map(path: Path, h: _Header, start: int, name: str):
+    """Memory-map the data ``h`` describes, the .npy starting ``start`` bytes
+    into ``path``; :class:`FileError` when the file ends before it does."""
+    size = path.stat().st_size
+    if start + h.end > size:
+        raise FileError(f"{name}: truncated: its header says {h.says()}, the file holds "
+                        f"{size - start}; copy or save it again")
+    order = "F" if h.fortran else "C"
+    if h.nbytes == 0:         # nothing to map (mmap refuses a length of 0)
+        return np.empty(h.shape, h.dtype, order=order)
+    return np.memmap(path, dtype=h.dtype, mode="r", offset=start + h.offset, shape=h.shape,
+                     order=order)
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    with open(path, "rb") as f:
+        h = _read_header(f, str(path))
+    check_numeric(h.dtype, path)
+    return _map(path, h, 0, str(path))
+
+
 def _load_npz(path: Path, key: str | None) -> np.ndarray:
-    names = array_names(path)
+    with _open_zip(path) as z, _open_member(z, path, key) as (f, info, where):
+        h = _read_header(f, where)
+        check_numeric(h.dtype, where)
+        if info.file_size < h.end:      # a zip bomb may declare little and inflate much
+            raise FileError(f"{where}: the zip declares {info.file_size} bytes for it, its "
+                            f"header says {h.says()}: a damaged or forged file; save it "
+                            "again with np.savez")
+        if info.compress_type == zipfile.ZIP_STORED:
+            return _map(path, h, _member_start(path, info, where), where)
+        return _inflate(f, h, where)
+
+
+@contextmanager
+def _open_member(z: zipfile.ZipFile, path: Path, key: str | None):
+    """``(stream, info, where)``: the ``key`` member of ``z`` (the first array
+    when None) open for reading, its ZipInfo, and how messages name it."""
+    names = [n[:-4] for n in z.namelist() if n.endswith(".npy")]
     if not names:
-        raise FileError(f"{path}: the .npz file holds no arrays")
-    if key is None:
-        key = names[0]
+        others = ", ".join(z.namelist()[:5])
+        raise FileError(f"{path}: the .npz file holds no arrays"
+                        + (f" (no .npy members: {others})" if others else "")
+                        + "; save the arrays with np.savez")
+    key = names[0] if key is None else key
     if key not in names:
-        raise FileError(f"{path}: no array named {key!r}; it holds {', '.join(names)}")
-    mapped = _map_npz_member(path, key + ".npy")
-    if mapped is not None:
-        return mapped
-    with np.load(path, allow_pickle=False) as z:   # compressed: read it whole
-        return z[key]
+        kind = " (that member is not an .npy array);" if key in z.namelist() else ";"
+        raise FileError(f"{path}: no array named {key!r}{kind} it holds {', '.join(names)}")
+    where = f"{path}: array {key!r}"
+    info = z.getinfo(key + ".npy")
+    try:
+        stream = z.open(info)
+    except (RuntimeError, NotImplementedError) as e:    # encrypted, unknown compression
+        raise FileError(f"{where}: cannot be read ({e}); save it with np.savez") from None
+    with stream:
+        try:
+            yield stream, info, where
+        except zipfile.BadZipFile as e:    # a bad CRC: the data, or a size the zip lies about
+            raise FileError(f"{where}: a damaged or forged zip member ({e}); save it again "
+                            "with np.savez") from None
 
 
-def _map_npz_member(path: Path, member: str):
-    """Memory-map an uncompressed (ZIP_STORED) npz member; None when it is compressed."""
-    with zipfile.ZipFile(path) as z:
-        info = z.getinfo(member)
-        if info.compress_type != zipfile.ZIP_STORED:
-            return None
-        with open(path, "rb") as f:
-            f.seek(info.header_offset)
-            local = f.read(30)
-            name_len = int.from_bytes(local[26:28], "little")
-            extra_len = int.from_bytes(local[28:30], "little")
-            start = info.header_offset + 30 + name_len + extra_len
-            f.seek(start)
-            version = np.lib.format.read_magic(f)
-            if version == (1, 0):
-                shape, fortran, dt = np.lib.format.read_array_header_1_0(f)
-            else:
-                shape, fortran, dt = np.lib.format.read_array_header_2_0(f)
-            offset = f.tell()
-    if dt.hasobject:
-        raise FileError(f"{path}: array {member[:-4]!r} holds Python objects; "
-                        "they are never unpickled")
-    return np.memmap(path, dtype=dt, mode="r", offset=offset, shape=shape,
-                     order="F" if fortran else "C")
+def _member_start(path: Path, info: zipfile.ZipInfo, where: str) -> int:
+    """Where the data of an uncompressed (ZIP_STORED) member starts in ``path``."""
+    with open(path, "rb") as f:
+        f.seek(info.header_offset)
+        local = f.read(30)
+    if len(local) < 30 or local[:4] != b"PK\x03\x04":
+        raise FileError(f"{where}: a damaged zip (no local header where the directory says); "
+                        "save it again with np.savez")
+    name_len = int.from_bytes(local[26:28], "little")
+    extra_len = int.from_bytes(local[28:30], "little")
+    return info.header_offset + 30 + name_len + extra_len
+
+
+def inflate_cap() -> int:
+    """Bytes a compressed ``.npz`` member may inflate to: ``$SPECSTREAM_MAX_INFLATE_MB``
+    (MiB) when set, else a quarter of the memory available, at most 2 GiB."""
+    text = os.environ.get(INFLATE_ENV, "").strip()
+    if not text:
+        return min(_memory_available() // 4, 2 << 30)
+    try:
+        mb = float(text)
+    except ValueError:
+        mb = math.nan
+    if not 0 < mb < math.inf:
+        raise ParameterError(f"{INFLATE_ENV}={text!r}: the cap must be a positive number of "
+                             "MiB (e.g. 4096)")
+    return int(mb * (1 << 20))
+
+
+def _memory_available() -> int:
+    """Bytes of memory available (Linux's MemAvailable), or a guess of 8 GiB."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, AttributeError):
+        return 8 << 30
+
+
+def _mib(n: int) -> str:
+    return f"{n / (1 << 20):.1f} MiB"
+
+
+def _inflate(f, h: _Header, where: str) -> np.ndarray:
+    """Read a compressed member's data (``f`` just past its header) into
+    memory: at most the ``h.nbytes`` its header says, and only when that fits
+    :func:`inflate_cap`."""
+    cap = inflate_cap()
+    if h.nbytes > cap:
+        how = (f"set by {INFLATE_ENV}" if os.environ.get(INFLATE_ENV, "").strip()
+               else "a quarter of the available memory, at most 2 GiB")
+        raise FileError(f"{where}: compressed, it inflates to {_mib(h.nbytes)}, over the cap of "
+                        f"{_mib(cap)} ({how}); save it uncompressed with np.savez (it is then "
+                        f"memory-mapped), or raise the cap with {INFLATE_ENV}")
+    flat = np.empty(math.prod(h.shape), h.dtype)
+    buf = memoryview(flat.view(np.uint8))
+    done = 0
+    while done < len(buf):
+        n = f.readinto(buf[done:done + (4 << 20)])
+        if not n:
+            raise FileError(f"{where}: truncated: the compressed data ends after {done} of "
+                            f"{h.nbytes} bytes; save it again with np.savez")
+        done += n
+    return flat.reshape(h.shape, order="F" if h.fortran else "C")
 
 
 def _load_text(path: Path) -> np.ndarray:
@@ -143,7 +401,12 @@ def _load_text(path: Path) -> np.ndarray:
         skip = 0
     except (ValueError, IndexError):
         skip = 1     # a header row
-    arr = np.loadtxt(path, delimiter=delimiter, skiprows=skip, dtype=np.float64, ndmin=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")    # "input contained no data": said below, in one line
+        arr = np.loadtxt(path, delimiter=delimiter, skiprows=skip, dtype=np.float64, ndmin=2)
+    if arr.size == 0:
+        raise FileError(f"{path}: holds no numbers (only {'a header row' if skip else 'blanks'}); "
+                        "give the file the frames were saved to")
     return arr
 
 
@@ -191,9 +454,7 @@ class FrameSource:
         for lay in (self.layout, self.second_layout):
             if lay is not None and lay not in LAYOUTS:
                 raise FileError(f"layout {lay!r} is not one of {', '.join(LAYOUTS)}")
-        if self.first.ndim not in (2, 3):
-            raise FileError(f"a spectrogram must be 2-D (or 3-D with channels first), "
-                            f"got shape {self.first.shape}")
+        check_spectrogram(self.first.shape, "the spectrogram")
         if self.second is None:
             self.second_layout = self.layout
         elif self.second_layout is None:
@@ -356,7 +617,7 @@ def fits_usual_n_fft(bins: int) -> bool:
 def parse_window(text: str):
     """A window name, or a comma-separated list / .npy file of values."""
     if text.endswith(".npy"):
-        return np.load(text, allow_pickle=False)
+        return np.array(load_array(text))
     if "," in text:
         try:
             return np.array([float(v) for v in text.split(",")])

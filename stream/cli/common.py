@@ -16,8 +16,8 @@ import sys
 import numpy as np
 
 from ..decode import MAGNITUDES, PHASE_UNITS, Encoding
-from ..files import (LAYOUTS, RAW_DTYPES, FileError, FrameSource, array_names, guess_layout,
-                    load_array, parse_window)
+from ..files import (LAYOUTS, RAW_DTYPES, FrameSource, array_names, check_spectrogram,
+                    guess_layout, load_array, parse_window)
 from ..spec import (PHASE_ORIGINS, PRESETS, SCALINGS, SpecError, STFTSpec, bins_fit,
                     n_fft_for_bins, preset)
 
@@ -123,18 +123,15 @@ def open_source(args) -> FrameSource:
     if args.phase is None and len(names) > 1 and not (mag_key and phase_key):
         mag_key = mag_key or _pick(names, _MAG_KEYS, exclude=phase_key)
         phase_key = phase_key or _pick(names, _PHASE_KEYS, exclude=mag_key)
-    first = load_array(args.mag, key=mag_key, **raw)
+    first = _load(args.mag, mag_key, raw)
     if args.phase is not None:
-        second = load_array(args.phase, key=phase_key, **raw)
+        second = _load(args.phase, phase_key, raw)
     elif phase_key is not None:
-        second = load_array(args.mag, key=phase_key, **raw)
+        second = _load(args.mag, phase_key, raw)
     else:
         second = None
     if second is not None and np.iscomplexobj(second):
         raise UsageError("the phase array is complex; give a complex spectrogram as MAG alone")
-    if first.ndim == 1:
-        raise FileError(f"{args.mag}: a 1-D array of {first.shape[0]} values is not a "
-                        "spectrogram; give --bins for raw files, or reshape it")
     layout = args.layout or guess_layout(first.shape, args.n_fft)
     # a phase saved transposed is read in its own layout (files.second_layout)
     source = FrameSource(first, second, layout)
@@ -142,6 +139,13 @@ def open_source(args) -> FrameSource:
         log.info("the phase %s is the magnitude %s transposed: reading it as %s",
                  tuple(second.shape), tuple(first.shape), source.second_layout)
     return source
+
+
+def _load(path, key, raw: dict) -> np.ndarray:
+    """One array of the command line, which must be a spectrogram (2-D or 3-D, not empty)."""
+    a = load_array(path, key=key, **raw)
+    check_spectrogram(a.shape, f"{path}" + (f": array {key!r}" if key else ""))
+    return a
 
 
 def _pick(names, wanted, exclude=None):

@@ -6,11 +6,11 @@ beside them (``sr``, ``hop_length``...).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from ..files import RAW_DTYPES, array_names, file_format, is_transposed, load_array
+from ..files import (RAW_DTYPES, array_dtype, array_names, check_file, check_spectrogram,
+                     file_format, is_numeric, is_transposed, load_array)
 from ..spec import SpecError, STFTSpec
 from .raw import RAW_TRY, RawGuess
 from .result import Finding, ProbeResult
@@ -36,16 +36,30 @@ class Array:
 
 
 def read_file(path, hints: dict, allow_complex: bool) -> list[Array]:
-    """Every array in ``path``; a raw file is read as the element type and row
-    length :class:`RawGuess` finds (``hints``: ``dtype``, ``rowlen``)."""
-    path = str(path)
+    """Every array of numbers in ``path``, which must hold a spectrogram
+    (:func:`stream.files.check_spectrogram`); a raw file is read as the
+    element type and row length :class:`RawGuess` finds (``hints``: ``dtype``,
+    ``rowlen``)."""
+    arrays = _read_arrays(str(path), hints, allow_complex)
+    if not any(a.data.ndim >= 2 and a.data.size for a in arrays):
+        # say what is wrong with the likeliest one: the most axes, then the most values
+        a = max(arrays, key=lambda a: (a.data.ndim, a.data.size))
+        check_spectrogram(a.data.shape, a.name)
+    return arrays
+
+
+def _read_arrays(path: str, hints: dict, allow_complex: bool) -> list[Array]:
     kind = file_format(path)
     if kind == "npz":
-        return [pairs_last(Array(load_array(path, key=k), path, k)) for k in array_names(path)]
+        # arrays of no numbers (labels, dates...) are no spectrogram: left out,
+        # unless nothing else is there (then load_array says what they are)
+        keys = [k for k in array_names(path) if is_numeric(array_dtype(path, k))]
+        if not keys:
+            return [Array(load_array(path), path)]
+        return [pairs_last(Array(load_array(path, key=k), path, k)) for k in keys]
     if kind != "raw":
         return [pairs_last(Array(load_array(path), path))]
-    if not Path(path).exists():
-        raise SpecError(f"{path}: no such file")
+    check_file(path)
     g = RawGuess.guess(path, hints.get("dtype"), hints.get("rowlen"), allow_complex)
     if g is None:
         raise SpecError(f"{path}: no element type ({', '.join(RAW_TRY)}) reads it as plausible "
