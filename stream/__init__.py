@@ -4,32 +4,35 @@ The data path, one place per stage::
 
     source (files, transport)  ->  frames  ->  decode  ->  pipeline  ->  engine  ->  sinks
 
-``import stream`` is light: the FFT engine (pyfftw), the transport (pyzmq) and
-the audio sink (sounddevice) are imported when first used.
+``import stream`` is light: it loads no numpy, and the FFT engine (pyfftw),
+the transport (pyzmq) and the audio sink (sounddevice) are imported when
+first used.  So the program can catch Ctrl-C from its very start: nothing
+heavy runs before its ``main``.
 """
 
 from __future__ import annotations
 
 import importlib
 
-from .decode import Decoder, Encoding
-from .errors import DeviceError, InputError, ParameterError, ProtocolError, SpecstreamError
-from .spec import SpecError, STFTSpec, get_window, preset
+from .errors import (DeviceError, InputError, ParameterError, ProtocolError, SendError,
+                     SpecstreamError)
 
 __version__ = "0.1.0"
 
 #: Public names loaded on first use, and the module that holds each.
 _LAZY = {
+    "STFTSpec": "spec", "SpecError": "spec", "preset": "spec", "get_window": "spec",
+    "Decoder": "decode", "Encoding": "decode",
     "Reconstructor": "engine", "Analyzer": "engine", "istft": "engine", "stft": "engine",
     "FramePipeline": "pipeline",
-    "FrameSender": "transport", "FrameReceiver": "transport", "ReceiverStats": "transport",
+    "FrameSender": "transport", "SenderStats": "transport", "FrameReceiver": "transport",
+    "ReceiverStats": "transport",
     "StreamStarted": "transport", "AudioBlock": "transport", "FramesBlock": "transport",
     "StreamEnded": "transport",
 }
 
-__all__ = ["STFTSpec", "SpecError", "preset", "get_window", "Encoding", "Decoder",
-           "SpecstreamError", "ParameterError", "InputError", "ProtocolError", "DeviceError",
-           *_LAZY]
+__all__ = ["SpecstreamError", "ParameterError", "InputError", "ProtocolError", "DeviceError",
+           "SendError", *_LAZY]
 
 
 def __getattr__(name: str):

@@ -9,12 +9,15 @@ ParameterError     a parameter that cannot work (also a ``ValueError``)
 InputError         a file or array that cannot be read as asked
 ProtocolError      a wire message that breaks docs/protocol.md (``.kind``)
 DeviceError        an audio device or sink that cannot do what is asked
+SendError          frames that did not reach a receiver (none there, a send
+                   that timed out, frames still queued when the sender closed)
 =================  ==========================================================
 """
 
 from __future__ import annotations
 
-__all__ = ["SpecstreamError", "ParameterError", "InputError", "ProtocolError", "DeviceError"]
+__all__ = ["SpecstreamError", "ParameterError", "InputError", "ProtocolError", "DeviceError",
+           "SendError"]
 
 
 class SpecstreamError(Exception):
@@ -43,3 +46,9 @@ class ProtocolError(SpecstreamError):
 
 class DeviceError(SpecstreamError):
     """An audio device or sink that cannot be opened or used as asked."""
+
+
+class SendError(SpecstreamError):
+    """Frames that did not reach a receiver: nobody connected, a send that
+    waited longer than its timeout, or frames still queued when the sender
+    gave up at close.  The message says which, and how many frames."""

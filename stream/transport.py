@@ -18,6 +18,9 @@ Patterns: PUSH/PULL (default: nothing is lost, a slow receiver slows the
 sender through the high-water mark) and PUB/SUB (many listeners, late joiners,
 frames may drop).  Either side may bind or connect, over tcp:// or ipc://.
 By default the receiver binds and the sender connects, on 127.0.0.1 only.
+An endpoint that other machines can reach needs CURVE keys on both sides
+(``curve_secret`` and ``allow`` or ``curve_server``; :mod:`stream.security`),
+or ``insecure=True``.
 
 The receiver decodes with the same :class:`~stream.decode.Decoder` and
 inverts with the same :class:`~stream.engine.Reconstructor` as the offline
@@ -38,44 +41,22 @@ import zmq
 
 from .decode import Encoding
 from .engine import as_block
-from .errors import SpecstreamError
+from .errors import SendError, SpecstreamError
+from .monitor import PeerMonitor
 from .pipeline import CONCEAL_MODES, FramePipeline
 from .protocol import (DEFAULT_ENDPOINT, MsgType, ProtocolError, StreamHeader, end_message,
                        frame_arrays, frames_message, pack_envelope, payload_dtype,
                        unpack_envelope)
+from .security import SocketSecurity, open_socket
 from .spec import SpecError, STFTSpec
 
-__all__ = ["DEFAULT_ENDPOINT", "FrameSender", "FrameReceiver", "ReceiverStats",
+__all__ = ["DEFAULT_ENDPOINT", "FrameSender", "SenderStats", "FrameReceiver", "ReceiverStats",
            "StreamStarted", "AudioBlock", "FramesBlock", "StreamEnded"]
 
 log = logging.getLogger("specstream")
 
 _SENDER_PATTERNS = {"push": zmq.PUSH, "pub": zmq.PUB}
 _RECEIVER_PATTERNS = {"pull": zmq.PULL, "sub": zmq.SUB}
-
-
-def _open_socket(ctx, kind, endpoint: str, bind: bool, options=()) -> zmq.Socket:
-    """A socket with ``options`` ((zmq option, value) pairs) set before it
-    binds or connects, as ZeroMQ needs for MAXMSGSIZE and the HWMs."""
-    sock = ctx.socket(kind)
-    for opt, value in options:
-        sock.setsockopt(opt, value)
-    try:
-        if bind:
-            if endpoint.startswith("tcp://") and not endpoint.startswith(
-                    ("tcp://127.", "tcp://localhost", "tcp://[::1]")):
-                log.warning("binding %s: reachable from other machines; the stream is not "
-                            "authenticated or encrypted", endpoint)
-            sock.bind(endpoint)
-        else:
-            sock.connect(endpoint)
-    except zmq.ZMQError as e:
-        sock.close(linger=0)
-        hint = " (is another player bound there? use another port)" \
-            if e.errno == zmq.EADDRINUSE else ""
-        raise SpecError(f"cannot {'bind' if bind else 'connect'} {endpoint}: {e}{hint}") \
-            from None
-    return sock
 
 
 def _endpoint_of(sock, endpoint: str, bind: bool) -> str:
@@ -94,7 +75,8 @@ class FrameSender:
     ----------
     endpoint : str
         ``tcp://HOST:PORT`` or ``ipc://PATH``; with ``bind=True`` a port of
-        ``*`` picks a free one (read :attr:`endpoint`).
+        ``*`` picks a free one (read :attr:`endpoint`).  An endpoint other
+        machines can reach needs CURVE (or ``insecure=True``).
     spec : STFTSpec, optional
         How the frames were made.  Or give its fields as keywords instead
         (``**stft_params``: ``sample_rate`` in Hz and ``n_fft`` at least, then
@@ -119,7 +101,7 @@ class FrameSender:
     sndhwm : int, optional
         High-water mark in messages (ZeroMQ default 1000).
     linger : float
-        Seconds :meth:`close` waits for queued messages to leave (None: forever).
+        Seconds :meth:`close` waits for queued frames to leave (None: forever).
     pace : bool or float
         Send in real time: ``send`` sleeps until its first frame is due.
         ``True`` for real time, a factor for faster (2.0) or slower (0.5)
@@ -127,11 +109,35 @@ class FrameSender:
         the receiver takes them.  Frame ``k`` is due ``k * hop_length /
         sample_rate / factor`` seconds after the first send, on the monotonic
         clock: late sends do not shift the schedule (no drift).
+    send_timeout : float, optional
+        Seconds one ``send`` (or ``end``) may wait for room in the queue (as
+        ZeroMQ's ``SNDTIMEO``) before it raises :class:`~stream.errors.SendError`;
+        None (default) waits for ever.
+    curve_secret : str or Path, optional
+        This side's CURVE key pair (a ``NAME.key_secret`` file from
+        ``specstream keygen``), with ``curve_server`` or ``allow``.
+    curve_server : str, Path or bytes, optional
+        The receiver's public key (its ``NAME.key`` file, or the z85 key):
+        the stream is encrypted, and only that receiver can take it.
+    allow : path, key or list of them, optional
+        With ``bind=True``: be the CURVE server and admit only these receivers
+        (certificate files, directories of ``*.key`` files, z85 keys).
+    insecure : bool
+        Allow a plain endpoint that other machines can reach.
 
     ``send`` takes one frame or a block: ``(bins,)`` / ``(n_frames, bins)``
     for one channel, ``(channels, bins)`` / ``(channels, n_frames, bins)`` for
     more.  The frame kind (complex bins, magnitude + phase, magnitude only) is
     fixed by the first call.
+
+    No frame is lost silently.  While no receiver is connected, frames queue
+    (up to ``sndhwm`` messages), then ``send`` blocks; after ``send_timeout``
+    it raises :class:`~stream.errors.SendError` and counts the frames as
+    dropped.  :meth:`close` waits ``linger`` seconds for queued frames to
+    leave and counts (and logs) those that did not.  :attr:`stats` has the
+    counts, :attr:`peers` says who is connected, :meth:`wait_for_receiver`
+    waits for a receiver, and a receiver that goes away and comes back is
+    logged ("receiver at ENDPOINT went away; waiting", "... reconnected").
     """
 
     def __init__(self, endpoint: str = DEFAULT_ENDPOINT, *, spec: STFTSpec | None = None,
@@ -139,8 +145,9 @@ class FrameSender:
                  pattern: str = "push", bind: bool = False, stream_id: int | None = None,
                  header_every: int = 256, header_interval: float = 1.0,
                  sndhwm: int | None = None, linger: float | None = 10.0,
-                 pace: bool | float = False, context: zmq.Context | None = None,
-                 **stft_params):
+                 pace: bool | float = False, send_timeout: float | None = None,
+                 curve_secret=None, curve_server=None, allow=None, insecure: bool = False,
+                 context: zmq.Context | None = None, **stft_params):
         if spec is None:
             if "sample_rate" not in stft_params or "n_fft" not in stft_params:
                 raise SpecError("FrameSender needs sample_rate and n_fft (or spec=)")
@@ -150,29 +157,53 @@ class FrameSender:
                             f"(got spec= and {', '.join(stft_params)})")
         if pattern not in _SENDER_PATTERNS:
             raise SpecError(f"pattern {pattern!r} is not one of {', '.join(_SENDER_PATTERNS)}")
+        if send_timeout is not None and not send_timeout > 0:
+            raise SpecError(f"send_timeout={send_timeout!r}: use a number of seconds > 0, "
+                            "or None to wait for ever")
         self.spec = spec
         self.encoding = encoding or Encoding()
         self.length = length
+        self.pattern = pattern
         self.stream_id = random.getrandbits(32) if stream_id is None else int(stream_id)
         self.header_every = max(1, int(header_every))
         self.header_interval = float(header_interval)
+        self.send_timeout = send_timeout
         self.header: StreamHeader | None = None     # made by the first send
         self.seq = 0               # next frame's sequence number
         self.messages = 0
         self._since_header = 0
         self._header_at = -math.inf
         self._ended = False
-        self._tracker = None
         self._header_json = None
         self._linger = linger
+        self._bound = bind
+        self._stats = SenderStats()
+        self._in_flight = deque()  # (tracker, frames) of messages ZeroMQ may still hold
+        self._pacer = _Pacer(spec, pace)
+        self.security = SocketSecurity(curve_secret=curve_secret, curve_server=curve_server,
+                                       allow=allow, insecure=insecure)
         self._ctx = context or zmq.Context.instance()
         opts = [(zmq.LINGER, -1 if linger is None else int(linger * 1000))]
         if sndhwm is not None:
             opts.append((zmq.SNDHWM, int(sndhwm)))
-        self._frames_out = _open_socket(self._ctx, _SENDER_PATTERNS[pattern], endpoint, bind, opts)
+        self.monitor: PeerMonitor | None = None
+        try:
+            self._frames_out = open_socket(self._ctx, _SENDER_PATTERNS[pattern], endpoint,
+                                           bind, options=opts, security=self.security,
+                                           before=self._watch)
+        except BaseException:
+            if self.monitor is not None:
+                self.monitor.stop()
+            raise
         self.endpoint = _endpoint_of(self._frames_out, endpoint, bind)
-        self._copy_threshold = self._frames_out.copy_threshold
-        self._pacer = _Pacer(spec, pace)
+        # Frames leave without a copy and with a tracker, however small, so
+        # that ZeroMQ says when it is done with each: that is what counts as sent.
+        self._frames_out.copy_threshold = 0
+        self._next_look = 0.0      # when send() next reads the monitor's events
+
+    def _watch(self, sock):
+        # Before bind/connect, so that the first connection is seen too.
+        self.monitor = PeerMonitor(sock, peer="receiver")
 
     # ----------------------------------------------------------------- api
     def send(self, first, second=None, *, timestamp: float | None = None) -> int:
@@ -181,6 +212,8 @@ class FrameSender:
         ``first``: complex bins, or magnitudes in the encoding's unit;
         ``second``: phases in the encoding's unit (magnitude + phase frames).
         ``timestamp``: producer time in Unix seconds (default now).
+        Raises :class:`~stream.errors.SendError` when the frames waited
+        ``send_timeout`` seconds for room in the queue (they are dropped).
         """
         if self._ended:
             raise SpecError("send after end(): make a new FrameSender for a new stream")
@@ -194,15 +227,25 @@ class FrameSender:
         if n == 0:
             return 0
         self._pacer.wait(self.seq)
-        self._maybe_header()
-        # Zero copy: ZeroMQ reads our array after send() returns.  The tracker
-        # says when it is done with it; close() waits for the last one.  pyzmq
-        # copies payloads under its copy_threshold anyway: no tracker needed.
-        track = a.nbytes >= self._copy_threshold
-        tracker = self._frames_out.send_multipart(
-            frames_message(self.header, self.seq, a, b, timestamp), copy=False, track=track)
-        if track:
-            self._tracker = tracker
+        self._stats.frames_queued += n
+        try:
+            self._maybe_header()
+            # Zero copy: ZeroMQ reads our array after send() returns; its
+            # tracker says when it is done with it, and close() waits for it.
+            tracker = self._send(frames_message(self.header, self.seq, a, b, timestamp),
+                                 track=True)
+        except SendError as e:
+            self._stats.frames_dropped += n
+            raise SendError(f"{e}; {n} frame(s) dropped") from None
+        now = time.monotonic()
+        if now >= self._next_look:           # comings and goings, a few times a second
+            self._next_look = now + 0.05
+            self.monitor.poll()
+        if self.pattern == "pub" and self.monitor.peers == 0:
+            self._stats.frames_dropped += n     # nobody subscribed: PUB drops them
+        else:
+            self._in_flight.append((tracker, n))
+            self._reap()
         self.seq += n
         self.messages += 1
         self._since_header += n
@@ -215,8 +258,7 @@ class FrameSender:
                             "comes from them")
         if self._header_json is None:       # made once: it never changes
             self._header_json = self.header.to_json()
-        self._frames_out.send_multipart(
-            [pack_envelope(MsgType.HEADER, self.stream_id, self.seq), self._header_json])
+        self._send([pack_envelope(MsgType.HEADER, self.stream_id, self.seq), self._header_json])
         self._since_header = 0
         self._header_at = time.monotonic()
 
@@ -226,43 +268,75 @@ class FrameSender:
             return
         self._ended = True
         if self.header is not None:
-            self._frames_out.send_multipart(end_message(self.stream_id, self.seq))
+            self._send(end_message(self.stream_id, self.seq))
+
+    @property
+    def peers(self) -> int:
+        """Receivers connected now (their handshake done)."""
+        return self.monitor.poll()
+
+    @property
+    def connected(self) -> bool:
+        """Is any receiver connected?"""
+        return self.peers > 0
+
+    def wait_for_receiver(self, timeout: float | None = None):
+        """Wait up to ``timeout`` seconds (None: forever) for a receiver to connect.
+
+        Raises :class:`~stream.errors.SendError` when none did, saying why if
+        the receiver refused us (CURVE keys) or the handshake failed.
+        """
+        if not self.monitor.wait(timeout):
+            raise SendError(self._why_nothing_left("ever" if timeout is None
+                                                   else f"{timeout:g} s"))
+
+    @property
+    def stats(self) -> SenderStats:
+        """Frames queued, sent and dropped so far (see :class:`SenderStats`)."""
+        self._reap()
+        return self._stats
 
     def close(self):
         """Close the socket; waits up to ``linger`` seconds for queued frames to leave.
 
-        Always close a sender (or use it as a context manager): frames go out
-        without a copy, and at interpreter exit pyzmq lets go of buffers that
-        are still queued, so that the receiver could get freed memory.
+        Frames still queued then are dropped, counted in ``stats.frames_dropped``
+        and logged.  Always close a sender (or use it as a context manager):
+        frames go out without a copy, and at interpreter exit pyzmq lets go of
+        buffers that are still queued, so that the receiver could get freed memory.
         """
         if self._frames_out.closed:
             return
-        linger = self._linger
-        if self._tracker is not None and not self._tracker.done:
-            try:
-                self._tracker.wait(None if linger is None else linger)
-            except zmq.NotDone:
-                log.warning("stream %d: %d s passed and queued frames have not left; "
-                            "dropping them", self.stream_id, linger)
-                linger = 0.0
-        self._frames_out.close(linger=None if linger is None else int(linger * 1000))
+        t0 = time.monotonic()
+        left = self._wait_in_flight(self._linger)
+        if left:
+            self._drop_in_flight()
+            log.warning("stream %d: %d of %d frames never left: no receiver at %s took them "
+                        "within %g s; dropped", self.stream_id, left,
+                        self._stats.frames_queued, self.endpoint, self._linger)
+            self._shut(0)
+        elif self._linger is None:
+            self._shut(None)
+        else:           # the frames are out: what is left of linger, for END
+            self._shut(max(0, int(1000 * (self._linger - (time.monotonic() - t0)))))
 
     def __enter__(self):
         return self
 
     def abort(self):
         """Stop now: send end-of-stream if that does not block, drop what is
-        queued, close."""
+        queued (counted in ``stats.frames_dropped``), close."""
         if not self._ended and self.header is not None and not self._frames_out.closed:
             self._ended = True
             try:
                 self._frames_out.send_multipart(end_message(self.stream_id, self.seq),
-                                          flags=zmq.NOBLOCK)
+                                                flags=zmq.NOBLOCK)
             except zmq.ZMQError:
                 pass
         self._ended = True
         if not self._frames_out.closed:
-            self._frames_out.close(linger=0)
+            self._reap()
+            self._drop_in_flight()
+            self._shut(0)
 
     def __exit__(self, exc_type, exc, tb):
         if exc_type is None:
@@ -274,6 +348,73 @@ class FrameSender:
             self.abort()
 
     # ----------------------------------------------------------- internals
+    def _send(self, parts, track: bool = False):
+        """Send a message, waiting up to ``send_timeout`` for room (and reading
+        the monitor's events meanwhile, so that comings and goings are logged)."""
+        deadline = None if self.send_timeout is None else time.monotonic() + self.send_timeout
+        while True:
+            try:
+                return self._send_parts(parts, track)
+            except zmq.Again:
+                pass
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not self.monitor.wait_writable(left):
+                break
+        raise SendError(self._why_nothing_left(f"{self.send_timeout:g} s"))
+
+    def _send_parts(self, parts, track: bool):
+        """One message, without blocking.  With ``track``, the payload arrays
+        (all parts after the envelope) go without a copy, and the tracker of
+        the last says when ZeroMQ is done with them: the message has left."""
+        sock, last = self._frames_out, len(parts) - 1
+        for i in range(last):            # only the first part can meet a full queue
+            sock.send(parts[i], zmq.NOBLOCK | zmq.SNDMORE, copy=not (track and i > 0))
+        return sock.send(parts[last], zmq.NOBLOCK, copy=not (track and last > 0), track=track)
+
+    def _why_nothing_left(self, waited: str) -> str:
+        """What the monitor saw, for a SendError after waiting ``waited``."""
+        where = f"{'bound to' if self._bound else 'at'} {self.endpoint}"
+        m = self.monitor
+        if m.poll():
+            return f"the receiver {where} took nothing for {waited} (connected, but not reading)"
+        if m.refused:
+            return (f"the receiver {where} refused our CURVE key: add our public key to the "
+                    "keys it allows (play --allow)")
+        if m.failed:
+            return (f"the handshake with the receiver {where} failed: do both sides use "
+                    "CURVE, with the receiver's own public key as curve_server?")
+        return f"no receiver {where}: is `specstream play` running? (waited {waited})"
+
+    def _reap(self):
+        """Count the frames of messages ZeroMQ is done with, oldest first."""
+        q = self._in_flight
+        while q and q[0][0].done:
+            self._stats.frames_sent += q.popleft()[1]
+
+    def _wait_in_flight(self, timeout: float | None) -> int:
+        """Wait up to ``timeout`` seconds for every queued message; the frames still queued."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for tracker, _ in self._in_flight:
+            left = -1 if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                tracker.wait(left)
+            except zmq.NotDone:
+                break
+        done = [(t, n) for t, n in self._in_flight if t.done]
+        self._stats.frames_sent += sum(n for _, n in done)
+        self._in_flight = deque((t, n) for t, n in self._in_flight if not t.done)
+        return sum(n for _, n in self._in_flight)
+
+    def _drop_in_flight(self):
+        self._stats.frames_dropped += sum(n for _, n in self._in_flight)
+        self._in_flight.clear()
+
+    def _shut(self, linger_ms: int | None):
+        """Close the socket (``linger_ms`` more for END, None: forever), its monitor, its keys."""
+        self.monitor.stop()
+        self._frames_out.close(linger=linger_ms)
+        self.security.release()
+
     def _kind_of(self, first, second) -> str:
         if second is not None:
             if np.iscomplexobj(first):
@@ -332,6 +473,25 @@ class _Pacer:
         delay = self.start + k * self.period - now
         if delay > 0:
             time.sleep(delay)
+
+
+@dataclass
+class SenderStats:
+    """Counters of a :class:`FrameSender`, in whole STFT frames.
+
+    Every frame given to ``send`` is counted in ``frames_queued``; once the
+    sender has closed, each of them is in ``frames_sent`` or ``frames_dropped``.
+    """
+
+    frames_queued: int = 0     # frames given to send()
+    frames_sent: int = 0       # frames ZeroMQ has written out to a receiver's connection
+    frames_dropped: int = 0    # frames that never left: a send that timed out, pub with no
+    #                            subscriber, or still queued when close() stopped waiting
+
+    @property
+    def frames_in_flight(self) -> int:
+        """Frames ZeroMQ still holds (queued, not yet written out)."""
+        return self.frames_queued - self.frames_sent - self.frames_dropped
 
 
 # ================================================================== events
@@ -574,6 +734,18 @@ class FrameReceiver:
         in ``stats.dropped_queued``).
     takeover_after : float
         Seconds of silence after which a playing stream counts as gone ('idle').
+    curve_secret : str or Path, optional
+        This side's CURVE key pair (a ``NAME.key_secret`` file from
+        ``specstream keygen``), with ``allow`` or ``curve_server``.
+    allow : path, key or list of them, optional
+        Be the CURVE server and admit only senders with these public keys
+        (certificate files, directories of ``*.key`` files, z85 keys).  Others
+        never get a frame in: the ZAP check turns them away, counts them in
+        ``security.refused`` and logs them.
+    curve_server : str, Path or bytes, optional
+        With ``bind=False``, when the sender binds as the CURVE server: its public key.
+    insecure : bool
+        Allow a plain endpoint that other machines can reach (``tcp://0.0.0.0``...).
 
     Events, from :meth:`poll` or iteration: :class:`StreamStarted`,
     :class:`AudioBlock` (or :class:`FramesBlock`), :class:`StreamEnded`.
@@ -587,6 +759,8 @@ class FrameReceiver:
                  rcvhwm: int | None = None, max_stream_bytes: int = 256 << 20,
                  takeover: str = "idle", takeover_after: float = 1.0,
                  max_queue_bytes: int = 32 << 20, conceal: str = "extrapolate",
+                 curve_secret=None, allow=None,
+                 curve_server=None, insecure: bool = False,
                  context: zmq.Context | None = None):
         if pattern not in _RECEIVER_PATTERNS:
             raise SpecError(f"pattern {pattern!r} is not one of {', '.join(_RECEIVER_PATTERNS)}")
@@ -614,6 +788,8 @@ class FrameReceiver:
         self._ended_ids = deque(maxlen=64)    # ids ended by END or replaced: stale
         self._say = _RateLimitedLog()
         self._closed = False
+        self.security = SocketSecurity(curve_secret=curve_secret, curve_server=curve_server,
+                                       allow=allow, insecure=insecure)
         self._ctx = context or zmq.Context.instance()
         # A part over MAXMSGSIZE makes ZeroMQ close that peer's connection.
         opts = [(zmq.MAXMSGSIZE, self.max_message_bytes), (zmq.LINGER, 0)]
@@ -621,7 +797,8 @@ class FrameReceiver:
             opts.append((zmq.RCVHWM, int(rcvhwm)))
         if pattern == "sub":
             opts.append((zmq.SUBSCRIBE, b""))
-        self._frames_in = _open_socket(self._ctx, _RECEIVER_PATTERNS[pattern], endpoint, bind, opts)
+        self._frames_in = open_socket(self._ctx, _RECEIVER_PATTERNS[pattern], endpoint, bind,
+                                      options=opts, security=self.security)
         self.endpoint = _endpoint_of(self._frames_in, endpoint, bind)
         self._poller = zmq.Poller()
         self._poller.register(self._frames_in, zmq.POLLIN)
@@ -698,6 +875,7 @@ class FrameReceiver:
         self._closed = True
         if not self._frames_in.closed:
             self._frames_in.close(linger=0)
+            self.security.release()
 
     def __enter__(self):
         return self

@@ -6,6 +6,7 @@ import socket
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -318,3 +319,88 @@ def test_streams_a_file_cannot_hold_are_skipped_and_others_get_their_own_file(tm
     got3, sr3 = sf.read(tmp_path / "out-3.wav", dtype="float32")
     assert sr3 == 8000
     np.testing.assert_allclose(got3, refs[2], atol=1e-5)
+
+
+# ------------------------------------------------------------- honest sender
+def test_send_with_no_player_exits_1_and_says_so():
+    with socket.socket() as s:                      # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    endpoint = f"tcp://127.0.0.1:{port}"
+    t0 = time.monotonic()
+    r = _run(["send", "--analyze", "/usr/share/sounds/alsa/Front_Center.wav", "--connect",
+              endpoint, "--rate", "max", "--wait", "1"], timeout=60)
+    assert r.returncode == 1, r.stderr
+    assert f"no receiver at {endpoint}: is `specstream play` running?" in r.stderr
+    assert "Traceback" not in r.stderr and time.monotonic() - t0 < 30
+
+
+def test_send_counts_frames_that_never_left(tmp_path):
+    mag, ph = _files(tmp_path, "a", 0.5, 0)
+    n = np.load(mag).shape[1]
+    r = _run(["send", mag, ph, "--connect", f"ipc://{tmp_path}/nobody", "--rate", "max",
+              "--wait", "0", "--linger", "0.5", *UNITS], timeout=60)
+    assert r.returncode == 1, r.stderr
+    assert f"error: {n} of {n} frames never left: no receiver at ipc://" in r.stderr
+    assert f"0 frames (0.00 s of audio) sent, {n} dropped" in r.stderr
+
+
+# ------------------------------------------------------------------ security
+def test_curve_keys_through_the_command_line(tmp_path, procs):
+    mag, ph = _files(tmp_path, "a", 1.0, 4)
+    ref = _reconstruct(tmp_path, mag, ph, "a")
+    for d, name in (("player", "player"), ("senders", "studio"), ("other", "intruder")):
+        assert _run(["keygen", tmp_path / d, "--name", name]).returncode == 0
+    out = tmp_path / "out.wav"
+    play, ep = _play(procs, "tcp://127.0.0.1:*", "--sink", f"wav:{out}",
+                     "--curve-secret", tmp_path / "player/player.key_secret",
+                     "--allow", tmp_path / "senders")
+    server = ["--curve-server", tmp_path / "player/player.key"]
+    intruder = _run(["send", mag, ph, "--connect", ep, "--rate", "max", "--wait", "1",
+                     "--curve-secret", tmp_path / "other/intruder.key_secret", *server, *UNITS])
+    assert intruder.returncode == 1 and "refused our CURVE key" in intruder.stderr
+    plain = _run(["send", mag, ph, "--connect", ep, "--rate", "max", "--wait", "1", *UNITS])
+    assert plain.returncode == 1 and "handshake" in plain.stderr, plain.stderr
+    send = _run(["send", mag, ph, "--connect", ep, "--rate", "max",
+                 "--curve-secret", tmp_path / "senders/studio.key_secret", *server, *UNITS])
+    assert send.returncode == 0, send.stderr
+    assert play.wait() == 0, play.stderr
+    np.testing.assert_array_equal(sf.read(out, dtype="float32")[0], ref)
+    assert "1 stream(s)" in play.stderr and "peers refused (CURVE key not allowed): 1" \
+        in play.stderr, play.stderr
+
+
+# ------------------------------------------------------------ Ctrl-C, any time
+def _loaded(pid: int, marker: str) -> bool:
+    try:
+        with open(f"/proc/{pid}/maps") as f:
+            return marker in f.read()
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs /proc")
+@pytest.mark.parametrize("command, moment", [
+    (["play", "--sink", "null"], "_multiarray_umath"),    # while importing numpy
+    (["play", "--sink", "null"], "libzmq"),               # while loading pyzmq, binding
+    (["play", "--sink", "null"], "listening on"),         # playing, no stream yet
+    (["send", "{mag}", "--wait", "30", "-r", SR], "_multiarray_umath"),
+    (["send", "{mag}", "--wait", "30", "-r", SR], "sending to"),   # waiting for a player
+    (["reconstruct", "{mag}", "-o", "{out}", "-r", SR], "pyfftw"),
+])
+def test_ctrl_c_at_any_moment_exits_130_without_a_traceback(tmp_path, procs, command, moment):
+    mag, _ = _files(tmp_path, "a", 1.0, 0)
+    args = [str(a).format(mag=mag, out=tmp_path / "o.wav") for a in command]
+    if command[0] in ("play", "send"):
+        args += ["--bind" if command[0] == "play" else "--connect", f"ipc://{tmp_path}/s"]
+    p = procs(args)
+    if " " in moment:                                   # a line the program prints
+        p.wait_line(moment)
+    else:                                               # a library being loaded
+        deadline = time.monotonic() + 30
+        while not _loaded(p.p.pid, moment):
+            assert p.p.poll() is None and time.monotonic() < deadline, p.stderr
+            time.sleep(0.0005)
+    p.p.send_signal(signal.SIGINT)
+    assert p.wait(30) == 130, p.stderr
+    assert "Traceback" not in p.stderr and "interrupted" in p.stderr, p.stderr

@@ -4,7 +4,9 @@ The sender binds a PUB socket that nobody subscribes to, so that ``send``
 never waits for a receiver: what these tests time is the pacing alone.
 """
 
+import logging
 import math
+import re
 import time
 
 import numpy as np
@@ -131,3 +133,88 @@ def test_pacing_a_half_second_stream_at_4x_takes_an_eighth(ctx):
         elapsed = time.monotonic() - t0
     # A lower bound only: a loaded machine may take longer, never shorter.
     assert elapsed >= 0.125 - 1e-3
+
+
+# ------------------------------------------------------------ an honest sender
+# These connect PUSH senders to real receivers (or to nobody) on 127.0.0.1.
+def _free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_no_receiver_raises_and_counts_every_frame(ctx, caplog):
+    from stream.errors import SendError
+    endpoint = f"tcp://127.0.0.1:{_free_port()}"             # nobody listens there
+    tx = FrameSender(endpoint, spec=SPEC, sndhwm=2, send_timeout=0.2, linger=0.3, context=ctx)
+    t0 = time.monotonic()
+    with pytest.raises(SendError, match=r"no receiver at tcp://127\.0\.0\.1:\d+: is "
+                                        r"`specstream play` running\?"):
+        tx.wait_for_receiver(0.3)
+    assert not tx.connected and tx.peers == 0
+    with pytest.raises(SendError, match=r"no receiver at .* \(waited 0\.2 s\); 3 frame\(s\) "
+                                        r"dropped"):
+        for _ in range(100):          # ZeroMQ queues a few (the high-water mark), then blocks
+            tx.send(_frames(3))
+    assert time.monotonic() - t0 < 10
+    st = tx.stats
+    assert st.frames_dropped == 3 and st.frames_sent == 0
+    assert st.frames_in_flight == st.frames_queued - 3 > 0   # held in ZeroMQ's queue
+    caplog.set_level(logging.WARNING, logger="specstream")
+    tx.close()                                               # linger passes: counted, logged
+    assert tx.stats.frames_dropped == tx.stats.frames_queued and tx.stats.frames_sent == 0
+    assert tx.stats.frames_in_flight == 0
+    assert re.search(r"\d+ of \d+ frames never left", caplog.text)
+
+
+def test_every_frame_a_receiver_took_counts_as_sent(ctx):
+    from stream.transport import FrameReceiver, StreamEnded
+    with FrameReceiver("tcp://127.0.0.1:*", context=ctx) as rx:
+        with FrameSender(rx.endpoint, spec=SPEC, context=ctx) as tx:
+            tx.wait_for_receiver(10)
+            assert tx.connected and tx.peers == 1
+            for _ in range(20):
+                tx.send(_frames(5))
+        events = []
+        deadline = time.monotonic() + 20
+        while not any(isinstance(e, StreamEnded) for e in events):
+            assert time.monotonic() < deadline
+            events += rx.poll(0.05)
+    assert (tx.stats.frames_queued, tx.stats.frames_sent, tx.stats.frames_dropped) == (100, 100, 0)
+    assert rx.stats.frames_played == 100
+
+
+def test_a_receiver_restart_is_logged_and_frames_resume(ctx, caplog):
+    from stream.transport import FrameReceiver, StreamStarted
+    caplog.set_level(logging.INFO, logger="specstream")
+    endpoint = f"tcp://127.0.0.1:{_free_port()}"
+    rx1 = FrameReceiver(endpoint, context=ctx)
+    tx = FrameSender(endpoint, spec=SPEC, header_every=10, context=ctx)
+    tx.wait_for_receiver(10)
+    assert f"receiver at {endpoint} connected" in caplog.text
+
+    def pump(rx, until, timeout=20.0):
+        """Send a frame every 5 ms, reading ``rx`` (if any), until ``until(events)``."""
+        events = []
+        deadline = time.monotonic() + timeout
+        while not until(events):
+            assert time.monotonic() < deadline, caplog.text
+            tx.send(_frames(1))
+            time.sleep(0.005)
+            events += rx.poll(0) if rx is not None else []
+        return events
+
+    pump(rx1, lambda ev: rx1.stats.frames_played >= 20)
+    rx1.close()                                           # the player goes away...
+    pump(None, lambda ev: "went away; waiting" in caplog.text)
+    assert tx.peers == 0
+    rx2 = FrameReceiver(endpoint, context=ctx)            # ...and a new one comes
+    events = pump(rx2, lambda ev: rx2.stats.frames_played >= 30)
+    assert f"receiver at {endpoint} reconnected" in caplog.text
+    assert tx.peers == 1
+    start = [e for e in events if isinstance(e, StreamStarted)][0]
+    assert start.first_seq >= 20 and start.stream_id == tx.stream_id
+    tx.close()
+    rx2.close()
+    assert tx.stats.frames_dropped == 0

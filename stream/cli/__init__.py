@@ -2,43 +2,66 @@
 
 Subcommands: ``reconstruct`` (files -> audio file), ``probe`` (infer how a
 spectrogram was made), ``send`` / ``play`` (frames over ZeroMQ, live
-playback), ``devices``, ``demo``.  Every error the user can fix is one line
-on stderr and exit status 2; no tracebacks for bad input.
+playback), ``keygen`` (CURVE keys for them), ``devices``, ``demo``.
+
+Exit status, the same for every command:
+
+===  =====================================================================
+0    done (``play --keep-alive`` also when stopped by a signal: its normal end)
+1    frames did not reach a receiver (``send``: no player, dropped frames)
+2    an error the user can fix: one line on stderr, no traceback
+130  interrupted by Ctrl-C (SIGINT; 143 for SIGTERM), at any moment, start-up
+     included: the heavy imports (numpy, pyfftw, pyzmq) happen inside
+     :func:`main`, so that no traceback escapes
+===  =====================================================================
 """
 
 from __future__ import annotations
 
-import logging
+import signal
 import sys
-
-from .. import __version__
-from ..errors import SpecstreamError
-from . import live, probe, reconstruct
-from .common import Parser, flag_names
 
 __all__ = ["main", "build_parser"]
 
 
-def build_parser() -> Parser:
+def build_parser():
+    """The ``specstream`` argument parser (a :class:`~stream.cli.common.Parser`)."""
+    from .. import __version__
+    from . import keygen, live, probe, reconstruct
+    from .common import Parser
     p = Parser(prog="specstream",
                description="Streaming, real-time audio reconstruction from STFT frames.")
     p.add_argument("--version", action="version", version=f"specstream {__version__}")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
-    for command in (reconstruct, probe, live):
+    for command in (reconstruct, probe, live, keygen):
         command.register(sub)
     p.commands = sub.choices          # name -> its parser, whose flags errors name
     return p
 
 
 def main(argv=None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING - 10 * min(args.verbose, 2),
-                        format="specstream: %(levelname)s: %(message)s")
-    if not getattr(args, "func", None):
-        parser.print_help(sys.stderr)
-        return 2
+    """Run ``specstream ARGV``; returns the exit status (see the module docstring)."""
+    command = None
+    try:
+        import logging
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        command = args.command
+        logging.basicConfig(level=logging.WARNING - 10 * min(args.verbose, 2),
+                            format="specstream: %(levelname)s: %(message)s")
+        if not getattr(args, "func", None):
+            parser.print_help(sys.stderr)
+            return 2
+        return _run(args, parser)
+    except KeyboardInterrupt as e:
+        print(f"specstream{' ' + command if command else ''}: interrupted", file=sys.stderr)
+        return 128 + getattr(e, "signum", signal.SIGINT)
+
+
+def _run(args, parser) -> int:
+    from ..errors import SendError, SpecstreamError
+    from .common import flag_names
     try:
         return args.func(args) or 0
     except (SpecstreamError, OSError) as e:
@@ -47,7 +70,4 @@ def main(argv=None) -> int:
         else:
             msg = f"{e.strerror or e}: {e.filename or ''}"
         print(f"specstream {args.command}: error: {msg}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"specstream {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return 1 if isinstance(e, SendError) else 2

@@ -65,6 +65,35 @@ def _endpoint_args(p, default_bind: bool, patterns):
     return g
 
 
+def _security_args(p, sink: bool = False):
+    g = p.add_argument_group("security (CURVE keys from 'specstream keygen'; docs/protocol.md)")
+    g.add_argument("--curve-secret", metavar="FILE",
+                   help="this side's key pair (NAME.key_secret): the stream is encrypted and "
+                        "authenticated; give --allow or --curve-server with it")
+    g.add_argument("--allow", metavar="DIR|FILE", nargs="+", action="extend",
+                   help="be the CURVE server: admit only peers whose public keys (NAME.key "
+                        "files, or directories of them) are listed; others never get a frame in")
+    g.add_argument("--curve-server", metavar="FILE",
+                   help="be a CURVE client of the peer with this public key (its NAME.key)")
+    g.add_argument("--insecure", action="store_true",
+                   help="allow a plain endpoint that other machines can reach (without it, "
+                        "only 127.0.0.1, ::1, localhost, lo, ipc:// may go unencrypted)")
+    if sink:
+        g.add_argument("--sink-allow", metavar="DIR|FILE", nargs="+", action="extend",
+                       help="zmq: sink as CURVE server (with --curve-secret): the public keys "
+                            "of the programs that may take the audio")
+        g.add_argument("--sink-curve-server", metavar="FILE",
+                       help="zmq: sink as CURVE client (with --curve-secret): the public key "
+                            "of the program it sends the audio to")
+    return g
+
+
+def _security(args) -> dict:
+    """The frame socket's CURVE keywords, from the flags."""
+    return dict(curve_secret=args.curve_secret, curve_server=args.curve_server,
+                allow=args.allow, insecure=args.insecure)
+
+
 def _endpoint(args, default_bind: bool) -> tuple[str, bool]:
     if args.bind:
         return args.bind, True
@@ -73,12 +102,22 @@ def _endpoint(args, default_bind: bool) -> tuple[str, bool]:
     return DEFAULT_ENDPOINT, default_bind
 
 
+class _Interrupted(KeyboardInterrupt):
+    """A signal that stops a command at once; ``signum`` makes its exit status."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
 class _Stop:
     """SIGINT/SIGTERM set a flag; the loops look at it between messages, so
-    that files are finalised and the sink is closed properly."""
+    that files are finalised and the sink is closed properly.  With
+    ``raise_now`` (and at a second signal) they raise :class:`_Interrupted`."""
 
     def __init__(self, raise_now: bool = False):
         self.signal = None
+        self.signum = None
         self.raise_now = raise_now      # senders: leave a blocking send at once
         self._old = {}
 
@@ -90,8 +129,9 @@ class _Stop:
     def _handler(self, signum, frame):
         if self.signal is not None or self.raise_now:   # a second Ctrl-C: stop at once
             self.signal = signal.Signals(signum).name
-            raise KeyboardInterrupt
+            raise _Interrupted(signum)
         self.signal = signal.Signals(signum).name
+        self.signum = signum
 
     def __exit__(self, *exc):
         for sig, old in self._old.items():
@@ -105,7 +145,9 @@ class _Stop:
 def _add_play(sub):
     p = sub.add_parser("play", help="receive frames over ZeroMQ and play (or write) them",
                        description="Receive STFT frames, reconstruct and play them live. "
-                                   "Runs until end of stream (or forever with --keep-alive).")
+                                   "Runs until end of stream (or forever with --keep-alive). "
+                                   "Exit status 0; 130 on Ctrl-C (0 with --keep-alive, which "
+                                   "only a signal ends).")
     _endpoint_args(p, True, ("pull", "sub"))
     o = p.add_argument_group("output")
     o.add_argument("--sink", default="sounddevice", metavar="URI",
@@ -150,6 +192,7 @@ def _add_play(sub):
                         "is refused (default 256)")
     r.add_argument("--stats", action="store_true", help="live statistics on stderr, every second")
     r.add_argument("-q", "--quiet", action="store_true", help="no summary on exit")
+    _security_args(p, sink=True)
     p.set_defaults(func=run_play)
 
 
@@ -164,9 +207,14 @@ def _open_sink(args, uri: str | None = None):
     device = args.device
     if device is not None and device.isdigit():
         device = int(device)
+    # The sink's socket uses CURVE when its peer is named; its key pair is the player's.
+    curve = args.sink_allow is not None or args.sink_curve_server is not None
     return open_sink(uri or args.sink, device=device, latency_ms=args.latency,
                      blocksize=args.blocksize,
-                     catch_up=None if getattr(args, "catch_up", True) else False)
+                     catch_up=None if getattr(args, "catch_up", True) else False,
+                     curve_secret=args.curve_secret if curve else None,
+                     curve_server=args.sink_curve_server, allow=args.sink_allow,
+                     insecure=args.insecure)
 
 
 class _Player:
@@ -282,19 +330,22 @@ def run_play(args) -> int:
                        stream_timeout=args.stream_timeout or None, rcvhwm=args.rcvhwm,
                        takeover=args.takeover, takeover_after=args.takeover_after,
                        conceal=args.conceal,
-                       max_stream_bytes=int(args.max_stream_mb * (1 << 20)))
+                       max_stream_bytes=int(args.max_stream_mb * (1 << 20)),
+                       **_security(args))
     t0 = time.monotonic()
     print(f"specstream play: {'listening on' if bind else 'connected to'} {rx.endpoint} "
           f"({args.pattern}), sink {args.sink}", file=sys.stderr, flush=True)
     interrupted = False
+    stop = _Stop()
     try:
-        with _Stop() as stop:
+        with stop:
             _play_loop(rx, player, args, stop)
             interrupted = bool(stop)
             if interrupted:
                 log.warning("%s: stopping", stop.signal)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         interrupted = True
+        stop.signum = getattr(e, "signum", signal.SIGINT)
     finally:
         try:
             for ev in rx.finish("closed"):     # the samples still in the engine
@@ -305,7 +356,8 @@ def run_play(args) -> int:
             rx.close()
     if not args.quiet:
         _play_summary(rx, player, time.monotonic() - t0, interrupted)
-    return 0
+    # A signal is how --keep-alive ends (0); any other play it cuts short.
+    return 128 + stop.signum if interrupted and not args.keep_alive else 0
 
 
 def _play_loop(rx, player, args, stop):
@@ -361,6 +413,8 @@ def _play_summary(rx, player, seconds, interrupted):
         f"  streams: {s.refused_headers} header(s) of other streams kept waiting "
         f"(takeover {rx.takeover}), {player.skipped} stream(s) no sink could hold",
         f"  underruns: {player.underruns()}",
+        *([f"  peers refused (CURVE key not allowed): {rx.security.refused}"]
+          if rx.security.role == "server" else []),
         f"  latency producer->engine: {_percentiles_ms(s.latencies)}",
         f"  latency producer->sink buffer: {_percentiles_ms(player.sink_latency)}",
     ]
@@ -379,7 +433,10 @@ def _add_send(sub):
     p = sub.add_parser("send", help="send spectrogram files (or audio analysed live) over ZeroMQ",
                        description="Send frames to 'specstream play', paced at real time "
                                    "or as fast as the player takes them. Frames go in their "
-                                   "stored units; the header names them.")
+                                   "stored units; the header names them. Exit status 1 when "
+                                   "frames did not reach a player (none there, a send that "
+                                   "waited longer than --send-timeout, frames still queued "
+                                   "after --linger), 130 on Ctrl-C.")
     add_file_args(p)
     for a in p._actions:          # MAG is optional with --analyze
         if a.dest == "mag":
@@ -396,9 +453,16 @@ def _add_send(sub):
     s.add_argument("--stream-id", type=int, metavar="ID", help="u32 stream id (default random)")
     s.add_argument("--header-every", type=int, default=256, metavar="FRAMES",
                    help="re-send the header after this many frames (and every second)")
-    s.add_argument("--linger", type=float, default=30.0, metavar="SECONDS",
-                   help="at the end, wait this long for queued frames to leave (default 30)")
+    for flag, default, what in (   # how long send waits for the player, in seconds
+            ("--wait", 10, "wait this long for a player to connect before sending, else exit "
+                           "1 (0 sends at once and lets frames queue)"),
+            ("--send-timeout", 30, "exit 1 when the player takes nothing for this long"),
+            ("--linger", 30, "at the end, wait this long for queued frames to leave; frames "
+                             "still queued then are counted, and the exit status is 1")):
+        s.add_argument(flag, type=float, default=float(default), metavar="SECONDS",
+                       help=f"{what} (default {default})")
     s.add_argument("-q", "--quiet", action="store_true", help="no summary")
+    _security_args(p)
     add_stft_args(p)
     p.set_defaults(func=run_send)
 
@@ -423,6 +487,8 @@ def run_send(args) -> int:
     fpm = args.frames_per_message or (256 if math.isinf(factor) else 1)
     if fpm < 1:
         raise UsageError("--frames-per-message must be at least 1")
+    if args.wait < 0 or not args.send_timeout > 0:
+        raise UsageError("--wait must be >= 0 and --send-timeout > 0 seconds")
     if args.analyze:
         if args.mag is not None:
             raise UsageError("give either spectrogram files or --analyze AUDIO, not both")
@@ -435,21 +501,16 @@ def run_send(args) -> int:
     length = args.length if args.length is not None else spec.samples_for(source.n_frames)
     if args.sample_rate is None and not args.preset:
         log.warning("sample rate not given: assuming %g Hz (set --sample-rate)", spec.sample_rate)
-    with _sender(args, spec, enc, length, fpm, factor) as tx, _Stop(raise_now=True) as stop:
-        t0 = time.monotonic()
-        sent = 0
-        # Read a few messages' worth at a time from the (memory-mapped) files.
-        for first, second in source.blocks(max(fpm, 256)):
-            for i in range(0, first.shape[-2], fpm):
-                if stop:
-                    break
-                a = _readonly(first[..., i:i + fpm, :])
-                b = None if second is None else _readonly(second[..., i:i + fpm, :])
-                sent += tx.send(a, b)
-        _send_summary(args, tx, spec, sent, time.monotonic() - t0, stop)
-        if stop:
-            tx.abort()
-    return 130 if stop.signal == "SIGINT" else 0
+    return _send(args, spec, enc, length, fpm, factor, _file_blocks(source, fpm))
+
+
+def _file_blocks(source, fpm):
+    """``(first, second)`` blocks of ``fpm`` frames from the (memory-mapped) files,
+    read a few messages' worth at a time."""
+    for first, second in source.blocks(max(fpm, 256)):
+        for i in range(0, first.shape[-2], fpm):
+            yield (_readonly(first[..., i:i + fpm, :]),
+                   None if second is None else _readonly(second[..., i:i + fpm, :]))
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:
@@ -470,11 +531,40 @@ def _sender(args, spec, enc, length, fpm, factor):
     from ..transport import FrameSender
     tx = FrameSender(endpoint, spec=spec, encoding=enc, length=length, pattern=args.pattern,
                      bind=bind, stream_id=args.stream_id, header_every=args.header_every,
-                     linger=args.linger, sndhwm=sndhwm, pace=factor)
+                     linger=args.linger, sndhwm=sndhwm, pace=factor,
+                     send_timeout=args.send_timeout, **_security(args))
     if not args.quiet:
         print(f"specstream send: {'bound to' if bind else 'sending to'} {tx.endpoint} "
               f"({args.pattern}), stream {tx.stream_id}", file=sys.stderr, flush=True)
     return tx
+
+
+def _send(args, spec, enc, length, fpm, factor, blocks) -> int:
+    """Send ``blocks`` ((first, second) pairs) as one stream; the exit status.
+
+    Raises :class:`~stream.errors.SendError` (exit status 1) when no player
+    came within ``--wait``, a send waited ``--send-timeout``, or frames were
+    still queued after ``--linger``.
+    """
+    from ..errors import SendError
+    tx = _sender(args, spec, enc, length, fpm, factor)
+    t0 = time.monotonic()
+    try:
+        with _Stop(raise_now=True):
+            if args.wait:
+                tx.wait_for_receiver(args.wait)
+            for first, second in blocks:
+                tx.send(first, second)
+            tx.end()
+            tx.close()
+    finally:
+        tx.abort()            # interrupted or failed: drop what is queued (counted); else a no-op
+    _send_summary(args, tx, spec, time.monotonic() - t0)
+    st = tx.stats
+    if st.frames_dropped:
+        raise SendError(f"{st.frames_dropped} of {st.frames_queued} frames never left: no "
+                        f"receiver at {tx.endpoint} took them within --linger {args.linger:g} s")
+    return 0
 
 
 def _send_analyzed(args, factor, fpm) -> int:
@@ -494,39 +584,31 @@ def _send_analyzed(args, factor, fpm) -> int:
         args.sample_rate, args.channels = float(f.samplerate), f.channels
         spec = spec_from_args(args)
         length = args.length if args.length is not None else f.frames
-        analyzer = Analyzer(spec)
-        with _sender(args, spec, encoding_from_args(args), length, fpm, factor) as tx, \
-                _Stop(raise_now=True) as stop:
-            t0 = time.monotonic()
-            sent = 0
-            step = spec.hop_length * max(fpm, 16)
-            while not stop:
-                x = f.read(step, dtype="float32", always_2d=True)
-                frames = analyzer.push(x.T) if len(x) else analyzer.flush()
-                sent = _send_frames(tx, frames, fpm, sent, stop)
-                if not len(x):
-                    break
-            _send_summary(args, tx, spec, sent, time.monotonic() - t0, stop)
-            if stop:
-                tx.abort()
-    return 130 if stop.signal == "SIGINT" else 0
+        return _send(args, spec, encoding_from_args(args), length, fpm, factor,
+                     _analyzed_blocks(f, Analyzer(spec), spec, fpm))
 
 
-def _send_frames(tx, frames, fpm, sent, stop) -> int:
-    for i in range(0, frames.shape[-2], fpm):
-        if stop:
-            break
-        sent += tx.send(_readonly(frames[..., i:i + fpm, :]))
-    return sent
+def _analyzed_blocks(f, analyzer, spec, fpm):
+    """``(frames, None)`` blocks of ``fpm`` frames, analysed from the audio file ``f``."""
+    step = spec.hop_length * max(fpm, 16)
+    while True:
+        x = f.read(step, dtype="float32", always_2d=True)
+        frames = analyzer.push(x.T) if len(x) else analyzer.flush()
+        for i in range(0, frames.shape[-2], fpm):
+            yield _readonly(frames[..., i:i + fpm, :]), None
+        if not len(x):
+            return
 
 
-def _send_summary(args, tx, spec, sent, seconds, stop):
+def _send_summary(args, tx, spec, seconds):
     if args.quiet:
         return
+    st = tx.stats
+    sent = st.frames_sent
     audio = sent * spec.hop_length / spec.sample_rate
-    state = f"stopped by {stop.signal}; " if stop else ""
-    print(f"specstream send: {state}{sent} frames ({audio:.2f} s of audio) in {tx.messages} "
-          f"messages, {seconds:.2f} s, {sent / max(seconds, 1e-9):.0f} frames/s",
+    dropped = f", {st.frames_dropped} dropped" if st.frames_dropped else ""
+    print(f"specstream send: {sent} frames ({audio:.2f} s of audio) sent{dropped} in "
+          f"{tx.messages} messages, {seconds:.2f} s, {sent / max(seconds, 1e-9):.0f} frames/s",
           file=sys.stderr, flush=True)
 
 

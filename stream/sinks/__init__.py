@@ -56,7 +56,8 @@ __all__ = ["SinkError", "Sink", "NullSink", "FileSink", "RawSink", "ZmqSink",
 
 
 def open_sink(uri: str, *, device=None, latency_ms: float | None = None,
-              blocksize: int | None = None, catch_up: bool | None = None) -> Sink:
+              blocksize: int | None = None, catch_up: bool | None = None,
+              curve_secret=None, curve_server=None, allow=None, insecure: bool = False) -> Sink:
     """Make a sink from a URI (see the package docstring); call ``.open()`` next.
 
     Parameters
@@ -74,6 +75,10 @@ def open_sink(uri: str, *, device=None, latency_ms: float | None = None,
     catch_up : bool, optional
         ``sounddevice`` only: hold the queue to ``latency_ms`` by dropping a
         standing excess (default True; False keeps every sample).
+    curve_secret, curve_server, allow, insecure
+        ``zmq`` only: CURVE keys and the loopback rule, as
+        :class:`stream.security.SocketSecurity` takes them (``insecure`` is
+        ignored by sinks that open no socket).
 
     Raises :class:`SinkError` for a URI of no known form, listing the forms.
     """
@@ -85,6 +90,9 @@ def open_sink(uri: str, *, device=None, latency_ms: float | None = None,
                                   or blocksize is not None or catch_up is not None):
         raise SinkError(f"device, latency, blocksize and catch-up apply to the sounddevice "
                         f"sink, not to {uri!r}")
+    keys = dict(curve_secret=curve_secret, curve_server=curve_server, allow=allow)
+    if kind != "zmq" and any(v is not None for v in keys.values()):
+        raise SinkError(f"CURVE keys apply to zmq: sinks, not to {uri!r}")
     if kind == "sounddevice":
         dev = rest if sep and rest else None
         if dev is not None and device is not None and str(device) != dev:
@@ -101,6 +109,6 @@ def open_sink(uri: str, *, device=None, latency_ms: float | None = None,
     if kind == "zmq" and rest:
         mode, sep2, endpoint = rest.partition(":")
         if mode in ("bind", "connect") and sep2:
-            return ZmqSink(endpoint, bind=mode == "bind")
-        return ZmqSink(rest)
+            return ZmqSink(endpoint, bind=mode == "bind", insecure=insecure, **keys)
+        return ZmqSink(rest, insecure=insecure, **keys)
     raise SinkError(f"unknown sink {uri!r}; {forms()}")

@@ -6,6 +6,17 @@
 
 ``zmq`` (pyzmq) is imported when a sink opens, not with this module.
 
+Security is :mod:`stream.security`'s, as for the frame sockets: an endpoint
+other machines can reach needs CURVE (``curve_secret`` with ``allow`` when
+the sink is the CURVE server, usually when it binds, or with ``curve_server``
+when it is a client) or ``insecure=True``.  A program that takes the audio
+sets its socket up the same way, for example as the client of a sink that binds::
+
+    from stream.security import SocketSecurity, open_socket
+    keys = SocketSecurity(curve_secret="me.key_secret", curve_server="player.key")
+    pull = open_socket(zmq.Context.instance(), zmq.PULL, "tcp://player:5557", False,
+                       security=keys)
+
 Audio block messages
 --------------------
 Each block is one ZeroMQ message of two parts:
@@ -41,6 +52,8 @@ from collections import namedtuple
 
 import numpy as np
 
+from ..errors import SpecstreamError
+from ..security import SocketSecurity, open_socket
 from .base import Sink, SinkError, forms
 
 __all__ = ["ZmqSink", "pack_block", "unpack_block", "BlockHeader", "BLOCK_HEADER", "BLOCK_MAGIC",
@@ -106,18 +119,28 @@ class ZmqSink(Sink):
         :class:`SinkError`; -1 waits for ever.
     linger_ms : int
         At ``close(drain=True)``, how long queued messages may take to leave.
+    curve_secret, curve_server, allow, insecure
+        CURVE keys and the loopback rule, as :class:`stream.security.SocketSecurity`
+        takes them (checked here, before anything opens).
     context : zmq.Context, optional
         Default: a private context, terminated at close.
     """
 
     def __init__(self, endpoint: str, bind: bool = False, hwm: int = 256,
-                 send_timeout_ms: int = 10_000, linger_ms: int = 5_000, context=None):
+                 send_timeout_ms: int = 10_000, linger_ms: int = 5_000, *, curve_secret=None,
+                 curve_server=None, allow=None, insecure: bool = False, context=None):
         super().__init__()
         if not endpoint.startswith(("tcp://", "ipc://", "inproc://")):
             raise SinkError(f"zmq endpoint {endpoint!r}: expected tcp://HOST:PORT, ipc://PATH "
                             f"or inproc://NAME; {forms()}")
         self.endpoint, self.bind = endpoint, bind
         self.uri = f"zmq:{'bind:' if bind else ''}{endpoint}"
+        try:
+            self.security = SocketSecurity(curve_secret=curve_secret, curve_server=curve_server,
+                                           allow=allow, insecure=insecure)
+            self.security.check(endpoint, bind)
+        except SpecstreamError as e:
+            raise SinkError(f"{self.uri}: {e}") from None
         self.hwm, self.send_timeout_ms, self.linger_ms = hwm, send_timeout_ms, linger_ms
         self._ctx_given = context
         self._ctx = self._sock = None
@@ -128,18 +151,14 @@ class ZmqSink(Sink):
         import zmq
         self._zmq = zmq
         self._ctx = self._ctx_given or zmq.Context()
-        s = self._ctx.socket(zmq.PUSH)
-        s.setsockopt(zmq.SNDHWM, self.hwm)
-        s.setsockopt(zmq.SNDTIMEO, self.send_timeout_ms)
-        s.setsockopt(zmq.LINGER, 0)
+        options = [(zmq.SNDHWM, self.hwm), (zmq.SNDTIMEO, self.send_timeout_ms),
+                   (zmq.LINGER, 0)]
         try:
-            (s.bind if self.bind else s.connect)(self.endpoint)
-        except zmq.ZMQError as e:
-            s.close()
+            self._sock = open_socket(self._ctx, zmq.PUSH, self.endpoint, self.bind,
+                                     options=options, security=self.security)
+        except SpecstreamError as e:
             self._close_context()
-            raise SinkError(f"{self.uri}: cannot {'bind' if self.bind else 'connect'} ({e})") \
-                from None
-        self._sock = s
+            raise SinkError(f"{self.uri}: {e}") from None
 
     def _send(self, parts):
         try:
@@ -166,6 +185,7 @@ class ZmqSink(Sink):
                 self._sock.setsockopt(self._zmq.LINGER, self.linger_ms)
             self._sock.close()
         finally:
+            self.security.release()
             self._close_context()
 
     def _close_context(self):
