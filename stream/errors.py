@@ -9,12 +9,14 @@ ParameterError     a parameter that cannot work (also a ``ValueError``)
 InputError         a file or array that cannot be read as asked
 ProtocolError      a wire message that breaks docs/protocol.md (``.kind``)
 DeviceError        an audio device or sink that cannot do what is asked
+MissingDependency  an optional package a feature needs is not installed
 =================  ==========================================================
 """
 
 from __future__ import annotations
 
-__all__ = ["SpecstreamError", "ParameterError", "InputError", "ProtocolError", "DeviceError"]
+__all__ = ["SpecstreamError", "ParameterError", "InputError", "ProtocolError", "DeviceError",
+           "MissingDependency"]
 
 
 class SpecstreamError(Exception):
@@ -43,3 +45,8 @@ class ProtocolError(SpecstreamError):
 
 class DeviceError(SpecstreamError):
     """An audio device or sink that cannot be opened or used as asked."""
+
+
+class MissingDependency(SpecstreamError, ImportError):
+    """An optional package a feature needs is not installed; the message says
+    what to install (:func:`stream.extras.require`)."""
