@@ -26,4 +26,4 @@ def require(module: str, purpose: str):
     except ImportError:
         extra = EXTRAS.get(module.split(".")[0])
         how = f"pip install 'specstream[{extra}]'" if extra else f"pip install {module}"
-        raise MissingDependency(f"{purpose} needs {module}: {how}") from None
+        raise MissingDependency(f"{purpose} needs {module.split('.')[0]}: {how}") from None

@@ -335,14 +335,13 @@ def array_dtype(path, key: str | None = None) -> np.dtype:
     float32 for raw files."""
     path = check_file(path)
     kind = sniff(path)
+    if kind in ("text", "raw"):
+        return np.dtype(np.float64 if kind == "text" else np.float32)
     with reading(path, _READ_AS[kind]):
         if kind == "npy":
             return npy_dtype(path)
-        if kind == "npz":
-            return npz_dtype(path, key)
-        if kind in CONTAINERS:
-            return pick_variable(path, _VARIABLES[kind](path), key).dtype
-    return np.dtype(np.float64 if kind == "text" else np.float32)
+        return (npz_dtype(path, key) if kind == "npz"
+                else pick_variable(path, _VARIABLES[kind](path), key).dtype)
 
 
 @dataclass

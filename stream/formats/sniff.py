@@ -7,7 +7,8 @@ answers one of :data:`KINDS`; a format that is recognised but not supported
 :class:`~stream.errors.InputError` that names it and says what to do, in
 one line.  When the bytes match nothing, the suffix decides
 (:data:`SUFFIXES`): a ``.npy`` that is not one gets the ``.npy`` reader's
-own complaint, anything else is raw binary.
+own complaint, a ``.mat`` or ``.h5`` one line saying it is none, anything
+else is raw binary.
 
 MAT v4 has no magic number: a file is taken for one only when its headers
 tile it exactly (every variable's header plausible, the last one ending at
@@ -35,6 +36,9 @@ SUFFIXES = {".npy": "npy", ".npz": "npz", ".mat": "mat", ".h5": "hdf5", ".hdf5":
 #: (MAT v7.3 files are HDF5 after a 512-byte MATLAB header).
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 _NPY_MAGIC = b"\x93NUMPY"
+#: formats a name may claim that the bytes must confirm
+_NOT_BY_NAME = {"mat": "not a MAT file (no MAT v5 or v7.3 header, nor MAT v4 matrices)",
+                "hdf5": "not an HDF5 file (no HDF5 signature)"}
 _HEAD = 1 << 16            # bytes read to tell text from binary
 _AUDIO = ("this is audio, not a spectrogram: to stream it use 'specstream send --analyze "
           "FILE'; to reconstruct, compute its STFT first")
@@ -89,7 +93,13 @@ def sniff(path) -> str:
         kind = _by_text(path, head)
     if kind is None and _tiles_as_mat4(path):
         kind = "mat"
-    return kind or SUFFIXES.get(path.suffix.lower(), "raw")
+    if kind is not None:
+        return kind
+    kind = SUFFIXES.get(path.suffix.lower(), "raw")
+    if kind in _NOT_BY_NAME:
+        raise InputError(f"{path}: {_NOT_BY_NAME[kind]}; save it again (or give raw binary a "
+                         ".bin suffix and --dtype)")
+    return kind
 
 
 def _by_magic(path: Path, head: bytes) -> str | None:
@@ -97,7 +107,7 @@ def _by_magic(path: Path, head: bytes) -> str | None:
         return "npy"
     if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
         return _zip_kind(path)
-    if head[:8] == HDF5_MAGIC or _hdf5_after_user_block(path, head):
+    if head[:8] == HDF5_MAGIC or _hdf5_after_user_block(path):
         return "hdf5"
     if head[:19] in (b"MATLAB 5.0 MAT-file", b"MATLAB 7.3 MAT-file"):
         if head[126:128] in (b"IM", b"MI"):
@@ -118,7 +128,7 @@ def _pickle(h: bytes) -> bool:
                                                        b"J", b"X", b"U", b"q", b")")
 
 
-def _hdf5_after_user_block(path: Path, head: bytes) -> bool:
+def _hdf5_after_user_block(path: Path) -> bool:
     """HDF5 after a user block (MAT v7.3: 512 bytes of MATLAB header)."""
     with open(path, "rb") as f:
         for at in (512, 1024, 2048, 4096):
@@ -156,9 +166,11 @@ def _by_text(path: Path, head: bytes) -> str | None:
     text = head[3:] if head.startswith(b"\xef\xbb\xbf") else head
     if not text or b"\0" in text:
         return None
-    binary = len(text.translate(None, _TEXT_BYTES))
-    if binary and not _utf8(text):
-        return None
+    odd = text.translate(None, _TEXT_BYTES)
+    if odd.translate(None, bytes(range(128, 256))):
+        return None                         # control characters: binary
+    if odd and not _utf8(text) and len(odd) > len(text) // 100:
+        return None                         # not UTF-8, nor a Latin-1 header over numbers
     if not re.search(rb"\d", text):
         return None
     stripped = text.lstrip()
