@@ -355,7 +355,9 @@ class FrameSource:
     ``first`` swapped); None means :func:`second_layout`'s answer: ``layout``,
     or the other one when ``second`` is ``first`` transposed.  Iterating
     yields ``(first_block, second_block)`` of shape ``(n, bins)`` or
-    ``(channels, n, bins)``, in frame order.
+    ``(channels, n, bins)``, in frame order.  The arrays may be memory maps
+    or :class:`~stream.formats.hdf5.H5Array` (HDF5 datasets): a block reads
+    only its frames.
     """
 
     first: np.ndarray

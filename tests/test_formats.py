@@ -298,6 +298,7 @@ def test_probe_reads_mat_variables_and_stored_parameters(tmp_path, x):
     assert res.value("sample_rate") == 8000
     assert res.value("stored") == {"sample_rate": 8000.0, "n_fft": 128, "hop_length": 32}
     assert "n_fft=128 (F's spacing)" in res.findings["stored"].evidence
+    assert res.value("variables") == ["S", "F", "T", "fs"]
 
 
 def test_mat_read_whole_is_capped(tmp_path, capsys, monkeypatch, S):

@@ -26,7 +26,8 @@ import numpy as np
 from ..errors import InputError, ParameterError, SpecstreamError
 
 __all__ = ["check_file", "is_numeric", "check_numeric", "inflate_cap", "INFLATE_ENV",
-           "check_cap", "mib", "reading", "Variable", "matlab_array"]
+           "check_cap", "mib", "reading", "Variable", "NO_NUMBERS", "no_numbers",
+           "matlab_array", "matlab_shape"]
 
 #: The environment variable that sets :func:`inflate_cap`, in MiB.
 INFLATE_ENV = "SPECSTREAM_MAX_INFLATE_MB"
@@ -185,6 +186,21 @@ class Variable:
     def array(self):
         """The array: an ndarray, a memory map, or (HDF5) an array-like read by blocks."""
         return self.opener()
+
+
+_SPARSE = "a sparse matrix (save full(S) instead)"
+#: MATLAB classes and Octave types of variables that hold no numbers, as messages say them
+NO_NUMBERS = {"cell": "a cell array", "struct": "a struct", "scalar struct": "a struct",
+              "sparse": _SPARSE, "sparse matrix": _SPARSE, "complex sparse matrix": _SPARSE,
+              "bool sparse matrix": _SPARSE, "function_handle": "a function handle",
+              "function handle": "a function handle", "object": "an object",
+              "opaque": "an object"}
+
+
+def no_numbers(name: str, note: str, shape=()) -> Variable:
+    """A variable that holds no numbers (a cell array, a struct...): listed,
+    never read; ``note`` says what it is."""
+    return Variable(name, tuple(shape), np.dtype(object), lambda: None, note=note)
 
 
 def matlab_array(a: np.ndarray) -> np.ndarray:

@@ -23,20 +23,12 @@ from pathlib import Path
 import numpy as np
 
 from ..extras import require
-from .base import Variable, check_cap, matlab_shape, mib, reading
+from .base import NO_NUMBERS, Variable, check_cap, matlab_shape, mib, no_numbers, reading
 
 __all__ = ["H5Array", "hdf5_variables"]
 
 #: compound fields that hold complex values: MATLAB's and Octave's, h5py's own
 _COMPLEX_FIELDS = (("real", "imag"), ("r", "i"))
-#: Octave's ``type`` strings of variables that hold no numbers
-_OCTAVE_NOT_NUMBERS = {"cell": "an Octave cell array", "struct": "an Octave struct",
-                       "scalar struct": "an Octave struct",
-                       "sparse matrix": "a sparse matrix (save full(S) instead)",
-                       "complex sparse matrix": "a sparse matrix (save full(S) instead)"}
-#: MATLAB classes of v7.3 variables that hold no numbers
-_MATLAB_NOT_NUMBERS = {"cell": "a MATLAB cell array", "struct": "a MATLAB struct",
-                       "function_handle": "a MATLAB function handle"}
 #: datasets a layout keeps for itself
 _HIDDEN = ("#refs#", "#subsystem#")
 
@@ -162,16 +154,11 @@ def _matlab_group(group, prefix: str):
         if name in _HIDDEN:
             continue
         cls = _text(obj.attrs.get("MATLAB_class", b""))
-        full = prefix + name
+        full, sparse = prefix + name, "MATLAB_sparse" in obj.attrs
         if cls == "struct" and not hasattr(obj, "dtype"):
             yield from _matlab_group(obj, full + "/")
-        elif not hasattr(obj, "dtype") or "MATLAB_sparse" in obj.attrs:
-            note = ("a sparse matrix (save full(S) instead)" if "MATLAB_sparse" in obj.attrs
-                    else _MATLAB_NOT_NUMBERS.get(cls, "a MATLAB object"))
-            yield Variable(full, (), np.dtype(object), lambda: None, note=note)
-        elif cls in _MATLAB_NOT_NUMBERS:
-            yield Variable(full, (), np.dtype(object), lambda: None,
-                           note=_MATLAB_NOT_NUMBERS[cls])
+        elif sparse or not hasattr(obj, "dtype") or cls in NO_NUMBERS:
+            yield no_numbers(full, NO_NUMBERS.get("sparse" if sparse else cls, "an object"))
         elif obj.attrs.get("MATLAB_empty"):
             dims = tuple(int(n) for n in np.ravel(obj[()]))[::-1]
             yield Variable(full, dims, np.dtype(np.float64), lambda d=dims: np.zeros(d))
@@ -188,9 +175,8 @@ def _octave_group(group, prefix: str):
         value = obj["value"]
         if kind in ("struct", "scalar struct") and not hasattr(value, "dtype"):
             yield from _octave_group(value, full + "/")
-        elif kind in _OCTAVE_NOT_NUMBERS or not hasattr(value, "dtype"):
-            yield Variable(full, (), np.dtype(object), lambda: None,
-                           note=_OCTAVE_NOT_NUMBERS.get(kind, "an Octave object"))
+        elif kind in NO_NUMBERS or not hasattr(value, "dtype"):
+            yield no_numbers(full, NO_NUMBERS.get(kind, "an object"))
         elif kind.endswith("range"):
             base, _, step = (float(value[()][k]) for k in ("base", "limit", "increment"))
             r = base + step * np.arange(int(value.attrs["OCTAVE_RANGE_NELEM"]))

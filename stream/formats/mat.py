@@ -20,15 +20,10 @@ import numpy as np
 
 from ..errors import InputError
 from ..extras import require
-from .base import Variable, check_cap, matlab_array, mib, reading
+from .base import NO_NUMBERS, Variable, check_cap, matlab_array, mib, no_numbers, reading
 
-__all__ = ["mat_variables", "MATLAB_NOT_NUMBERS"]
+__all__ = ["mat_variables"]
 
-#: MATLAB classes that hold no numbers, as messages describe them
-MATLAB_NOT_NUMBERS = {"cell": "a MATLAB cell array", "struct": "a MATLAB struct",
-                      "sparse": "a sparse matrix (save full(S) instead)",
-                      "function_handle": "a MATLAB function handle", "object": "a MATLAB object",
-                      "opaque": "a MATLAB object"}
 #: bytes per element of each MATLAB class, for the size of a whole read
 _ITEMSIZE = {"double": 8, "single": 4, "int8": 1, "uint8": 1, "int16": 2, "uint16": 2,
              "int32": 4, "uint32": 4, "int64": 8, "uint64": 8, "logical": 1, "char": 4}
@@ -52,10 +47,8 @@ def mat_variables(path: Path) -> list[Variable]:
 
 
 def _variable(name: str, cls: str, a) -> Variable:
-    note = MATLAB_NOT_NUMBERS.get(cls)
-    if note is not None or not isinstance(a, np.ndarray):
-        return Variable(name, tuple(getattr(a, "shape", ())), np.dtype(object), lambda: a,
-                        note=note or "a MATLAB object")
+    if cls in NO_NUMBERS or not isinstance(a, np.ndarray):
+        return no_numbers(name, NO_NUMBERS.get(cls, "an object"), getattr(a, "shape", ()))
     if cls == "logical":
         a = a.astype(bool)
     a = matlab_array(a)

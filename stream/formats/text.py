@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from .base import Variable, check_cap, matlab_array, mib
+from .base import NO_NUMBERS, Variable, check_cap, matlab_array, mib, no_numbers
 
 __all__ = ["load_text", "octave_text_variables", "COMMENTS"]
 
@@ -38,14 +38,16 @@ def _open(path: Path):
     return open(path, encoding="utf-8-sig", errors="replace")
 
 
-def _check_size(path: Path, head: str, itemsize: int) -> None:
-    """The numbers of the whole file, estimated from ``head``, must fit the cap."""
+def _check_size(path: Path, head: str, itemsize: int, extra: int = 0) -> None:
+    """The numbers of the whole file, estimated from ``head`` (and ``extra``
+    bytes more), must fit the cap."""
     size = path.stat().st_size
     per_byte = len(re.findall(r"[-+.\w]+", head)) / max(len(head), 1)
     values = int(size * per_byte)
-    check_cap(values * itemsize, str(path),
-              f"a text file of {mib(size)}, about {values} values ({mib(values * itemsize)} "
-              "read whole)", "convert it to .npy (np.save), which is memory-mapped")
+    nbytes = values * itemsize + extra
+    check_cap(nbytes, str(path), f"a text file of {mib(size)}, about {values} values "
+              f"({mib(nbytes)} read whole)", "convert it to .npy (np.save), which is "
+              "memory-mapped")
 
 
 def _fields(line: str, delimiter: str | None) -> list[str]:
@@ -124,42 +126,38 @@ def load_text(path: Path) -> np.ndarray:
 # ------------------------------------------------------ Octave's text format
 _OCTAVE_FIELD = re.compile(r"^# (\w[\w ,]*): ?(.*)$")
 _OCTAVE_COMPLEX = re.compile(r"\(([^,()]+),([^,()]+)\)")
-_OCTAVE_NOT_NUMBERS = {"cell": "an Octave cell array", "struct": "an Octave struct",
-                       "scalar struct": "an Octave struct",
-                       "sparse matrix": "a sparse matrix (save full(S) instead)"}
 
 
 def octave_text_variables(path: Path) -> list[Variable]:
-    """The variables of a file in Octave's text format (``save -text``), read whole."""
+    """The variables of a file in Octave's text format (``save -text``), read
+    whole, one variable's text at a time."""
     with _open(path) as f:
         head = f.read(_HEAD)
-    _check_size(path, head, 8)
+    # the text of the largest variable is held while it is parsed: count the file too
+    _check_size(path, head, 8, extra=path.stat().st_size)
+    out, name, fields, rows = [], None, {}, []
     with _open(path) as f:
-        lines = f.read().splitlines()
-    out, i = [], 0
-    while i < len(lines):
-        m = _OCTAVE_FIELD.match(lines[i])
-        if not m or m.group(1) != "name":
-            i += 1
-            continue
-        name, fields, i = m.group(2).strip(), {}, i + 1
-        while i < len(lines) and (m := _OCTAVE_FIELD.match(lines[i])) and m.group(1) != "name":
-            fields[m.group(1)] = m.group(2).strip()
-            i += 1
-        start = i
-        while i < len(lines) and not lines[i].startswith("# name:"):
-            i += 1
-        out.append(_octave_variable(path, name, fields, lines[start:i]))
+        for line in f:
+            m = _OCTAVE_FIELD.match(line.rstrip("\r\n"))
+            if m and m.group(1) == "name":
+                if name is not None:
+                    out.append(_octave_variable(path, name, fields, rows))
+                name, fields, rows = m.group(2).strip(), {}, []
+            elif m and not rows and name is not None:
+                fields[m.group(1)] = m.group(2).strip()
+            elif name is not None:
+                rows.append(line)
+    if name is not None:
+        out.append(_octave_variable(path, name, fields, rows))
     return out
 
 
 def _octave_variable(path: Path, name: str, fields: dict, rows: list[str]) -> Variable:
     kind = fields.get("type", "")
     where = f"{path}: variable {name!r}"
-    if kind in _OCTAVE_NOT_NUMBERS or not kind.endswith(("matrix", "scalar", "range", "bool")):
-        note = ("text" if "string" in kind else
-                _OCTAVE_NOT_NUMBERS.get(kind, f"an Octave {kind or 'value'}"))
-        return Variable(name, (), np.dtype(object), lambda: None, note=note)
+    if kind in NO_NUMBERS or not kind.endswith(("matrix", "scalar", "range", "bool")):
+        note = "text" if "string" in kind else NO_NUMBERS.get(kind, f"an Octave {kind or 'value'}")
+        return no_numbers(name, note)
     try:
         a = _octave_array(kind, fields, rows)
     except (ValueError, IndexError, KeyError) as e:

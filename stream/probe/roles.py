@@ -21,6 +21,13 @@ from .units import phase_likeness
 
 def assign_roles(arrays: list[Array], known: dict, res: ProbeResult):
     """Pick (first, phase) among the arrays: complex, or magnitude + phase, or magnitude only."""
+    keyed = [a for a in arrays if a.key]
+    if keyed:           # a file of several arrays (npz, MAT, HDF5): say what it holds
+        files = dict.fromkeys(a.file for a in keyed)
+        res.findings["variables"] = Finding([a.key for a in keyed], "; ".join(
+            f"{f} holds " + ", ".join(f"{a.key} {'x'.join(map(str, a.data.shape)) or 'scalar'}"
+                                      f" {a.data.dtype}" for a in keyed if a.file == f)
+            for f in files), 1.0)
     two_d = [a for a in arrays if a.data.ndim in (2, 3) and min(a.data.shape[-2:]) >= 1]
     skipped = [a.name for a in arrays if a not in two_d]
     note = f"; ignored {', '.join(skipped)} (not 2-D)" if skipped else ""
