@@ -11,13 +11,16 @@ ProtocolError      a wire message that breaks docs/protocol.md (``.kind``)
 DeviceError        an audio device or sink that cannot do what is asked
 SendError          frames that did not reach a receiver (none there, a send
                    that timed out, frames still queued when the sender closed)
+
+
+MissingDependency  an optional package a feature needs is not installed
 =================  ==========================================================
 """
 
 from __future__ import annotations
 
 __all__ = ["SpecstreamError", "ParameterError", "InputError", "ProtocolError", "DeviceError",
-           "SendError"]
+           "SendError", "MissingDependency"]
 
 
 class SpecstreamError(Exception):
@@ -52,3 +55,8 @@ class SendError(SpecstreamError):
     """Frames that did not reach a receiver: nobody connected, a send that
     waited longer than its timeout, or frames still queued when the sender
     gave up at close.  The message says which, and how many frames."""
+
+
+class MissingDependency(SpecstreamError, ImportError):
+    """An optional package a feature needs is not installed; the message says
+    what to install (:func:`stream.extras.require`)."""

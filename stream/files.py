@@ -1,61 +1,73 @@
-"""Readers for spectrogram and phase files: npy, npz, raw binary, csv/txt.
+"""Readers for spectrogram and phase files, recognised by their content.
 
-Arrays are opened, not loaded: ``.npy`` and uncompressed ``.npz`` members are
-memory-mapped, raw binary files too, so a one-hour spectrogram costs address
-space, not RAM.  Compressed ``.npz`` members and text files are read whole
-(they cannot be mapped); a compressed member is read only when what it
-inflates to fits :func:`inflate_cap` (the zip's sizes may lie: the array's own
-header is believed, and no more than it says is ever inflated).
+Formats (:mod:`stream.formats`): ``.npy`` and ``.npz``; MAT files v4, v5/v7
+(scipy) and v7.3 (HDF5, h5py); Octave's ``-hdf5`` and ``-text``; plain
+HDF5; text (header and comment lines, an index column, ``,`` ``;`` tab or
+blank delimiters); raw binary.  A file is read as what its bytes say
+(:func:`file_format`): a file called ``spectrogram`` that holds ``.npy``
+bytes is an ``.npy`` file; a format that is recognised but not read (a
+pickle, a PyTorch ``.pt``, an image, audio) is one line naming it.
 
-Nothing is opened before :func:`check_file` has seen a regular, non-empty
-file (a FIFO opened for reading blocks until a writer comes), and only arrays
-of numbers are returned (:func:`check_numeric`: objects are never unpickled).
+Arrays are opened, not loaded: ``.npy``, uncompressed ``.npz`` members and
+raw files are memory-mapped, HDF5 datasets read block by block, so a
+one-hour spectrogram costs address space, not RAM.  What can only be read
+whole (compressed ``.npz`` members, MAT v5, text) is read only when it fits
+:func:`inflate_cap`.  Nothing is opened before :func:`check_file` has seen a
+regular, non-empty file, and only arrays of numbers are returned.
+
+Files that hold several arrays (``.npz``, MAT, HDF5, Octave text) list them
+as :func:`variables`; :func:`pick_keys` finds the magnitude (or complex)
+and phase among them by content and name, and :func:`stored_parameters`
+reads what the file says of how it was made (``fs``, ``F``, ``T``, ``sr``,
+``hop_length``...).
 
 :class:`FrameSource` walks one or two such arrays block by block in frame
 order, whatever their layout, and is what ``reconstruct`` and ``send`` read
-through.  The file conventions have their one home here: the formats by
-suffix (:data:`FORMATS`), which axis is frequency (:func:`guess_layout`,
-:func:`layout_guess`) and a phase saved transposed (:func:`second_layout`);
-the probe uses the same rules.
+through.  The file conventions have their one home here: which axis is
+frequency (:func:`guess_layout`, :func:`layout_guess`), a phase saved
+transposed (:func:`second_layout`), the names arrays go by; the probe uses
+the same rules.
 """
 
 from __future__ import annotations
 
 import math
 import mmap
-import os
-import stat
-import warnings
-import zipfile
-import zlib
-from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError, ParameterError, SpecstreamError
+from .errors import InputError
+from .formats.base import (INFLATE_ENV, Variable, check_file, check_numeric, inflate_cap,
+                           is_numeric, reading)
+from .formats.hdf5 import H5Array, hdf5_variables
+from .formats.mat import mat_variables
+from .formats.npy import load_npy, load_npz, npy_dtype, npz_dtype, npz_names, npz_variables
+from .formats.raw import RAW_DTYPES, load_raw
+from .formats.sniff import SUFFIXES, sniff
+from .formats.text import load_text, octave_text_variables
 from .spec import bins_fit, n_fft_for_bins
 
 __all__ = ["FileError", "load_array", "array_names", "file_format", "FrameSource", "LAYOUTS",
            "RAW_DTYPES", "FORMATS", "guess_layout", "layout_guess", "other_layout",
            "is_transposed", "second_layout", "usual_n_fft", "fits_usual_n_fft", "check_file",
            "check_numeric", "check_spectrogram", "is_numeric", "array_dtype", "inflate_cap",
-           "INFLATE_ENV"]
+           "INFLATE_ENV", "CONTAINERS", "Variable", "variables", "pick_variable", "pick_keys",
+           "MAG_NAMES", "PHASE_NAMES", "name_rank", "stored_parameters", "in_memory"]
 
 LAYOUTS = ("frames-bins", "bins-frames")
-RAW_DTYPES = {"float32": "<f4", "float64": "<f8", "complex64": "<c8", "complex128": "<c16",
-              "float32be": ">f4", "float64be": ">f8", "int16": "<i2"}
-#: File formats by suffix (lower case); any other suffix is raw binary.
-FORMATS = {".npy": "npy", ".npz": "npz", ".csv": "text", ".txt": "text", ".tsv": "text"}
-#: The environment variable that sets :func:`inflate_cap`, in MiB.
-INFLATE_ENV = "SPECSTREAM_MAX_INFLATE_MB"
-#: dtype kinds a spectrogram may hold: float, complex, signed and unsigned integer.
-_NUMERIC_KINDS = "fciu"
-_NOT_NUMBERS = {"b": "booleans", "U": "text", "S": "byte strings", "O": "Python objects",
-                "M": "dates", "m": "time spans", "V": "raw bytes"}
-_NOT_REGULAR = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
-                (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+#: Formats by suffix (lower case), for files whose bytes match no format; any
+#: other suffix is raw binary.
+FORMATS = SUFFIXES
+#: Formats that hold named arrays (:func:`variables`).
+CONTAINERS = ("npz", "mat", "hdf5", "octave-text")
+#: How messages name what a file was read as, by :func:`file_format`.
+_READ_AS = {"npy": ".npy", "npz": ".npz", "mat": "a MAT file", "hdf5": "HDF5",
+            "octave-text": "Octave text", "text": "text", "raw": "raw binary"}
+#: Names the magnitude (or complex) and the phase arrays go by (lower case).
+MAG_NAMES = ("mag", "magnitude", "magnitudes", "spectrogram", "spec", "s", "stft", "m", "x",
+             "y", "z", "amplitude", "abs")
+PHASE_NAMES = ("phase", "phases", "angle", "angles", "ph", "p", "phi", "arg")
 
 
 #: A file that cannot be read as asked (the name the file layer has always used).
@@ -63,49 +75,11 @@ FileError = InputError
 
 
 def file_format(path) -> str:
-    """'npy', 'npz', 'text' or 'raw': how :func:`load_array` reads ``path`` (by its suffix)."""
-    return FORMATS.get(Path(path).suffix.lower(), "raw")
-
-
-def check_file(path) -> Path:
-    """``path`` as a Path when it names a regular file that is not empty, else
-    :class:`FileError`.  Asked of the file's metadata before anything opens
-    it: a FIFO opened for reading blocks until a writer comes, a device never
-    ends, and neither can be memory-mapped."""
-    path = Path(path)
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        raise FileError(f"{path}: no such file") from None
-    except OSError as e:
-        raise FileError(f"{path}: cannot read it ({e.strerror or e})") from None
-    if stat.S_ISDIR(st.st_mode):
-        raise FileError(f"{path}: is a directory; give a file in it")
-    if not stat.S_ISREG(st.st_mode):
-        what = next((w for test, w in _NOT_REGULAR if test(st.st_mode)), "a special file")
-        raise FileError(f"{path}: is {what}, not a regular file; save the frames to a file "
-                        "and give that")
-    if st.st_size == 0:
-        raise FileError(f"{path}: the file is empty (0 bytes); was it written to the end?")
-    return path
-
-
-def is_numeric(dtype) -> bool:
-    """True for dtypes a spectrogram may hold: float, complex or integer
-    (not bool, text, records, objects, dates or raw bytes)."""
-    return np.dtype(dtype).kind in _NUMERIC_KINDS
-
-
-def check_numeric(dtype, name) -> None:
-    """:class:`FileError` naming ``name`` unless :func:`is_numeric` (``dtype``)."""
-    dt = np.dtype(dtype)
-    if is_numeric(dt):
-        return
-    what = "records" if dt.names else _NOT_NUMBERS.get(dt.kind, "no numbers")
-    why = ", which are never unpickled" if dt.hasobject else ""
-    raise FileError(f"{name}: holds {what}{why} (dtype {dt}), "
-                    "not numbers; save the spectrogram as float or complex values "
-                    "(.astype(np.float32))")
+    """How :func:`load_array` reads ``path``: 'npy', 'npz', 'mat', 'hdf5',
+    'octave-text', 'text' or 'raw', from the file's first bytes (its suffix
+    only when they match no format: :data:`FORMATS`).  :class:`FileError`
+    for a format recognised but not read, naming it."""
+    return sniff(path)
 
 
 def check_spectrogram(shape, name) -> None:
@@ -127,34 +101,207 @@ def check_spectrogram(shape, name) -> None:
                         "no frames or no bins to reconstruct; check that it was saved whole")
 
 
-def array_names(path) -> list[str]:
-    """Names of the arrays (``.npy`` members) in an ``.npz`` file ([] for other
-    formats); members of other kinds are not arrays and are left out."""
-    path = Path(path)
-    if file_format(path) != "npz":
+# -------------------------------------------------------------- variables
+def variables(path) -> list[Variable]:
+    """The named arrays of a file that holds several (an ``.npz``, a MAT or
+    HDF5 file, Octave's text format), in the file's order; [] for formats of
+    one array (``.npy``, text, raw).  Listing reads headers only, except MAT
+    v5 and Octave text, which are read whole (then each array is in memory)."""
+    path = check_file(path)
+    kind = sniff(path)
+    if kind not in CONTAINERS:
         return []
-    with _open_zip(path) as z:
-        return [n[:-4] for n in z.namelist() if n.endswith(".npy")]
+    with reading(path, _READ_AS[kind]):
+        return _VARIABLES[kind](path)
 
 
-def _open_zip(path: Path) -> zipfile.ZipFile:
-    check_file(path)
-    try:
-        return zipfile.ZipFile(path)
-    except (OSError, zipfile.BadZipFile, ValueError) as e:
-        raise FileError(f"{path}: not a readable .npz file ({e}); save it with np.savez") \
-            from None
+_VARIABLES = {"npz": npz_variables, "mat": mat_variables, "hdf5": hdf5_variables,
+              "octave-text": octave_text_variables}
 
 
+def array_names(path) -> list[str]:
+    """Names of the arrays of a file that holds several ([] for other
+    formats); in an ``.npz``, members of other kinds are not arrays and are
+    left out."""
+    path = check_file(path)
+    if sniff(path) == "npz":
+        return npz_names(path)
+    return [v.name for v in variables(path)]
+
+
+def is_spectrogram_like(shape) -> bool:
+    """2-D or 3-D with at least two frames and two bins: what may be frames."""
+    return len(shape) in (2, 3) and min(shape[-2:]) >= 2
+
+
+def pick_variable(path, found: list[Variable], key: str | None) -> Variable:
+    """The variable named ``key`` among ``found`` (the variables of ``path``),
+    or, when ``key`` is None, the first that may be a spectrogram (else the
+    first); :class:`FileError` listing the names when there is none."""
+    if not found:
+        raise FileError(f"{path}: holds no variables; save the spectrogram in it")
+    if key is None:
+        return next((v for v in found if v.numeric and is_spectrogram_like(v.shape)), found[0])
+    for v in found:
+        if v.name == key:
+            return v
+    raise FileError(f"{path}: no variable named {key!r}; it holds "
+                    + ", ".join(f"{v.name} {_shape_text(v.shape)}" for v in found))
+
+
+def _shape_text(shape) -> str:
+    return "x".join(map(str, shape)) if shape else "scalar"
+
+
+def name_rank(name: str, wanted: tuple) -> int:
+    """0 for a name of ``wanted`` (case-insensitive), 1 for one that holds a
+    longer such name ('mag_db'), 2 otherwise."""
+    n = name.rsplit("/", 1)[-1].lower()
+    if n in wanted:
+        return 0
+    return 1 if any(w in n for w in wanted if len(w) > 2) else 2
+
+
+def pick_keys(found: list[Variable], mag_key: str | None = None, phase_key: str | None = None,
+              phase_file: bool = False) -> tuple[str | None, str | None]:
+    """``(mag_key, phase_key)``: the magnitude (or complex) and phase
+    variables among ``found``, the keys given kept.
+
+    Only variables of numbers that may be frames count (2-D or 3-D: not
+    ``fs``, ``F``, ``T``).  The magnitude is the one named so
+    (:data:`MAG_NAMES`), else a complex one, else the first.  The phase (none
+    when ``phase_file`` is given or the magnitude is complex: MATLAB's
+    ``[S, F, T, P]`` pairs complex ``S`` with a power ``P``) is a real one
+    named so (:data:`PHASE_NAMES`) of the magnitude's shape or its transpose.
+    """
+    frames = [v for v in found if v.numeric and is_spectrogram_like(v.shape)]
+    if mag_key is None:
+        pool = [v for v in frames if v.name != phase_key]
+        pool.sort(key=lambda v: (name_rank(v.name, MAG_NAMES), v.dtype.kind != "c"))
+        mag_key = pool[0].name if pool else None
+    mag = next((v for v in frames if v.name == mag_key), None)
+    if phase_key is None and not phase_file and mag is not None and mag.dtype.kind != "c":
+        fits = [v for v in frames if v is not mag and v.dtype.kind != "c"
+                and (v.shape == mag.shape or is_transposed(v.shape, mag.shape))
+                and name_rank(v.name, PHASE_NAMES) < 2]
+        fits.sort(key=lambda v: name_rank(v.name, PHASE_NAMES))
+        phase_key = fits[0].name if fits else None
+    return mag_key, phase_key
+
+
+def in_memory(a, where: str) -> np.ndarray:
+    """``a`` as an ndarray: itself, or an :class:`~stream.formats.hdf5.H5Array`
+    read whole (when it fits :func:`inflate_cap`)."""
+    return a.read_whole(where) if isinstance(a, H5Array) else a
+
+
+# ------------------------------------------------------ stored parameters
+#: names of scalars a file may store -> the parameter they give (lower case)
+_SCALARS = {"sr": "sample_rate", "fs": "sample_rate", "rate": "sample_rate",
+            "sample_rate": "sample_rate", "samplerate": "sample_rate",
+            "sampling_rate": "sample_rate", "hop": "hop_length", "hop_length": "hop_length",
+            "hop_size": "hop_length", "n_fft": "n_fft", "nfft": "n_fft",
+            "win_length": "win_length", "length": "length"}
+#: names of the vectors of bin frequencies and of frame times (lower case)
+_FREQUENCIES = ("f", "freq", "freqs", "frequencies", "frequency", "w")
+_TIMES = ("t", "time", "times")
+
+
+def stored_parameters(arrays: dict) -> dict:
+    """What a file says of how its frames were made: ``{parameter: (value,
+    where it comes from)}``, from the arrays by name (``arrays``: name ->
+    array).
+
+    Scalars by name (``sr``, ``fs``/``Fs``, ``hop_length``, ``n_fft``...:
+    ``sample_rate`` in Hz, the rest in samples), then what MATLAB's and
+    Octave's ``[S, F, T] = spectrogram(..., fs)``/``specgram`` give beside
+    the frames: ``F`` (bin frequencies) -> ``n_fft`` = fs / their spacing
+    (or 2 pi / it, in rad/sample when no fs), ``n_bins`` (their count) and
+    ``nyquist`` (whether the last is fs/2: Octave's ``specgram`` stores no
+    Nyquist row); ``T`` (frame times, in s) -> ``hop_length`` = their
+    spacing x fs, ``n_frames``.  A scalar given wins over what F and T say.
+    """
+    out: dict = {}
+    for name, a in arrays.items():
+        param = _SCALARS.get(str(name).rsplit("/", 1)[-1].lower())
+        v = _scalar(a)
+        if param is None or v is None or v <= 0 or param in out:
+            continue
+        if param != "sample_rate":
+            if v != int(v):
+                continue
+            v = int(v)
+        out[param] = (v, name)
+    fs = out.get("sample_rate", (None,))[0]
+    f_name, freqs = _vector(arrays, _FREQUENCIES)
+    if freqs is not None:
+        _from_frequencies(out, f_name, freqs, fs)
+    t_name, times = _vector(arrays, _TIMES)
+    if times is not None:
+        out.setdefault("n_frames", (len(times), t_name))
+        step = _spacing(times)
+        if step and fs:
+            hop = step * fs
+            if abs(hop - round(hop)) < 1e-3 * max(1.0, hop):
+                out.setdefault("hop_length", (int(round(hop)), f"{t_name}'s spacing x fs"))
+    return out
+
+
+def _from_frequencies(out: dict, name: str, freqs: np.ndarray, fs) -> None:
+    step = _spacing(freqs)
+    if not step or abs(freqs[0]) > 1e-6 * step:
+        return
+    out.setdefault("n_bins", (len(freqs), name))
+    if fs:
+        n, nyq = fs / step, fs / 2
+    elif freqs[-1] <= np.pi * (1 + 1e-9):         # rad/sample (MATLAB's w)
+        n, nyq = 2 * np.pi / step, np.pi
+    else:
+        return
+    if abs(n - round(n)) < 1e-3 * n and round(n) >= 2:
+        out.setdefault("n_fft", (int(round(n)), f"{name}'s spacing"))
+        out.setdefault("nyquist", (bool(abs(freqs[-1] - nyq) < step / 2), name))
+
+
+def _scalar(a):
+    """The value of a real numeric 0-d array (or of one element), else None."""
+    if not hasattr(a, "dtype") or not hasattr(a, "shape") or math.prod(a.shape) != 1:
+        return None
+    if a.dtype.kind not in "iuf":
+        return None
+    v = float(np.asarray(a).reshape(()))
+    return v if math.isfinite(v) else None
+
+
+def _vector(arrays: dict, names: tuple):
+    """``(name, values)`` of the first 1-D real vector of 2+ values named one of ``names``."""
+    for name, a in arrays.items():
+        if str(name).rsplit("/", 1)[-1].lower() in names and getattr(a, "ndim", 0) == 1 \
+                and a.shape[0] >= 2 and a.dtype.kind in "iuf":
+            return name, np.asarray(a, dtype=np.float64)
+    return None, None
+
+
+def _spacing(v: np.ndarray) -> float | None:
+    """The step of evenly spaced increasing values, else None."""
+    d = np.diff(v)
+    if not np.all(np.isfinite(d)) or d[0] <= 0 or not np.allclose(d, d[0], rtol=1e-4,
+                                                                  atol=0):
+        return None
+    return float(d.mean())
+
+
+# ----------------------------------------------------------------- reading
 def load_array(path, key: str | None = None, dtype: str | None = None,
-               bins: int | None = None, layout: str | None = None) -> np.ndarray:
+               bins: int | None = None, layout: str | None = None):
     """Open one array.
 
     Parameters
     ----------
     path : str or Path
-        ``.npy``, ``.npz`` (``key`` names the array; the first one otherwise),
-        ``.csv``/``.txt``/``.tsv``, or raw binary (``.bin``, ``.raw``, ``.dat``...).
+        Any format :func:`file_format` recognises.  ``key`` names the array
+        of a file that holds several (an ``.npz`` member, a MAT, HDF5 or
+        Octave variable); by default the first that may be a spectrogram.
     dtype : str
         For raw files: a key of :data:`RAW_DTYPES` (default float32, little endian).
     bins : int
@@ -162,273 +309,39 @@ def load_array(path, key: str | None = None, dtype: str | None = None,
     layout : str
         For raw files: element order, 'frames-bins' (default: each frame's
         bins are contiguous) or 'bins-frames'.
+
+    Returns an ndarray or a memory map; for HDF5 an
+    :class:`~stream.formats.hdf5.H5Array`, read where indexed.
     """
     path = check_file(path)
-    kind = file_format(path)
-    with _reading(path):
+    kind = sniff(path)
+    with reading(path, _READ_AS[kind]):
         if kind == "npy":
-            return _load_npy(path)
+            return load_npy(path)
         if kind == "npz":
-            return _load_npz(path, key)
+            return load_npz(path, key)
         if kind == "text":
-            return _load_text(path)
-        return _load_raw(path, dtype, bins, layout)
+            return load_text(path)
+        if kind == "raw":
+            return load_raw(path, dtype, bins, layout)
+        v = pick_variable(path, _VARIABLES[kind](path), key)
+        v.check_numeric(f"{path}: variable {v.name!r}")
+        return v.array()
 
 
 def array_dtype(path, key: str | None = None) -> np.dtype:
     """The dtype of the array :func:`load_array` would open (``key`` as
-    there), from its header alone; float64 for text, float32 for raw files."""
+    there), from its header where the format has one; float64 for text,
+    float32 for raw files."""
     path = check_file(path)
-    kind = file_format(path)
-    with _reading(path):
+    kind = sniff(path)
+    if kind in ("text", "raw"):
+        return np.dtype(np.float64 if kind == "text" else np.float32)
+    with reading(path, _READ_AS[kind]):
         if kind == "npy":
-            with open(path, "rb") as f:
-                return _read_header(f, str(path)).dtype
-        if kind == "npz":
-            with _open_zip(path) as z, _open_member(z, path, key) as (f, info, where):
-                return _read_header(f, where).dtype
-    return np.dtype(np.float64 if kind == "text" else np.float32)
-
-
-@contextmanager
-def _reading(path: Path):
-    """What the readers below raise, as one :class:`FileError` line naming ``path``."""
-    try:
-        yield
-    except SpecstreamError:
-        raise
-    except MemoryError:
-        raise FileError(f"{path}: not enough memory to read it; convert it to .npy "
-                        "(np.save), which is memory-mapped") from None
-    except (ValueError, OSError, EOFError, zlib.error, zipfile.BadZipFile) as e:
-        raise FileError(f"{path}: cannot read it as {path.suffix.lower() or 'raw binary'} "
-                        f"({e})") from None
-
-
-# ----------------------------------------------------------- npy headers
-@dataclass(frozen=True)
-class _Header:
-    """What an .npy header says: the array, and where its data starts."""
-
-    shape: tuple
-    fortran: bool
-    dtype: np.dtype
-    offset: int          # bytes from the start of the .npy data to the array's first byte
-
-    @property
-    def nbytes(self) -> int:
-        return math.prod(self.shape) * self.dtype.itemsize
-
-    @property
-    def end(self) -> int:
-        """Bytes the whole .npy takes: header and data."""
-        return self.offset + self.nbytes
-
-    def says(self) -> str:
-        return f"shape {self.shape} of {self.dtype}, {self.end} bytes"
-
-
-def _read_header(f, name: str) -> _Header:
-    """The header of the .npy that starts at ``f``'s position (a file or a zip
-    member stream), checked: magic, version and shape (the dtype is the caller's)."""
-    start = f.tell()
-    magic = f.read(8)
-    prefix = np.lib.format.MAGIC_PREFIX
-    if len(magic) < 8 and prefix.startswith(magic[:6]):
-        raise FileError(f"{name}: truncated: {len(magic)} bytes, too short for an .npy "
-                        "header; save it again with np.save")
-    if magic[:6] != prefix:
-        raise FileError(f"{name}: not an .npy array (it starts with {magic[:6]!r}, not "
-                        f"{prefix!r}); save it with np.save, or give a "
-                        "raw binary file a .bin suffix and --dtype")
-    major, minor = magic[6], magic[7]
-    if major not in (1, 2, 3):
-        raise FileError(f"{name}: .npy format version {major}.{minor}, which numpy does not "
-                        "write; save it again with np.save")
-    read = (np.lib.format.read_array_header_1_0 if major == 1
-            else np.lib.format.read_array_header_2_0)     # 3.0 differs in field names only
-    try:
-        shape, fortran, dtype = read(f)
-    except ValueError as e:
-        what = ("truncated in its header" if str(e).startswith("EOF")
-                else f"a damaged .npy header ({e})")
-        raise FileError(f"{name}: {what}; save it again with np.save") from None
-    if any(n < 0 for n in shape):
-        raise FileError(f"{name}: a damaged .npy header (shape {shape}); save it again "
-                        "with np.save")
-    return _Header(tuple(shape), fortran, dtype, f.tell() - start)
-
-
-def _map(path: Path, h: _Header, start: int, name: str):
-    """Memory-map the data ``h`` describes, the .npy starting ``start`` bytes
-    into ``path``; :class:`FileError` when the file ends before it does."""
-    size = path.stat().st_size
-    if start + h.end > size:
-        raise FileError(f"{name}: truncated: its header says {h.says()}, the file holds "
-                        f"{size - start}; copy or save it again")
-    order = "F" if h.fortran else "C"
-    if h.nbytes == 0:         # nothing to map (mmap refuses a length of 0)
-        return np.empty(h.shape, h.dtype, order=order)
-    return np.memmap(path, dtype=h.dtype, mode="r", offset=start + h.offset, shape=h.shape,
-                     order=order)
-
-
-def _load_npy(path: Path) -> np.ndarray:
-    with open(path, "rb") as f:
-        h = _read_header(f, str(path))
-    check_numeric(h.dtype, path)
-    return _map(path, h, 0, str(path))
-
-
-def _load_npz(path: Path, key: str | None) -> np.ndarray:
-    with _open_zip(path) as z, _open_member(z, path, key) as (f, info, where):
-        h = _read_header(f, where)
-        check_numeric(h.dtype, where)
-        if info.file_size < h.end:      # a zip bomb may declare little and inflate much
-            raise FileError(f"{where}: the zip declares {info.file_size} bytes for it, its "
-                            f"header says {h.says()}: a damaged or forged file; save it "
-                            "again with np.savez")
-        if info.compress_type == zipfile.ZIP_STORED:
-            return _map(path, h, _member_start(path, info, where), where)
-        return _inflate(f, h, where)
-
-
-@contextmanager
-def _open_member(z: zipfile.ZipFile, path: Path, key: str | None):
-    """``(stream, info, where)``: the ``key`` member of ``z`` (the first array
-    when None) open for reading, its ZipInfo, and how messages name it."""
-    names = [n[:-4] for n in z.namelist() if n.endswith(".npy")]
-    if not names:
-        others = ", ".join(z.namelist()[:5])
-        raise FileError(f"{path}: the .npz file holds no arrays"
-                        + (f" (no .npy members: {others})" if others else "")
-                        + "; save the arrays with np.savez")
-    key = names[0] if key is None else key
-    if key not in names:
-        kind = " (that member is not an .npy array);" if key in z.namelist() else ";"
-        raise FileError(f"{path}: no array named {key!r}{kind} it holds {', '.join(names)}")
-    where = f"{path}: array {key!r}"
-    info = z.getinfo(key + ".npy")
-    try:
-        stream = z.open(info)
-    except (RuntimeError, NotImplementedError) as e:    # encrypted, unknown compression
-        raise FileError(f"{where}: cannot be read ({e}); save it with np.savez") from None
-    with stream:
-        try:
-            yield stream, info, where
-        except zipfile.BadZipFile as e:    # a bad CRC: the data, or a size the zip lies about
-            raise FileError(f"{where}: a damaged or forged zip member ({e}); save it again "
-                            "with np.savez") from None
-
-
-def _member_start(path: Path, info: zipfile.ZipInfo, where: str) -> int:
-    """Where the data of an uncompressed (ZIP_STORED) member starts in ``path``."""
-    with open(path, "rb") as f:
-        f.seek(info.header_offset)
-        local = f.read(30)
-    if len(local) < 30 or local[:4] != b"PK\x03\x04":
-        raise FileError(f"{where}: a damaged zip (no local header where the directory says); "
-                        "save it again with np.savez")
-    name_len = int.from_bytes(local[26:28], "little")
-    extra_len = int.from_bytes(local[28:30], "little")
-    return info.header_offset + 30 + name_len + extra_len
-
-
-def inflate_cap() -> int:
-    """Bytes a compressed ``.npz`` member may inflate to: ``$SPECSTREAM_MAX_INFLATE_MB``
-    (MiB) when set, else a quarter of the memory available, at most 2 GiB."""
-    text = os.environ.get(INFLATE_ENV, "").strip()
-    if not text:
-        return min(_memory_available() // 4, 2 << 30)
-    try:
-        mb = float(text)
-    except ValueError:
-        mb = math.nan
-    if not 0 < mb < math.inf:
-        raise ParameterError(f"{INFLATE_ENV}={text!r}: the cap must be a positive number of "
-                             "MiB (e.g. 4096)")
-    return int(mb * (1 << 20))
-
-
-def _memory_available() -> int:
-    """Bytes of memory available (Linux's MemAvailable), or a guess of 8 GiB."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, AttributeError):
-        return 8 << 30
-
-
-def _mib(n: int) -> str:
-    return f"{n / (1 << 20):.1f} MiB"
-
-
-def _inflate(f, h: _Header, where: str) -> np.ndarray:
-    """Read a compressed member's data (``f`` just past its header) into
-    memory: at most the ``h.nbytes`` its header says, and only when that fits
-    :func:`inflate_cap`."""
-    cap = inflate_cap()
-    if h.nbytes > cap:
-        how = (f"set by {INFLATE_ENV}" if os.environ.get(INFLATE_ENV, "").strip()
-               else "a quarter of the available memory, at most 2 GiB")
-        raise FileError(f"{where}: compressed, it inflates to {_mib(h.nbytes)}, over the cap of "
-                        f"{_mib(cap)} ({how}); save it uncompressed with np.savez (it is then "
-                        f"memory-mapped), or raise the cap with {INFLATE_ENV}")
-    flat = np.empty(math.prod(h.shape), h.dtype)
-    buf = memoryview(flat.view(np.uint8))
-    done = 0
-    while done < len(buf):
-        n = f.readinto(buf[done:done + (4 << 20)])
-        if not n:
-            raise FileError(f"{where}: truncated: the compressed data ends after {done} of "
-                            f"{h.nbytes} bytes; save it again with np.savez")
-        done += n
-    return flat.reshape(h.shape, order="F" if h.fortran else "C")
-
-
-def _load_text(path: Path) -> np.ndarray:
-    with open(path, "r") as f:
-        head = f.readline()
-    delimiter = "," if "," in head else ("\t" if "\t" in head else None)
-    try:
-        float(head.replace(",", " ").split()[0])
-        skip = 0
-    except (ValueError, IndexError):
-        skip = 1     # a header row
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")    # "input contained no data": said below, in one line
-        arr = np.loadtxt(path, delimiter=delimiter, skiprows=skip, dtype=np.float64, ndmin=2)
-    if arr.size == 0:
-        raise FileError(f"{path}: holds no numbers (only {'a header row' if skip else 'blanks'}); "
-                        "give the file the frames were saved to")
-    return arr
-
-
-def _load_raw(path: Path, dtype: str | None, bins: int | None, layout: str | None):
-    dtype = dtype or "float32"
-    if dtype not in RAW_DTYPES:
-        raise FileError(f"--dtype {dtype!r} is not one of {', '.join(RAW_DTYPES)}")
-    dt = np.dtype(RAW_DTYPES[dtype])
-    size = path.stat().st_size
-    if size % dt.itemsize:
-        raise FileError(f"{path}: {size} bytes is not a whole number of {dtype} values; "
-                        "try another --dtype")
-    count = size // dt.itemsize
-    if bins is None:
-        raise FileError(f"{path}: a raw file has no shape; give --bins (or --n-fft), "
-                        "or run 'specstream probe' to infer it")
-    if count % bins:
-        raise FileError(f"{path}: {count} {dtype} values do not split into frames of "
-                        f"{bins} bins; check --bins/--n-fft and --dtype")
-    frames = count // bins
-    shape = (frames, bins) if (layout or "frames-bins") == "frames-bins" else (bins, frames)
-    return np.memmap(path, dtype=dt, mode="r", shape=shape)
+            return npy_dtype(path)
+        return (npz_dtype(path, key) if kind == "npz"
+                else pick_variable(path, _VARIABLES[kind](path), key).dtype)
 
 
 @dataclass
@@ -442,7 +355,9 @@ class FrameSource:
     ``first`` swapped); None means :func:`second_layout`'s answer: ``layout``,
     or the other one when ``second`` is ``first`` transposed.  Iterating
     yields ``(first_block, second_block)`` of shape ``(n, bins)`` or
-    ``(channels, n, bins)``, in frame order.
+    ``(channels, n, bins)``, in frame order.  The arrays may be memory maps
+    or :class:`~stream.formats.hdf5.H5Array` (HDF5 datasets): a block reads
+    only its frames.
     """
 
     first: np.ndarray

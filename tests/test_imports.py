@@ -14,7 +14,7 @@ CORE = ("stream.spec", "stream.fft", "stream.engine", "stream.decode", "stream.p
         "stream.pipeline", "stream.errors")
 #: What the core must never import.
 OUTSIDE_CORE = ("stream.cli", "stream.transport", "stream.protocol", "stream.sinks",
-                "stream.files", "stream.probe")
+                "stream.files", "stream.formats", "stream.probe")
 
 
 def module_name(path) -> str:

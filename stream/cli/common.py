@@ -16,15 +16,13 @@ import sys
 import numpy as np
 
 from ..decode import MAGNITUDES, PHASE_UNITS, Encoding
-from ..files import (LAYOUTS, RAW_DTYPES, FrameSource, array_names, check_spectrogram,
-                    guess_layout, load_array, parse_window)
+from ..files import (LAYOUTS, RAW_DTYPES, FrameSource, check_spectrogram, guess_layout,
+                    load_array, pick_keys, pick_variable, parse_window, stored_parameters,
+                    variables)
 from ..spec import (PHASE_ORIGINS, PRESETS, SCALINGS, SpecError, STFTSpec, bins_fit,
                     n_fft_for_bins, preset)
 
 log = logging.getLogger("specstream")
-
-_PHASE_KEYS = ("phase", "phases", "angle", "angles", "ph", "p")
-_MAG_KEYS = ("mag", "magnitude", "magnitudes", "spectrogram", "spec", "s", "stft", "m", "x")
 
 
 class UsageError(SpecError):
@@ -115,24 +113,30 @@ def add_file_args(p: argparse.ArgumentParser):
 
 
 def open_source(args) -> FrameSource:
-    """The frames named on the command line, opened (memory-mapped where possible)."""
+    """The frames named on the command line, opened (memory-mapped, or read
+    block by block, where the format allows).
+
+    In a file that holds several arrays the magnitude (or complex) and the
+    phase are found by content and name (:func:`stream.files.pick_keys`)
+    unless ``--mag-key``/``--phase-key`` name them; what the file stores of
+    its making (``fs``, ``F``, ``T``, ``sr``, ``hop_length``...:
+    :func:`stream.files.stored_parameters`) fills the flags left unset.
+    """
     bins = args.bins or (args.n_fft // 2 + 1 if args.n_fft else None)
     raw = dict(dtype=args.dtype, bins=bins, layout=args.layout)
-    mag_key, phase_key = args.mag_key, args.phase_key
-    names = array_names(args.mag)
-    if args.phase is None and len(names) > 1 and not (mag_key and phase_key):
-        mag_key = mag_key or _pick(names, _MAG_KEYS, exclude=phase_key)
-        phase_key = phase_key or _pick(names, _PHASE_KEYS, exclude=mag_key)
-    first = _load(args.mag, mag_key, raw)
+    found = variables(args.mag)
+    mag_key, phase_key = pick_keys(found, args.mag_key, args.phase_key, args.phase is not None)
+    first = _load(args.mag, mag_key, raw, found)
     if args.phase is not None:
-        second = _load(args.phase, phase_key, raw)
+        second = _load(args.phase, phase_key, raw, variables(args.phase))
     elif phase_key is not None:
-        second = _load(args.mag, phase_key, raw)
+        second = _load(args.mag, phase_key, raw, found)
     else:
         second = None
     if second is not None and np.iscomplexobj(second):
         raise UsageError("the phase array is complex; give a complex spectrogram as MAG alone")
-    layout = args.layout or guess_layout(first.shape, args.n_fft)
+    stored = _take_stored(args, found, first.shape)
+    layout = args.layout or stored.pop("layout", None) or guess_layout(first.shape, args.n_fft)
     # a phase saved transposed is read in its own layout (files.second_layout)
     source = FrameSource(first, second, layout)
     if source.second_layout != layout:
@@ -141,21 +145,56 @@ def open_source(args) -> FrameSource:
     return source
 
 
-def _load(path, key, raw: dict) -> np.ndarray:
-    """One array of the command line, which must be a spectrogram (2-D or 3-D, not empty)."""
-    a = load_array(path, key=key, **raw)
-    check_spectrogram(a.shape, f"{path}" + (f": array {key!r}" if key else ""))
+def _load(path, key, raw: dict, found: list):
+    """One array of the command line, which must be a spectrogram (2-D or 3-D, not empty):
+    the variable ``key`` of ``found`` (the variables of ``path``), or what
+    :func:`~stream.files.load_array` opens (and says of a key that is not there)."""
+    where = f"{path}" + (f": array {key!r}" if key else "")
+    if found and (key is None or key in [v.name for v in found]):
+        v = pick_variable(path, found, key)
+        where = f"{path}: array {v.name!r}"
+        v.check_numeric(where)
+        a = v.array()
+    else:
+        a = load_array(path, key=key, **raw)
+    check_spectrogram(a.shape, where)
     return a
 
 
-def _pick(names, wanted, exclude=None):
-    for n in names:
-        if n.lower() in wanted and n != exclude:
-            return n
-    for n in names:
-        if n != exclude and any(w in n.lower() for w in wanted if len(w) > 2):
-            return n
-    return None
+#: stored parameters that fill these flags when they are not given
+_STORED_FLAGS = ("sample_rate", "hop_length", "n_fft", "win_length", "length")
+
+
+def _take_stored(args, found: list, shape) -> dict:
+    """Fill the flags left unset from what the file stores (sample rate, hop,
+    n_fft when it fits the frames' bins, win_length, length); say so.
+    Returns ``{"layout": ...}`` when the stored bin or frame count tells the
+    frequency axis."""
+    small = {v.name: v.array() for v in found if v.numeric and v.ndim <= 1}
+    stored = stored_parameters(small)
+    out = {}
+    for count, layouts in (("n_bins", LAYOUTS[::-1]), ("n_frames", LAYOUTS)):
+        n = stored.get(count, (None,))[0]
+        axes = [i for i, m in enumerate(shape[-2:]) if m == n]
+        if n and len(axes) == 1:
+            out["layout"] = layouts[axes[0]]         # F's length is the frequency axis
+            break
+    n_fft = stored.get("n_fft", (None,))[0]
+    if n_fft and n_fft // 2 + 1 not in shape[-2:]:
+        log.info("the file's %s says n_fft=%d, but no axis of %s has %d bins%s",
+                 stored["n_fft"][1], n_fft, tuple(shape), n_fft // 2 + 1,
+                 " (no Nyquist row)" if stored.get("nyquist", (True,))[0] is False else "")
+        stored.pop("n_fft")
+    taken = []
+    for name in _STORED_FLAGS:
+        if name in stored and getattr(args, name, None) is None and hasattr(args, name):
+            value, src = stored[name]
+            setattr(args, name, value)
+            taken.append(f"{name}={value:g}" + ("" if src == name else f" ({src})"))
+    if taken and not getattr(args, "quiet", False):
+        print(f"specstream: from {args.mag}: {', '.join(taken)} (flags given win)",
+              file=sys.stderr)
+    return out
 
 
 def spec_from_args(args, source: FrameSource | None = None) -> STFTSpec:

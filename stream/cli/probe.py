@@ -63,8 +63,8 @@ def register(sub):
     add_file_args(p)
     add_stft_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a report")
-    p.add_argument("--plot", metavar="OUT.png",
-                   help="write the spectrogram (dB) and the score of each hop/window to a PNG")
+    p.add_argument("--plot", metavar="OUT.png", help="write the spectrogram (dB) and the score "
+                   "of each hop/window to a PNG (needs pip install 'specstream[plot]')")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run_probe)
     return p
@@ -91,6 +91,9 @@ def _run(args) -> ProbeResult:
 
 
 def run_probe(args) -> int:
+    if args.plot:       # before the work: a missing extra is one line, not a traceback after it
+        from ..extras import require
+        require("matplotlib", "probe --plot")
     res = _run(args)
     if args.plot:
         write_plot(res, args.plot)

@@ -1,6 +1,7 @@
 """The arrays the files hold: reading them (any format the file layer reads,
-raw binary guessed), pairing two files, and the scalars an ``.npz`` stores
-beside them (``sr``, ``hop_length``...).
+raw binary guessed), pairing two files, and what a file stores beside them
+(scalars such as ``sr`` or ``hop_length``, MATLAB's ``fs``, ``F`` and ``T``:
+:func:`stream.files.stored_parameters`).
 """
 
 from __future__ import annotations
@@ -9,8 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..files import (RAW_DTYPES, array_dtype, array_names, check_file, check_spectrogram,
-                     file_format, is_numeric, is_transposed, load_array)
+from ..files import (CONTAINERS, RAW_DTYPES, check_file, check_spectrogram, file_format,
+                     in_memory, is_transposed, load_array, stored_parameters, variables)
 from ..spec import SpecError, STFTSpec
 from .raw import RAW_TRY, RawGuess
 from .result import Finding, ProbeResult
@@ -50,13 +51,16 @@ def read_file(path, hints: dict, allow_complex: bool) -> list[Array]:
 
 def _read_arrays(path: str, hints: dict, allow_complex: bool) -> list[Array]:
     kind = file_format(path)
-    if kind == "npz":
-        # arrays of no numbers (labels, dates...) are no spectrogram: left out,
-        # unless nothing else is there (then load_array says what they are)
-        keys = [k for k in array_names(path) if is_numeric(array_dtype(path, k))]
-        if not keys:
+    if kind in CONTAINERS:
+        # arrays of no numbers (labels, dates, cells...) are no spectrogram:
+        # left out, unless nothing else is there (then load_array says what
+        # they are).  HDF5 datasets are read whole here (the probe looks at
+        # all of it); reconstruct reads them block by block.
+        found = [v for v in variables(path) if v.numeric]
+        if not found:
             return [Array(load_array(path), path)]
-        return [pairs_last(Array(load_array(path, key=k), path, k)) for k in keys]
+        return [pairs_last(Array(in_memory(v.array(), f"{path}: variable {v.name!r}"), path,
+                                 v.name)) for v in found]
     if kind != "raw":
         return [pairs_last(Array(load_array(path), path))]
     check_file(path)
@@ -114,35 +118,32 @@ def sample(a: np.ndarray, n: int = 1 << 18) -> np.ndarray:
 
 
 # ------------------------------------------------------- stored scalars
-#: names of scalars an .npz may carry -> the parameter they give
-_META = {"sr": "sample_rate", "fs": "sample_rate", "rate": "sample_rate",
-         "sample_rate": "sample_rate", "samplerate": "sample_rate", "hop": "hop_length",
-         "hop_length": "hop_length", "hop_size": "hop_length", "n_fft": "n_fft",
-         "nfft": "n_fft", "win_length": "win_length", "length": "length"}
-
-
 def stored_scalars(arrays, known: dict, res: ProbeResult) -> dict:
-    """Scalars stored next to the arrays (``sr``, ``hop_length``...): used as
-    known unless the caller gave them; the search still checks them."""
+    """What the file stores of its making (:func:`stream.files.stored_parameters`:
+    scalars such as ``sr`` or ``hop_length``, MATLAB's ``fs``, ``F`` and
+    ``T``): the sample rate and length are used as known unless the caller
+    gave them; the rest is recorded, and the search checks it."""
     out = dict(known)
-    for a in arrays:
-        name = _META.get((a.key or "").lower())
-        if name is None or a.data.ndim != 0 or a.data.dtype.kind not in "iuf":
-            continue
-        v = a.data.item()
-        if v <= 0 or (name != "sample_rate" and v != int(v)):
-            continue
-        v = int(v) if name != "sample_rate" else float(v)
-        if name not in out:
-            if name in ("sample_rate", "length"):   # not in the frames: take them
-                out[name] = v
-            res.findings.setdefault("stored", Finding({}, "scalars stored in the file", 0.9))
-            res.findings["stored"].value[name] = v
-    if "stored" in res.findings:
-        res.findings["stored"].evidence = ("stored in " + ", ".join(
-            f"{k}={v}" for k, v in res.findings["stored"].value.items())
-            + "; the sample rate and length are taken, the rest is checked")
+    stored = stored_parameters({a.key: a.data for a in arrays if a.key})
+    stored = {k: v for k, v in stored.items()
+              if k in _CHECKED + _TAKEN and k not in out or (k, v[0]) == ("nyquist", False)}
+    for name, (v, _) in stored.items():
+        if name in _TAKEN and name not in out:       # not in the frames: take them
+            out[name] = v
+    if stored:
+        value = {k: v for k, (v, _) in stored.items()}
+        where = ", ".join(f"{k}={v}" + ("" if src == k else f" ({src})")
+                          for k, (v, src) in stored.items())
+        res.findings["stored"] = Finding(
+            value, f"stored in {where}; the sample rate and length are taken, the rest is "
+                   "checked", 0.9)
     return out
+
+
+#: stored parameters the probe takes as known, and those it checks against the frames
+#: (``nyquist`` False, when F ends below fs/2, is recorded too: no Nyquist row)
+_TAKEN = ("sample_rate", "length")
+_CHECKED = ("hop_length", "n_fft", "win_length")
 
 
 def check_stored(res: ProbeResult):

@@ -3,14 +3,16 @@
 The phase is the array whose values fill a phase range (2 pi, 360 or 1
 cycle) evenly; a complex array is both.  Real and imaginary parts (two
 arrays) are recognised by an imaginary part that is 0 along the DC edge;
-``--mag-key``/``--phase-key`` pick arrays of an ``.npz`` by name.
+``--mag-key``/``--phase-key`` pick arrays of a file that holds several
+(``.npz``, MAT, HDF5) by name.  Where the values leave a choice, the names
+decide (:func:`stream.files.name_rank`: ``S`` before ``P`` as a magnitude).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..files import other_layout
+from ..files import MAG_NAMES, name_rank, other_layout
 from ..spec import SpecError
 from .arrays import Array, match, sample
 from .result import Finding, ProbeResult
@@ -19,6 +21,13 @@ from .units import phase_likeness
 
 def assign_roles(arrays: list[Array], known: dict, res: ProbeResult):
     """Pick (first, phase) among the arrays: complex, or magnitude + phase, or magnitude only."""
+    keyed = [a for a in arrays if a.key]
+    if keyed:           # a file of several arrays (npz, MAT, HDF5): say what it holds
+        files = dict.fromkeys(a.file for a in keyed)
+        res.findings["variables"] = Finding([a.key for a in keyed], "; ".join(
+            f"{f} holds " + ", ".join(f"{a.key} {'x'.join(map(str, a.data.shape)) or 'scalar'}"
+                                      f" {a.data.dtype}" for a in keyed if a.file == f)
+            for f in files), 1.0)
     two_d = [a for a in arrays if a.data.ndim in (2, 3) and min(a.data.shape[-2:]) >= 1]
     skipped = [a.name for a in arrays if a not in two_d]
     note = f"; ignored {', '.join(skipped)} (not 2-D)" if skipped else ""
@@ -26,6 +35,7 @@ def assign_roles(arrays: list[Array], known: dict, res: ProbeResult):
         raise SpecError("no 2-D array in the input; a spectrogram is frames x bins")
     if known.get("mag_key") or known.get("phase_key"):
         two_d = _by_keys(two_d, known) or two_d
+    two_d.sort(key=lambda a: name_rank(a.key or "", MAG_NAMES))     # stable: file order else
     cplx = [a for a in two_d if np.iscomplexobj(a.data)]
     if cplx:
         how = f" ({cplx[0].derived})" if cplx[0].derived else ""
@@ -40,7 +50,7 @@ def assign_roles(arrays: list[Array], known: dict, res: ProbeResult):
             res.findings["input"] = Finding("real+imag", f"{z.derived}: the imaginary part is 0 "
                                             f"all along one edge (the DC bins){note}", 0.9)
             res.findings["imag_file"] = Finding(im.file, "the imaginary part", 0.9)
-            res.findings["imag_key"] = Finding(im.key, "array name in the .npz", 0.9)
+            res.findings["imag_key"] = Finding(im.key, "array name in the file", 0.9)
             return z, None
     mags = [a for s, a in scored if s[0] == 0]
     if len(two_d) >= 2 and phases:
@@ -131,9 +141,9 @@ def _by_keys(arrays, known):
 def record_files(first: Array, ph: Array | None, res: ProbeResult):
     """Where the magnitude (or complex) and the phase arrays are: files and npz keys."""
     res.findings["mag_file"] = Finding(first.file, "the magnitude (or complex) array", 1.0)
-    res.findings["mag_key"] = Finding(first.key, "array name in the .npz", 1.0)
+    res.findings["mag_key"] = Finding(first.key, "array name in the file", 1.0)
     res.findings["phase_file"] = Finding(None if ph is None else ph.file, "the phase array", 1.0)
-    res.findings["phase_key"] = Finding(None if ph is None else ph.key, "array name in the .npz",
+    res.findings["phase_key"] = Finding(None if ph is None else ph.key, "array name in the file",
                                         1.0)
 
 
