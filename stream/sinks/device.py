@@ -451,9 +451,7 @@ class SoundDeviceSink(Sink):
         fade = max(1, int(round(self.fade_ms * rate / 1000.0)))
         device_frames = int(np.ceil(self.device_latency * rate))
         # The queue the sink adds is latency_ms in all: the ring's target plus
-        # the device's own buffer.  The ring holds at least half the device
-        # buffer (a callback's request is at most that with PortAudio's ALSA
-        # and PulseAudio hosts) and the fades.
+        # the device's own buffer; the target is at least the floor (_floor).
         floor = self._floor(fade)
         target = max(int(round(self.latency_ms * rate / 1000.0)) - device_frames, floor)
         ceiling = int(round(AUTO_CEILING_MS * rate / 1000.0)) if self.auto else target
@@ -488,19 +486,22 @@ class SoundDeviceSink(Sink):
             raise SinkError(f"audio output {name!r}: cannot start the stream ({e})") from None
         self.open_s = time.monotonic() - t0
 
-    def _new_stream(self, sd):
-        """A callback stream on the device at ``device_latency_ms``, not started."""
-        self._finished = threading.Event()
+    def _new_stream(self, sd, latency_ms: float | None = None):
+        """A callback stream on the device at ``latency_ms`` (default
+        ``device_latency_ms``), not started; ``device_latency`` and the
+        finished event are its own once it is made."""
+        finished = threading.Event()
         try:
             stream = sd.OutputStream(
                 samplerate=self.sample_rate, channels=self.channels, dtype="float32",
                 device=self.device, blocksize=self.blocksize,
-                latency=self.device_latency_ms / 1000.0, callback=self._callback,
-                finished_callback=self._finished.set)
+                latency=(latency_ms or self.device_latency_ms) / 1000.0,
+                callback=self._callback, finished_callback=finished.set)
         except sd.PortAudioError as e:
             raise SinkError(f"audio output {self.device_name!r}: cannot open a "
                             f"{hz(self.sample_rate)}, {self.channels}-channel stream "
                             f"({e})") from None
+        self._finished = finished
         self.device_latency = float(stream.latency)
         return stream
 
@@ -513,23 +514,30 @@ class SoundDeviceSink(Sink):
     def _grow_device_buffer(self):
         """``latency="auto"``: the device itself underran (PortAudio's flags:
         the callback came late, a busy machine), which no ring target cures.
-        Reopen the stream with twice the buffer; the ring plays on."""
-        ring, old_ms = self.ring, 1000.0 * self.device_latency
-        self.device_latency_ms = min(AUTO_DEVICE_MAX_MS, 2.0 * self.device_latency_ms)
+        Reopen the stream with twice the buffer; the ring plays on.  Where
+        the device will not open at that size, the old one is kept and the
+        buffer is not grown again."""
+        ring, old_ms, asked = self.ring, 1000.0 * self.device_latency, self.device_latency_ms
         sd = _import_sounddevice()
-        old = self.stream
-        old.stop()
-        old.close()
-        self.stream = self._new_stream(sd)
-        self.tuner.record(old_ms, 1000.0 * self.device_latency, "device")
-        self.tuner.raise_floor(self._floor(ring.fade), "device")
-        ring.target = min(ring.capacity, max(1, int(round(self.tuner.target))))
+        self.stream.stop()               # the callback reads the ring: one stream at a time
+        self.stream.close()
+        try:
+            self.stream = self._new_stream(sd, min(AUTO_DEVICE_MAX_MS, 2.0 * asked))
+        except SinkError as e:
+            log.warning("%s; keeping the %.0f ms buffer", e, old_ms)
+            self.stream = self._new_stream(sd, asked)
+            self.device_latency_ms = AUTO_DEVICE_MAX_MS      # no more tries
+        else:
+            self.device_latency_ms = min(AUTO_DEVICE_MAX_MS, 2.0 * asked)
+            self.tuner.record(old_ms, 1000.0 * self.device_latency, "device")
+            self.tuner.raise_floor(self._floor(ring.fade), "device")
+            ring.target = min(ring.capacity, max(1, int(round(self.tuner.target))))
+            self.device_resizes += 1
+            log.warning("audio output %r: the device underran %d times in %.0f s (a busy "
+                        "machine: the callback came late); its buffer goes from %.0f to "
+                        "%.0f ms", self.device_name, len(self._device_flags), DEVICE_WINDOW_S,
+                        old_ms, 1000.0 * self.device_latency)
         self.stream.start()
-        self.device_resizes += 1
-        log.warning("audio output %r: the device underran %d times in %.0f s (a busy "
-                    "machine: the callback came late); its buffer goes from %.0f to %.0f ms",
-                    self.device_name, len(self._device_flags), DEVICE_WINDOW_S, old_ms,
-                    1000.0 * self.device_latency)
         self._device_flags.clear()
 
     # ----------------------------------------------------------- the callback
