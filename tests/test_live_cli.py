@@ -404,3 +404,45 @@ def test_ctrl_c_at_any_moment_exits_130_without_a_traceback(tmp_path, procs, com
     p.p.send_signal(signal.SIGINT)
     assert p.wait(30) == 130, p.stderr
     assert "Traceback" not in p.stderr and "interrupted" in p.stderr, p.stderr
+
+
+# ------------------------------------------------------- --latency, --stats-file
+def test_latency_flag_is_auto_or_milliseconds():
+    from stream.cli import build_parser
+    from stream.cli.live import _open_sink
+    parse = build_parser().parse_args
+    assert parse(["play"]).latency == "auto"
+    sink = _open_sink(parse(["play"]))
+    assert sink.auto and sink.latency_ms == 30.0          # starts low
+    sink = _open_sink(parse(["play", "--latency", "80"]))
+    assert not sink.auto and sink.latency_ms == 80.0       # pinned
+    _open_sink(parse(["play", "--sink", "null"]))          # auto is no error for other sinks
+    r = _run(["play", "--latency", "soon"])
+    assert r.returncode == 2 and "--latency" in r.stderr and "auto" in r.stderr
+
+
+def test_stats_file_writes_a_json_line_a_second(tmp_path, procs):
+    import json
+    rng = np.random.default_rng(7)
+    x = (0.2 * rng.standard_normal(int(2.5 * SR))).astype(np.float32)
+    wav = tmp_path / "in.wav"
+    sf.write(wav, x, SR, subtype="FLOAT")
+    stats = tmp_path / "run.jsonl"
+    play, ep = _play(procs, f"ipc://{tmp_path}/s.sock", "--sink", f"wav:{tmp_path}/o.wav",
+                     "--stats-file", stats)
+    send = _run(["send", "--analyze", wav, "--connect", ep, "--n-fft", 512,
+                 "--hop-length", 128])
+    assert send.returncode == 0, send.stderr
+    assert play.wait() == 0, play.stderr
+    rows = [json.loads(line) for line in stats.read_text().splitlines()]
+    assert len(rows) >= 3                                  # one a second, and one at the end
+    times = [r["time"] for r in rows]
+    assert times == sorted(times)
+    for key in ("time", "queue_ms", "target_ms", "latency_ms", "ratio_ppm", "underruns",
+                "concealed", "frames_in"):
+        assert key in rows[-1]
+    assert rows[-1]["frames_in"] > 0 and rows[-1]["underruns"] == 0
+    assert rows[-1]["queue_ms"] is None                    # a file sink has no queue
+    r = _run(["play", "--stats-file", f"{tmp_path}/no/such/dir/s.jsonl", "--sink", "null",
+              "--bind", "tcp://127.0.0.1:*"])
+    assert r.returncode == 2 and "--stats-file" in r.stderr

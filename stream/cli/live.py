@@ -11,6 +11,8 @@ complex64 bins computed on the fly.
 
 from __future__ import annotations
 
+import argparse
+import json
 import logging
 import math
 import os
@@ -154,11 +156,13 @@ def _add_play(sub):
                    help="sounddevice (default), wav:PATH, raw:- (stdout) or raw:PATH, null, "
                         "zmq:ENDPOINT")
     o.add_argument("--device", metavar="ID", help="audio device index or name (sounddevice)")
-    o.add_argument("--latency", type=float, metavar="MS",
-                   help="output latency in ms the sink adds (sounddevice, default 50): half "
-                        "the device's buffer, half our queue, which is held to it; audio that "
-                        "queued up beyond it for good (e.g. while the device opened) is "
-                        "dropped, crossfaded, and counted")
+    o.add_argument("--latency", type=_latency, default="auto", metavar="auto|MS",
+                   help="output latency the sink adds (sounddevice). auto (default): start "
+                        "low (30 ms) and raise the target after underruns or from the "
+                        "measured arrival jitter, lower it slowly while arrivals are steady; "
+                        "MS pins it (half the device's buffer, half our queue). Clock drift "
+                        "is resampled away; audio that queued up beyond the target for good "
+                        "(a burst after a stall) is dropped, crossfaded, and counted")
     o.add_argument("--no-catch-up", dest="catch_up", action="store_false",
                    help="never drop queued audio to hold --latency (sounddevice): every "
                         "sample plays, even if the queue stays longer than asked")
@@ -191,9 +195,27 @@ def _add_play(sub):
                    help="memory one stream may take in the engine; a header asking for more "
                         "is refused (default 256)")
     r.add_argument("--stats", action="store_true", help="live statistics on stderr, every second")
+    r.add_argument("--stats-file", metavar="F.jsonl",
+                   help="write the statistics as one JSON line per second (time, queue_ms, "
+                        "target_ms, latency_ms, ratio_ppm, underruns, concealed...: the "
+                        "sink's queue, latency target, drift estimate); tools/plot_latency.py "
+                        "draws them")
     r.add_argument("-q", "--quiet", action="store_true", help="no summary on exit")
     _security_args(p, sink=True)
     p.set_defaults(func=run_play)
+
+
+def _latency(text: str):
+    """``--latency``: 'auto' or a positive number of ms."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        v = float(text)
+    except ValueError:
+        v = -1.0
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: use auto or a positive number of ms")
+    return v
 
 
 def _numbered(uri: str, n: int) -> str:
@@ -209,12 +231,17 @@ def _open_sink(args, uri: str | None = None):
         device = int(device)
     # The sink's socket uses CURVE when its peer is named; its key pair is the player's.
     curve = args.sink_allow is not None or args.sink_curve_server is not None
-    return open_sink(uri or args.sink, device=device, latency_ms=args.latency,
+    latency = None if args.latency == "auto" else args.latency
+    return open_sink(uri or args.sink, device=device, latency_ms=latency,
                      blocksize=args.blocksize,
                      catch_up=None if getattr(args, "catch_up", True) else False,
                      curve_secret=args.curve_secret if curve else None,
                      curve_server=args.sink_curve_server, allow=args.sink_allow,
                      insecure=args.insecure)
+
+
+#: The sink counters the player sums over the sinks it opened.
+_COUNTS = ("underruns", "shortages", "output_underflows", "latency_trimmed_samples")
 
 
 class _Player:
@@ -233,11 +260,11 @@ class _Player:
         self.streams = 0
         self.sink_latency = deque(maxlen=50_000)
         self.output_latency = deque(maxlen=50_000)   # + what the sink still holds, estimated
-        self.trimmed_closed = 0       # samples dropped by catch-up in sinks already closed
+        self.closed_counts = {}       # the _COUNTS of the sinks already closed
         self.samples = 0
         self.sample_rate = None
-        self.underruns_closed = 0     # underruns of sinks already closed
         self.skipped = 0              # streams no sink could hold
+        self.last_stats = {}          # the stats of the last sink closed
 
     def start(self, ev: StreamStarted):
         """A stream starts: the sink it plays to, opened for its rate and channels.
@@ -279,7 +306,8 @@ class _Player:
     def write(self, ev: AudioBlock):
         if self.sink is None or ev.stream_id == self.skip or ev.samples.shape[-1] == 0:
             return
-        self.sink.write(ev.samples)
+        self.sink.write(ev.samples, timestamp=None if math.isnan(ev.timestamp)
+                        else ev.timestamp)
         self.samples += ev.samples.shape[-1]
         if not math.isnan(ev.timestamp):
             lat = time.time() - ev.timestamp
@@ -294,13 +322,16 @@ class _Player:
         if self.sink is not None:
             self.sink.flush()
 
+    def total(self, key: str) -> int:
+        """A sink counter summed over the sinks closed and the one open."""
+        live = self.sink.stats.get(key, 0) if self.sink is not None else 0
+        return self.closed_counts.get(key, 0) + int(live or 0)
+
     def underruns(self) -> int:
-        live = self.sink.stats.get("underruns", 0) if self.sink is not None else 0
-        return self.underruns_closed + int(live)
+        return self.total("underruns")
 
     def trimmed(self) -> int:
-        live = self.sink.stats.get("latency_trimmed_samples", 0) if self.sink is not None else 0
-        return self.trimmed_closed + int(live)
+        return self.total("latency_trimmed_samples")
 
     def close(self, drain: bool):
         if self.sink is not None:
@@ -309,8 +340,13 @@ class _Player:
                 sink.close(drain=drain)
             finally:
                 st = sink.stats
-                self.underruns_closed += int(st.get("underruns", 0))
-                self.trimmed_closed += int(st.get("latency_trimmed_samples", 0))
+                for key in _COUNTS:
+                    self.closed_counts[key] = self.closed_counts.get(key, 0) + int(st.get(key, 0))
+                self.last_stats = st
+
+    def sink_stats(self) -> dict:
+        """The stats of the sink playing now, or of the last one closed."""
+        return self.sink.stats if self.sink is not None else self.last_stats
 
 
 def _percentiles_ms(values) -> str:
@@ -323,6 +359,10 @@ def _percentiles_ms(values) -> str:
 
 def run_play(args) -> int:
     endpoint, bind = _endpoint(args, default_bind=True)
+    try:
+        stats_file = open(args.stats_file, "w") if args.stats_file else None
+    except OSError as e:
+        raise UsageError(f"--stats-file {args.stats_file}: {e.strerror or e}") from None
     player = _Player(args)
     from ..transport import AudioBlock, FrameReceiver
     rx = FrameReceiver(endpoint, pattern=args.pattern, bind=bind,
@@ -339,7 +379,7 @@ def run_play(args) -> int:
     stop = _Stop()
     try:
         with stop:
-            _play_loop(rx, player, args, stop)
+            _play_loop(rx, player, args, stop, stats_file, t0)
             interrupted = bool(stop)
             if interrupted:
                 log.warning("%s: stopping", stop.signal)
@@ -354,13 +394,16 @@ def run_play(args) -> int:
             player.close(drain=not interrupted)
         finally:
             rx.close()
+            if stats_file is not None:
+                _stats_record(stats_file, rx, player, t0)
+                stats_file.close()
     if not args.quiet:
         _play_summary(rx, player, time.monotonic() - t0, interrupted)
     # A signal is how --keep-alive ends (0); any other play it cuts short.
     return 128 + stop.signum if interrupted and not args.keep_alive else 0
 
 
-def _play_loop(rx, player, args, stop):
+def _play_loop(rx, player, args, stop, stats_file=None, t0=0.0):
     from ..transport import AudioBlock, StreamEnded, StreamStarted
     next_stats = time.monotonic() + 1.0
     while not stop:
@@ -373,9 +416,12 @@ def _play_loop(rx, player, args, stop):
                 if ev.reason == "end" and not args.keep_alive:
                     return
                 player.stream_ended()
-        if args.stats and time.monotonic() >= next_stats:
+        if (args.stats or stats_file is not None) and time.monotonic() >= next_stats:
             next_stats += 1.0
-            _stats_line(rx, player)
+            if args.stats:
+                _stats_line(rx, player)
+            if stats_file is not None:
+                _stats_record(stats_file, rx, player, t0)
 
 
 def _stats_line(rx, player):
@@ -387,13 +433,43 @@ def _stats_line(rx, player):
         if queued is not None:
             rate = player.sample_rate
             low = st.get("queue_min", -1)
+            lat = st.get("output_latency_ms")
             extra += (f", queue {queued:.0f} ms (standing "
                       + (f"{1e3 * low / rate:.0f}" if low >= 0 else "-")
-                      + f", target {1e3 * st['target'] / rate:.0f}), device "
+                      + "), latency " + ("-" if lat is None else f"{lat:.0f}")
+                      + f" ms (target {st['target_ms']:.0f}"
+                      + (" auto" if st["auto_latency"] else "") + "), device "
                       + (f"{st['dac_delay_ms']:.0f} ms" if st.get("dac_delay_ms") is not None
                          else "-")
+                      + ", drift " + (f"{st['ratio_ppm']:+.1f} ppm" if st["drift_locked"]
+                                      else "settling" if st["drift"] else "off")
                       + f", trimmed {1e3 * player.trimmed() / rate:.0f} ms")
     print(f"[stats] {rx.stats.line()}{extra}", file=sys.stderr, flush=True)
+
+
+#: The sink's figures a --stats-file line holds, beside time, underruns and concealed.
+_RECORD_KEYS = {"queue_ms": "buffer_ms", "target_ms": "target_ms",
+                "latency_ms": "output_latency_ms", "ratio_ppm": "ratio_ppm",
+                "factor_ppm": "factor_ppm", "jitter_peak_ms": "jitter_peak_ms",
+                "jitter_mean_ms": "jitter_mean_ms", "dac_delay_ms": "dac_delay_ms",
+                "drift_locked": "drift_locked", "catch_ups": "catch_ups",
+                "device_clock_ppm": "device_clock_ppm",
+                "producer_clock_ppm": "producer_clock_ppm"}
+
+
+def _stats_record(f, rx, player, t0):
+    """One --stats-file line: the receiver's counters and the sink's figures now."""
+    s = rx.stats
+    st = player.sink.stats if player.sink is not None else {}
+    rec = {"time": round(time.monotonic() - t0, 3), "frames_in": s.frames_in,
+           "concealed": s.concealed, "dropped": s.dropped, "underruns": player.underruns(),
+           "shortages": st.get("shortages"), "device_underflows": st.get("output_underflows"),
+           "trimmed_samples": player.trimmed()}
+    for key, name in _RECORD_KEYS.items():
+        v = st.get(name)
+        rec[key] = round(v, 3) if isinstance(v, float) else v
+    f.write(json.dumps(rec) + "\n")
+    f.flush()
 
 
 def _play_summary(rx, player, seconds, interrupted):
@@ -412,7 +488,10 @@ def _play_summary(rx, player, seconds, interrupted):
            if s.rejects else "") + f"; {s.nonfinite} NaN/Inf values zeroed",
         f"  streams: {s.refused_headers} header(s) of other streams kept waiting "
         f"(takeover {rx.takeover}), {player.skipped} stream(s) no sink could hold",
-        f"  underruns: {player.underruns()}",
+        f"  underruns: {player.underruns()}" + (
+            f" ({player.total('shortages')} the queue ran dry, "
+            f"{player.total('output_underflows')} flagged late by the device)"
+            if player.underruns() else ""),
         *([f"  peers refused (CURVE key not allowed): {rx.security.refused}"]
           if rx.security.role == "server" else []),
         f"  latency producer->engine: {_percentiles_ms(s.latencies)}",
@@ -425,7 +504,45 @@ def _play_summary(rx, player, seconds, interrupted):
         if trimmed and sr:
             lines.append(f"  latency catch-up: {1e3 * trimmed / sr:.0f} ms of queued audio "
                          f"dropped ({trimmed} samples)")
+    lines += _drift_summary(player.sink_stats())
     print("\n".join(lines), file=sys.stderr, flush=True)
+
+
+_REASONS = {"underrun": "raised after underruns", "jitter": "raised from jitter",
+            "steady": "lowered, arrivals steady", "device": "device buffer doubled"}
+
+
+def _drift_summary(st: dict) -> list[str]:
+    """The summary's lines on the latency target and the clock drift (audio device)."""
+    if "target_ms" not in st:
+        return []
+    changes = st["target_history"]
+    why = {}
+    for *_, reason in changes:
+        why[reason] = why.get(reason, 0) + 1
+    how = ", ".join(f"{n} {_REASONS.get(k, k)}" for k, n in sorted(why.items()))
+    lines = [f"  latency target: {'auto' if st['auto_latency'] else 'pinned'}, "
+             f"{st['target_start_ms']:.0f} ms at start, settled at {st['target_ms']:.0f} ms "
+             f"(highest {st['target_max_ms']:.0f} ms; {st['target_changes']} change(s)"
+             + (f": {how}" if how else "") + ")"]
+    lat = st.get("output_latency_ms")
+    if lat is not None:
+        lines.append(f"  output latency (to the DAC, last second): {lat:.1f} ms; arrival "
+                     f"jitter peak {st['jitter_peak_ms']:.1f} ms, mean "
+                     f"{st['jitter_mean_ms']:.2f} ms")
+    if not st["drift"]:
+        lines.append("  clock drift: not compensated (pip install samplerate)")
+    elif st["drift_locked"]:
+        clocks = [f"{who} {st[key]:+.1f} ppm" for who, key in
+                  (("producer", "producer_clock_ppm"), ("device", "device_clock_ppm"))
+                  if st.get(key) is not None]
+        lines.append(f"  clock drift: producer {st['ratio_ppm']:+.1f} ppm against the device, "
+                     f"resampled" + ("" if st["resampling"] else " (not needed)")
+                     + (f" (against the system clock: {', '.join(clocks)})" if clocks else ""))
+    else:
+        lines.append("  clock drift: still settling (streams shorter than a few seconds are "
+                     "not resampled)")
+    return lines
 
 
 # ===================================================================== send

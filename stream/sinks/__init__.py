@@ -35,7 +35,12 @@ Modules
 ``file``: :class:`FileSink`, :class:`RawSink` and :class:`SoundFileWriter`,
 the one sound-file writer; ``zmq``: :class:`ZmqSink`, :func:`pack_block`,
 :func:`unpack_block`; ``ring``: :class:`Ring`, the lock-free ring of the
-audio sink; ``device``: :class:`SoundDeviceSink`, :func:`list_devices`.
+audio sink; ``device``: :class:`SoundDeviceSink`, :func:`list_devices`;
+``drift``: :class:`~stream.sinks.drift.DriftController` (the producer/device
+rate ratio from the queue); ``resample``:
+:class:`~stream.sinks.resample.Resampler` (libsamplerate, a changing
+ratio); ``latency``: :class:`~stream.sinks.latency.LatencyTuner` (the
+adaptive latency target).
 Importing this package loads neither ``zmq`` nor ``sounddevice``: each is
 imported when its sink opens (``sounddevice`` also by :func:`list_devices`).
 """
@@ -68,8 +73,9 @@ def open_sink(uri: str, *, device=None, latency_ms: float | None = None,
     device : int or str, optional
         Output device for ``sounddevice`` (index or name substring); the same
         as ``sounddevice:DEVICE``.
-    latency_ms : float, optional
-        ``sounddevice`` only: audio buffered before playback starts (ms, default 50).
+    latency_ms : float or "auto", optional
+        ``sounddevice`` only: the latency the sink adds (ms), or ``"auto"``
+        (the default: start at 30 ms and adapt; see :mod:`stream.sinks.device`).
     blocksize : int, optional
         ``sounddevice`` only: samples per channel per callback (default: PortAudio's choice).
     catch_up : bool, optional

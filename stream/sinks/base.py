@@ -88,7 +88,7 @@ class Sink:
         self._prepare()
         return self
 
-    def write(self, block) -> None:
+    def write(self, block, timestamp: float | None = None) -> None:
         """Take one block of samples.
 
         Parameters
@@ -98,6 +98,10 @@ class Sink:
             the layout :class:`stream.engine.Reconstructor` returns.  Values
             are linear amplitude, full scale = 1.0; converted to float32.
             NaN and Inf are replaced by 0 and counted (``stats['nonfinite']``).
+        timestamp : float, optional
+            The producer's clock when it sent the block (Unix seconds);
+            the audio device uses it to measure jitter and drift, the other
+            sinks ignore it.
         """
         if not self._opened or self.closed:
             raise SinkError(f"{self.uri}: write on a sink that is "

@@ -40,6 +40,34 @@ allocates a sample buffer.
   the ring (the target + 500 ms by default) waits upstream and is not
   caught up.  ``catch_up=False`` (``specstream play --no-catch-up``) keeps
   every sample, at the price of the extra latency.
+- *Clock drift*: a producer never runs at exactly the device's rate.  At
+  every write the sink measures the queue ahead of the block (what it
+  holds, to PortAudio's ``outputBufferDacTime``: :class:`_QueueMeter`); a
+  second-order loop (:class:`~stream.sinks.drift.DriftController`, every
+  5 ms of audio, settling for 2.5 s first) estimates the producer/device
+  rate ratio from it, and ``write`` resamples the block by it
+  (:class:`~stream.sinks.resample.Resampler`, libsamplerate), so that the
+  queue stays at its target: range +-0.5 %, steady-state noise of the
+  estimate about 0.1 ppm.  Nothing of it runs in the callback, which only
+  stores the read position and the DAC time of its buffer.  Catch-up is
+  then the last resort for a standing backlog (a burst after a stall), and
+  its log line says so.  ``drift=False`` plays without.
+- *Latency target*: ``latency_ms="auto"`` (the default) starts at 30 ms and
+  lets a :class:`~stream.sinks.latency.LatencyTuner` move the ring's target:
+  raised after an underrun, raised from the arrivals' measured jitter,
+  lowered slowly when they are steady; and, when the device itself
+  underruns (PortAudio's flags: a busy machine, the callback late) 3 times
+  in 10 s, the device's own buffer is doubled (the stream is reopened, the
+  ring plays on), up to ``AUTO_DEVICE_MAX_MS``.  A number pins the target.
+  ``stats``: ``target_ms`` (the ring's target plus the device's part, what
+  ``output_latency_ms`` is held to), ``target_start_ms``, ``target_max_ms``,
+  ``target_changes`` and ``target_history`` ((stream s, old ms, new ms,
+  why)), ``output_latency_ms`` (the mean, over the last second, of the
+  time from a write to its first sample at the DAC), ``ratio_ppm`` (the
+  estimate; > 0: the producer is fast), ``factor_ppm`` (what it resamples
+  by now), ``drift_locked``, ``jitter_peak_ms`` / ``jitter_mean_ms``,
+  ``device_clock_ppm`` / ``producer_clock_ppm`` (each clock against the
+  system's, once 10 s are fitted), ``device_resizes``.
 - *Underrun*: when the ring runs dry the callback fades the last samples it
   has out over ``fade_ms``, plays silence, counts the event, and waits for
   the target again before it resumes, fading back in.  No
@@ -50,7 +78,8 @@ allocates a sample buffer.
   the ring play out, and stops the stream.
 
 ``sounddevice`` (and the PortAudio library) are imported only when a
-``sounddevice`` sink opens or :func:`list_devices` is called.
+``sounddevice`` sink opens or :func:`list_devices` is called; ``samplerate``
+when the resampler first converts.
 """
 
 from __future__ import annotations
@@ -58,15 +87,30 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 
 import numpy as np
 
 from .base import Sink, SinkError, hz
+from .drift import DriftController, LineFit
+from .latency import LatencyTuner
+from .resample import Resampler, import_samplerate
 from .ring import Ring
 
 log = logging.getLogger("specstream")
 
-__all__ = ["SoundDeviceSink", "list_devices"]
+__all__ = ["SoundDeviceSink", "list_devices", "AUTO_START_MS", "AUTO_CEILING_MS",
+           "AUTO_DEVICE_MAX_MS"]
+
+#: ``latency_ms="auto"``: the latency the sink starts at (ms), and the most
+#: the tuner raises it to (ms).
+AUTO_START_MS = 30.0
+AUTO_CEILING_MS = 250.0
+#: ``latency="auto"``: this many device underflows within DEVICE_WINDOW_S seconds
+#: of audio double the device's buffer, up to AUTO_DEVICE_MAX_MS.
+DEVICE_FLAGS = 3
+DEVICE_WINDOW_S = 10.0
+AUTO_DEVICE_MAX_MS = 120.0
 
 
 def _import_sounddevice():
@@ -116,6 +160,120 @@ def list_devices() -> list[dict]:
 
 
 
+def _clock_ppm(fit: LineFit, t: float, count: float, rate: float, last):
+    """Add (time, frames) to ``fit``; its rate against ``rate`` in ppm once
+    it spans 10 s, else ``last``."""
+    fit.add(t, count)
+    if fit.span < 10.0:
+        return last
+    line = fit.line()
+    return last if line is None else (line[0] / rate - 1.0) * 1e6
+
+
+class _QueueMeter:
+    """The queue as the producer sees it, from the callback's clock.
+
+    At a write, the queue ahead of the block's first sample is what was
+    written (and is held in the resampler) less the position at the DAC
+    now: the read position of the last callback plus the time since its
+    first sample reached the DAC (PortAudio's ``outputBufferDacTime``,
+    extrapolated at the sample rate; smoother than the ring's fill, which
+    moves in callback-sized steps).  The device's part of it (the DAC delay
+    plus half a callback) is taken once per segment (after a start or a
+    jump), as the mean of its first ``device_n`` measurements: it is the
+    device's buffer, constant while the stream runs.
+
+    The lateness of a write is how much later it came than it could have:
+    from the producer's timestamps, the transit time (producer's timestamp
+    to this write) less the shortest of the last ``floor_s`` (5 s); without
+    them, the queue's shortfall from its average (1 s).  With timestamps the
+    queue handed to the drift controller is taken where the block would
+    have been had it come with the shortest transit, so network and
+    receiver jitter stay out of the ratio estimate.  Samples and seconds.
+
+    Beside the controller, two clocks against the system's are fitted, for
+    the figures (and the tests' truth): the device's, its read position
+    against PortAudio's DAC times (per segment, shown once one spans 10 s),
+    and the producer's, the frames it sent against its timestamps.
+    """
+
+    def __init__(self, rate: float, skip_s: float = 0.25, device_n: int = 25,
+                 floor_s: int = 5):
+        self.rate = rate
+        self.skip_s = skip_s
+        self.device_n = device_n
+        self.events = (-1, -1, -1, -1, -1)
+        self.device = None         # samples between the ring and the DAC
+        self.latency_ms = float("nan")      # mean queue over the last second of audio
+        self.last = None                    # the queue at the last write (samples)
+        self._sum = self._n = self._win = 0.0
+        self._floors: deque = deque(maxlen=floor_s)   # shortest transit of each second
+        self._block_min = float("inf")
+        self._block_s = 0.0
+        self.device_ppm = self.producer_ppm = None     # clocks against the system's
+        self._producer = LineFit()
+        self._device = LineFit()
+        self.restart()
+
+    def new_stream(self):
+        """Another producer may follow: its clock is fitted afresh."""
+        self._producer = LineFit()
+        self.producer_ppm = None
+        self.restart()
+
+    def restart(self):
+        """The queue jumped (start, underrun, catch-up, backpressure, a
+        device underflow): skip ``skip_s`` of audio, take the device's part
+        anew, forget the queue's average."""
+        self._skip = self.skip_s
+        self._q_lp = None
+        self.last = None
+        self._dev_sum, self._dev_n = 0.0, 0
+        self._device = LineFit()           # the read position jumped, or stood still
+
+    def measure(self, now, clock, written, timestamp, seconds, frames, sent):
+        """(queue for the controller, lateness s, device part), or None while
+        skipping.  ``sent``: the producer's frames before this block."""
+        rate = self.rate
+        read, dac, _, delay = clock
+        if timestamp == timestamp:
+            self.producer_ppm = _clock_ppm(self._producer, timestamp, sent, rate,
+                                           self.producer_ppm)
+        if not self._device.n or read != self._last_read:
+            self._last_read = read
+            self.device_ppm = _clock_ppm(self._device, dac, read, rate, self.device_ppm)
+        q = written - (read + (now - dac) * rate)
+        self.last = q
+        self._sum += q
+        self._n += 1
+        self._win += seconds
+        if self._win >= 1.0:
+            self.latency_ms = 1000.0 * self._sum / self._n / rate
+            self._sum = self._n = self._win = 0.0
+        if self._skip > 0:
+            self._skip -= seconds
+            return None
+        if self._dev_n < self.device_n:
+            self._dev_sum += delay * rate + frames / 2
+            self._dev_n += 1
+            self.device = self._dev_sum / self._dev_n
+        if timestamp == timestamp:
+            late = self._lateness(time.time() - timestamp, seconds)
+            return q + late * rate, late, self.device
+        a = min(1.0, seconds / 1.0)
+        self._q_lp = q if self._q_lp is None else self._q_lp + a * (q - self._q_lp)
+        return q, (self._q_lp - q) / rate, self.device
+
+    def _lateness(self, transit, seconds):
+        self._block_min = min(self._block_min, transit)
+        self._block_s += seconds
+        if self._block_s >= 1.0:
+            self._floors.append(self._block_min)
+            self._block_min, self._block_s = float("inf"), 0.0
+        floor = min(self._block_min, min(self._floors, default=float("inf")))
+        return transit - floor
+
+
 class SoundDeviceSink(Sink):
     """Plays through PortAudio (``sounddevice``), callback mode, ring-buffered.
 
@@ -124,8 +282,10 @@ class SoundDeviceSink(Sink):
     device : int or str, optional
         PortAudio output device index or name substring; default: the
         system's default output.
-    latency_ms : float
-        The whole queue the sink adds (ms, default 50): the device's own
+    latency_ms : float or "auto"
+        ``"auto"`` or None (the default): start at ``AUTO_START_MS`` (30)
+        and adapt (see the module docstring).  A number pins it: the whole
+        queue the sink adds (ms): the device's own
         buffer (``latency_ms / 2`` requested, see ``device_latency_ms``; the
         granted figure is ``stats['device_latency_ms']``) plus the ring's
         target, the rest.  The target is what is buffered before playback
@@ -162,6 +322,11 @@ class SoundDeviceSink(Sink):
     catch_up_tolerance_ms : float
         Standing queue beyond the target (and the granularity) left alone
         (ms, default 5).
+    drift : bool
+        Compensate clock drift by resampling (default True; needs the
+        ``samplerate`` package, else a warning and none).
+    converter : str
+        libsamplerate converter for it (default ``sinc_medium``).
 
     ``stats``: ``underruns`` (= ``shortages`` + ``output_underflows``):
     ``shortages`` are the times the ring ran dry (the producer was late),
@@ -184,16 +349,23 @@ class SoundDeviceSink(Sink):
     device); ``waits`` (times ``write`` blocked on a full ring).
     """
 
-    def __init__(self, device=None, latency_ms: float | None = None,
+    def __init__(self, device=None, latency_ms: float | str | None = None,
                  blocksize: int | None = None, fade_ms: float = 5.0, pad_s: float = 0.25,
                  headroom_ms: float | None = None, device_latency_ms: float | None = None,
                  catch_up: bool = True, catch_up_window_s: float = 0.5,
-                 catch_up_tolerance_ms: float = 5.0):
+                 catch_up_tolerance_ms: float = 5.0, drift: bool = True,
+                 converter: str = "sinc_medium"):
         super().__init__()
         if isinstance(device, str) and device.strip().lstrip("-").isdigit():
             device = int(device)
         self.device = device
-        self.latency_ms = 50.0 if latency_ms is None else float(latency_ms)
+        self.auto = latency_ms is None or (isinstance(latency_ms, str)
+                                           and latency_ms.strip().lower() == "auto")
+        try:
+            self.latency_ms = AUTO_START_MS if self.auto else float(latency_ms)
+        except ValueError:
+            raise SinkError(f"latency must be 'auto' or a number of ms, got {latency_ms!r}") \
+                from None
         if not self.latency_ms > 0:
             raise SinkError(f"latency must be > 0 ms, got {latency_ms}")
         self.blocksize = 0 if blocksize is None else int(blocksize)
@@ -209,6 +381,8 @@ class SoundDeviceSink(Sink):
         if not (self.catch_up_window_s > 0 and self.catch_up_tolerance_ms >= 0):
             raise SinkError(f"catch-up needs a window > 0 s and a tolerance >= 0 ms, got "
                             f"{catch_up_window_s} s and {catch_up_tolerance_ms} ms")
+        self.drift = bool(drift)
+        self.converter = converter
         self.uri = "sounddevice" + ("" if device is None else f":{device}")
         self.stream = None
         self.ring: Ring | None = None
@@ -222,6 +396,18 @@ class SoundDeviceSink(Sink):
         self._stop_exc = None
         self._trims_logged = 0
         self._dac_delay = float("nan")   # s from a callback to its first sample at the DAC
+        # The callback's clock, written by it, read by write() (a sequence
+        # lock: [0] is odd while the callback writes): the ring's read
+        # position before the callback, PortAudio's outputBufferDacTime for
+        # its first sample, the frames it took, outputBufferDacTime - currentTime.
+        self._clock = np.zeros(5)
+        self.tuner: LatencyTuner | None = None
+        self.controller: DriftController | None = None
+        self.resampler: Resampler | None = None
+        self._timestamp = float("nan")
+        self._device_flags: deque = deque()   # audio times of recent device underflows
+        self._start_total = None              # the whole latency target at first (samples)
+        self.device_resizes = 0
 
     # ------------------------------------------------------------- opening
     def _device_name(self, sd):
@@ -261,29 +447,32 @@ class SoundDeviceSink(Sink):
             raise SinkError(f"audio output {name!r}: {hz(rate)}, {ch} channels, float32 "
                             f"refused ({msg})") from None
         self._stop_exc = sd.CallbackStop
-        try:
-            self.stream = sd.OutputStream(
-                samplerate=rate, channels=ch, dtype="float32", device=self.device,
-                blocksize=self.blocksize, latency=self.device_latency_ms / 1000.0,
-                callback=self._callback, finished_callback=self._finished.set)
-        except sd.PortAudioError as e:
-            raise SinkError(f"audio output {name!r}: cannot open a {hz(rate)}, {ch}-channel "
-                            f"stream ({e})") from None
-        self.device_latency = float(self.stream.latency)
+        self.stream = self._new_stream(sd)
         fade = max(1, int(round(self.fade_ms * rate / 1000.0)))
         device_frames = int(np.ceil(self.device_latency * rate))
         # The queue the sink adds is latency_ms in all: the ring's target plus
-        # the device's own buffer.  The ring holds at least half the device
-        # buffer (a callback's request is at most that with PortAudio's ALSA
-        # and PulseAudio hosts) and the fades.
-        target = max(int(round(self.latency_ms * rate / 1000.0)) - device_frames,
-                     2 * self.blocksize, device_frames // 2 + 2 * fade)
+        # the device's own buffer; the target is at least the floor (_floor).
+        floor = self._floor(fade)
+        target = max(int(round(self.latency_ms * rate / 1000.0)) - device_frames, floor)
+        ceiling = int(round(AUTO_CEILING_MS * rate / 1000.0)) if self.auto else target
         head_ms = max(self.latency_ms, 500.0) if self.headroom_ms is None else self.headroom_ms
-        capacity = target + max(int(round(head_ms * rate / 1000.0)), self.blocksize, 1)
+        capacity = max(target, ceiling) + max(int(round(head_ms * rate / 1000.0)),
+                                              self.blocksize, 1)
         self.ring = Ring(ch, capacity, target, fade,
-                          catch_up_window=max(1, int(round(self.catch_up_window_s * rate))),
-                          catch_up_tolerance=int(round(self.catch_up_tolerance_ms * rate / 1000)),
-                          catch_up=self.catch_up)
+                         catch_up_window=max(1, int(round(self.catch_up_window_s * rate))),
+                         catch_up_tolerance=int(round(self.catch_up_tolerance_ms * rate / 1000)),
+                         catch_up=self.catch_up)
+        self.tuner = LatencyTuner(rate, target, floor, ceiling, auto=self.auto)
+        self.controller = DriftController(rate)
+        if self.drift:
+            try:
+                import_samplerate()
+            except SinkError as e:
+                log.warning("audio output %r: no clock-drift compensation (%s); the latency "
+                            "target is held by catch-up alone", name, e)
+                self.drift = False
+        self.resampler = Resampler(ch, self.converter) if self.drift else None
+        self._meter = _QueueMeter(rate)
         # Start now, playing silence until the ring reaches the target: the
         # device's clock runs from here, so the audio that queues up while
         # the first frames arrive is the target, not the target plus however
@@ -297,20 +486,109 @@ class SoundDeviceSink(Sink):
             raise SinkError(f"audio output {name!r}: cannot start the stream ({e})") from None
         self.open_s = time.monotonic() - t0
 
+    def _new_stream(self, sd, latency_ms: float | None = None):
+        """A callback stream on the device at ``latency_ms`` (default
+        ``device_latency_ms``), not started; ``device_latency`` and the
+        finished event are its own once it is made."""
+        finished = threading.Event()
+        try:
+            stream = sd.OutputStream(
+                samplerate=self.sample_rate, channels=self.channels, dtype="float32",
+                device=self.device, blocksize=self.blocksize,
+                latency=(latency_ms or self.device_latency_ms) / 1000.0,
+                callback=self._callback, finished_callback=finished.set)
+        except sd.PortAudioError as e:
+            raise SinkError(f"audio output {self.device_name!r}: cannot open a "
+                            f"{hz(self.sample_rate)}, {self.channels}-channel stream "
+                            f"({e})") from None
+        self._finished = finished
+        self.device_latency = float(stream.latency)
+        return stream
+
+    def _floor(self, fade: int) -> int:
+        # The ring holds at least half the device buffer (a callback's request
+        # is at most that with PortAudio's ALSA and PulseAudio hosts) and the fades.
+        device_frames = int(np.ceil(self.device_latency * self.sample_rate))
+        return max(2 * self.blocksize, device_frames // 2 + 2 * fade)
+
+    def _grow_device_buffer(self):
+        """``latency="auto"``: the device itself underran (PortAudio's flags:
+        the callback came late, a busy machine), which no ring target cures.
+        Reopen the stream with twice the buffer; the ring plays on.  Where
+        the device will not open at that size, the old one is kept and the
+        buffer is not grown again."""
+        ring, old_ms, asked = self.ring, 1000.0 * self.device_latency, self.device_latency_ms
+        sd = _import_sounddevice()
+        self.stream.stop()               # the callback reads the ring: one stream at a time
+        self.stream.close()
+        try:
+            self.stream = self._new_stream(sd, min(AUTO_DEVICE_MAX_MS, 2.0 * asked))
+        except SinkError as e:
+            log.warning("%s; keeping the %.0f ms buffer", e, old_ms)
+            self.stream = self._new_stream(sd, asked)
+            self.device_latency_ms = AUTO_DEVICE_MAX_MS      # no more tries
+        else:
+            self.device_latency_ms = min(AUTO_DEVICE_MAX_MS, 2.0 * asked)
+            self.tuner.record(old_ms, 1000.0 * self.device_latency, "device")
+            self.tuner.raise_floor(self._floor(ring.fade), "device")
+            ring.target = min(ring.capacity, max(1, int(round(self.tuner.target))))
+            self.device_resizes += 1
+            log.warning("audio output %r: the device underran %d times in %.0f s (a busy "
+                        "machine: the callback came late); its buffer goes from %.0f to "
+                        "%.0f ms", self.device_name, len(self._device_flags), DEVICE_WINDOW_S,
+                        old_ms, 1000.0 * self.device_latency)
+        self.stream.start()
+        self._device_flags.clear()
+
     # ----------------------------------------------------------- the callback
     def _callback(self, outdata, frames, time_info, status):
         # PortAudio's thread: no locks, no waits, no sample buffers allocated.
-        ring = self.ring
-        self._dac_delay = time_info.outputBufferDacTime - time_info.currentTime
-        if ring.fill_output(outdata, status.output_underflow and ring.started,
-                            status.output_overflow):
+        ring, clock = self.ring, self._clock
+        read = ring.read
+        dac = time_info.outputBufferDacTime
+        self._dac_delay = dac - time_info.currentTime
+        stop = ring.fill_output(outdata, status.output_underflow and ring.started,
+                                status.output_overflow)
+        clock[0] += 1.0                  # odd: being written (see _read_clock)
+        clock[1] = read
+        clock[2] = dac
+        clock[3] = ring.read - read
+        clock[4] = self._dac_delay
+        clock[0] += 1.0
+        if stop:
             raise self._stop_exc
 
+    def _read_clock(self):
+        """The latest callback's (read position, DAC time, frames taken, DAC
+        delay), consistent, or None."""
+        c = self._clock
+        for _ in range(4):
+            seq = c[0]
+            if seq % 2 == 0:
+                values = (c[1], c[2], c[3], c[4])
+                if c[0] == seq and seq > 0:
+                    return values
+        return None
+
     # ------------------------------------------------------------ producing
+    def write(self, block, timestamp: float | None = None) -> None:
+        # The producer's timestamp, where there is one, takes the network's and
+        # the receiver's jitter out of the drift estimate (see _QueueMeter).
+        self._timestamp = float("nan") if timestamp is None else float(timestamp)
+        super().write(block)
+
+    write.__doc__ = Sink.write.__doc__
+
     def _write(self, frames):
+        factor = self._measure(len(frames))
+        if self.resampler is not None:
+            frames = self.resampler.process(frames, 1.0 / factor)
+        self._put(frames)
+
+    def _put(self, frames):
         ring = self.ring
         off, n = 0, len(frames)
-        while True:
+        while off < n:
             off += ring.put(frames[off:])
             if off >= n:
                 break
@@ -318,25 +596,79 @@ class SoundDeviceSink(Sink):
         if ring.trims != self._trims_logged:
             self._log_trims()
 
+    def _measure(self, n: int) -> float:
+        """Measure the queue as a block of ``n`` frames comes; run the
+        latency tuner and the drift controller on it.  Returns the
+        resampling factor (input frames per output frame)."""
+        ring, meter, ctl, tuner = self.ring, self._meter, self.controller, self.tuner
+        seconds = n / self.sample_rate
+        clock = self._read_clock()
+        events = (ring.shortages, ring.trims, ring.starts, ring.full, ring.device_underflows)
+        if events != meter.events:
+            if ring.shortages != meter.events[0] and meter.events[0] >= 0:
+                tuner.underrun()
+                ring.target = int(round(tuner.target))
+            if ring.device_underflows != meter.events[4] and meter.events[4] >= 0:
+                self._device_underflow()
+            meter.events = events
+            meter.restart()
+            ctl.hold()
+        playing = ring.playing and not ring.idle and not ring.eos_pending
+        if clock is None or not playing or clock[2] <= 0:     # clock[2]: frames it took
+            return ctl.factor
+        held = self.resampler.held if self.resampler is not None else 0
+        m = meter.measure(self.stream.time, clock, ring.written + held, self._timestamp,
+                          seconds, ring.max_frames, self.samples)
+        if m is None:
+            return ctl.factor
+        queue, late, device = m
+        if self._start_total is None:
+            self._start_total = tuner.start + device     # the target as first measured
+        tuner.lateness(late, seconds)
+        tuner.advance(seconds)
+        ring.target = min(ring.capacity, max(1, int(round(tuner.target))))
+        return ctl.observe(queue, tuner.target + device, seconds)
+
+    def _device_underflow(self):
+        flags, now = self._device_flags, self.tuner.clock
+        flags.append(now)
+        while flags and flags[0] < now - DEVICE_WINDOW_S:
+            flags.popleft()
+        if (self.auto and len(flags) >= DEVICE_FLAGS
+                and self.device_latency_ms < AUTO_DEVICE_MAX_MS):
+            self._grow_device_buffer()
+
     def _log_trims(self):
         ring, rate = self.ring, self.sample_rate
         if not self._trims_logged:
             log.warning("audio output %r: %.0f ms of queued audio dropped (the oldest, "
                         "crossfaded) to hold the %.0f ms latency target; the queue had stayed "
-                        "above it for %.1f s (a start-up backlog, a burst, or a producer clock "
-                        "faster than the device's).  Later catch-ups are counted, not logged; "
-                        "--no-catch-up keeps every sample",
-                        self.device_name, 1000.0 * ring.trimmed / rate, self.latency_ms,
-                        self.catch_up_window_s)
+                        "above it for %.1f s: a standing backlog (a start-up backlog, a burst "
+                        "after a stall) that resampling would take too long to play off.  "
+                        "Dropping is the last resort: clock drift is resampled away.  Later "
+                        "catch-ups are counted, not logged; --no-catch-up keeps every sample",
+                        self.device_name, 1000.0 * ring.trimmed / rate,
+                        1000.0 * ring.target / rate, self.catch_up_window_s)
         self._trims_logged = ring.trims
 
     def _flush(self):
+        self._drain_resampler()
         self.ring.idle = True
+        # The next stream may come from another clock: estimate afresh.
+        self.controller.reset()
+        self._meter.new_stream()
+
+    def _drain_resampler(self):
+        if self.resampler is not None:
+            self._put(self.resampler.drain())
 
     def queued_seconds(self) -> float | None:
         ring = self.ring
         if ring is None:
             return None
+        q = self._meter.last
+        if q is not None:                # measured at the last write (outputBufferDacTime)
+            return q / self.sample_rate
         dac = self._dac_delay
         return ring.fill / self.sample_rate + (dac if dac == dac else self.device_latency or 0.0)
 
@@ -363,6 +695,7 @@ class SoundDeviceSink(Sink):
             return
         try:
             if drain and ring.written > 0:
+                self._drain_resampler()
                 pad = int(round(self.pad_s * self.sample_rate))
                 ring.eos_pending = True
                 if pad:
@@ -370,7 +703,7 @@ class SoundDeviceSink(Sink):
                     left = pad
                     while left:
                         k = min(left, len(zeros))
-                        self._write(zeros[:k])
+                        self._put(zeros[:k])
                         left -= k
                     self.padding = pad
                 ring.eos = True          # after the last put: the callback reads eos first
@@ -391,7 +724,7 @@ class SoundDeviceSink(Sink):
         ring = self.ring
         if ring is None:
             return {**s, "device": self.device_name, "latency_ms": self.latency_ms,
-                    "catch_up": self.catch_up}
+                    "catch_up": self.catch_up, "auto_latency": self.auto, "drift": self.drift}
         rate = self.sample_rate
         s.update({
             "device": self.device_name,
@@ -407,7 +740,7 @@ class SoundDeviceSink(Sink):
             "queue_min": ring.queue_min,
             "capacity": ring.capacity,
             "target": ring.target,
-            "start_target": ring.target,
+            "start_target": int(round(self.tuner.start)),
             "catch_up": self.catch_up,
             "catch_up_threshold": ring.threshold,
             "latency_trimmed_samples": ring.trimmed,
@@ -429,5 +762,35 @@ class SoundDeviceSink(Sink):
             "blocksize": self.blocksize,
             "drain_timeout": self.drain_timeout,
         })
+        s.update(self._drift_stats())
         return s
+
+    def _drift_stats(self) -> dict:
+        """The latency target, the measured latency and the drift estimate."""
+        rate, tuner, ctl, meter = self.sample_rate, self.tuner, self.controller, self._meter
+        device = meter.device if meter.device is not None else \
+            (self.device_latency or 0.0) * rate
+        ms = 1000.0 / rate
+        lat = meter.latency_ms
+        return {
+            "auto_latency": self.auto,
+            "target_ms": ms * (tuner.target + device),
+            "target_start_ms": ms * (tuner.start + device if self._start_total is None
+                                     else self._start_total),
+            "target_max_ms": ms * (tuner.highest + device),
+            "ring_target_ms": ms * tuner.target,
+            "target_changes": len(tuner.changes),
+            "target_history": tuner.changes[-50:],
+            "jitter_peak_ms": 1000.0 * tuner.jitter_peak,
+            "jitter_mean_ms": 1000.0 * tuner.jitter_mean,
+            "output_latency_ms": None if lat != lat else lat,
+            "drift": self.drift,
+            "drift_locked": ctl.locked,
+            "ratio_ppm": ctl.ppm,
+            "factor_ppm": (ctl.factor - 1.0) * 1e6,
+            "resampling": self.resampler is not None and self.resampler.used,
+            "device_resizes": self.device_resizes,
+            "device_clock_ppm": meter.device_ppm,
+            "producer_clock_ppm": meter.producer_ppm,
+        }
 
