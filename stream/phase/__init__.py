@@ -19,10 +19,12 @@ whose phase refers to the window's centre, with ``s = ln|X|``, hop ``a``,
 with the derivatives of ``s`` taken as differences: centred in frequency,
 centred in time with one frame of lookahead, or the second-order backward
 difference ``(3 s[n] - 4 s[n-1] + s[n-2]) / 2`` without lookahead.  Other
-windows use ``gamma = C * win_length**2`` (:data:`GAMMA_CONSTANTS`); for a
-custom window ``gamma`` is estimated by a least-squares fit of a unit-height
-Gaussian to the peak-normalised window (that fit reproduces the published
-constants to 0.2 %; :func:`window_gamma` says when it estimated).
+windows use ``gamma = C * win_length**2`` (:data:`GAMMA_CONSTANTS`); a
+custom window that is a sampled Gaussian (any centre, any truncation) is
+recognised from its values, gamma exact; for any other ``gamma`` is
+estimated by a least-squares fit of a unit-height Gaussian to the
+peak-normalised window (that fit reproduces the published constants to
+0.2 %; :func:`window_gamma` says which it did).
 
 The phase is then integrated from the strongest coefficient outwards (a max
 heap, trapezoidal rule to each neighbour); coefficients below ``tol`` times
