@@ -9,18 +9,15 @@ types, so that a live stream does not stall at its first frame.
 from __future__ import annotations
 
 import math
-import os
-import warnings
 
 import numpy as np
+
+from ..jit import compiler
 
 __all__ = ["kernels"]
 
 _TWO_PI = 2.0 * np.pi
 
-
-# Plain Python here; _kernels() swaps in numba-compiled versions (cache=True)
-# the first time they are needed, so that importing this module stays cheap.
 
 def _heap_push(heap, hkey, size, idx, v):
     """Push ``idx`` with priority ``v`` on a binary max-heap (keys kept inline)."""
@@ -382,17 +379,10 @@ def kernels():
     global _rt_run, _cis, _prepare_rows
     if _KERNELS is not None:
         return _KERNELS
-    try:
-        if os.environ.get("SPECSTREAM_NO_NUMBA"):
-            raise ImportError("SPECSTREAM_NO_NUMBA is set")
-        import numba
-    except ImportError as e:
-        warnings.warn(f"no numba ({e}): phase reconstruction runs as plain Python, about "
-                      "50x slower, near real time at best (pip install specstream[fast])",
-                      RuntimeWarning, stacklevel=3)
+    jit = compiler()
+    if jit is None:
         _KERNELS = (_integrate, _rt_run)
         return _KERNELS
-    jit = numba.njit(cache=True, nogil=True)
     # Module globals are what compiled code calls: bind the compiled versions.
     _heap_push = jit(_heap_push)
     _heap_pop = jit(_heap_pop)
@@ -406,6 +396,7 @@ def kernels():
     _KERNELS = (_integrate, _rt_run)
     _warm_up(_integrate, _rt_run)
     return _KERNELS
+
 
 def _warm_up(integrate, rt_run):
     # Compile (or load from the disk cache) now, with the argument types the
