@@ -370,18 +370,44 @@ def _rt_run(S, A, KN, KP, R, n0, r_new, i0, i1, lookahead, odd, tol, k_t, k_f, a
     return i1 - i0
 
 
+def _gla_step(m, y, prev, momentum, out, c):
+    """One Griffin-Lim projection, flat arrays: ``out = m * y / |y|`` (``m``
+    where ``y == 0``) and the next input ``c = out + momentum * (out - prev)``."""
+    for i in range(m.shape[0]):
+        yr = y[i].real
+        yi = y[i].imag
+        a = math.sqrt(yr * yr + yi * yi)
+        if a > 0:
+            g = m[i] / a
+            o = complex(yr * g, yi * g)
+        else:
+            o = complex(m[i], 0.0)
+        out[i] = o
+        c[i] = o + momentum * (o - prev[i])
+    return 0
+
+
+def _gla_step_numpy(m, y, prev, momentum, out, c):
+    """:func:`_gla_step` in numpy, for when there is no numba."""
+    ay = np.abs(y)
+    out[:] = m * np.where(ay > 0, y / np.where(ay > 0, ay, 1), 1)
+    c[:] = out + np.complex64(momentum) * (out - prev)
+    return 0
+
+
 _KERNELS = None
 
 
 def kernels():
-    """``(integrate, rt_run)``, numba-compiled (and cached on disk) when numba is there."""
+    """``(integrate, rt_run, gla_step)``, numba-compiled (and cached on disk) when
+    numba is there."""
     global _KERNELS, _heap_push, _heap_pop, _open, _strongest, _integrate, _integrate_frame
-    global _rt_run, _cis, _prepare_rows
+    global _rt_run, _cis, _prepare_rows, _gla_step
     if _KERNELS is not None:
         return _KERNELS
     jit = compiler()
     if jit is None:
-        _KERNELS = (_integrate, _rt_run)
+        _KERNELS = (_integrate, _rt_run, _gla_step_numpy)
         return _KERNELS
     # Module globals are what compiled code calls: bind the compiled versions.
     _heap_push = jit(_heap_push)
@@ -393,8 +419,11 @@ def kernels():
     _cis = jit(_cis)
     _prepare_rows = jit(_prepare_rows)
     _rt_run = jit(_rt_run)
-    _KERNELS = (_integrate, _rt_run)
+    _gla_step = jit(_gla_step)
+    _KERNELS = (_integrate, _rt_run, _gla_step)
     _warm_up(_integrate, _rt_run)
+    z = np.zeros(2, np.complex64)
+    _gla_step(np.ones(2, np.float32), z, z.copy(), 0.99, z.copy(), z.copy())
     return _KERNELS
 
 
