@@ -289,3 +289,20 @@ def test_cli_reconstructs_mel_files(tmp_path):
     r = run_program(["reconstruct", tmp_path / "w.npy", "-o", out, "--mel", "whisper",
                      "--fmax", "9000"])
     assert r.returncode != 0 and "Nyquist" in r.stderr
+
+
+# ------------------------------------------------------------------- probe
+@pytest.mark.parametrize("name,want", [("hifigan", "hifigan"), ("whisper", "whisper"),
+                                       ("librosa", "librosa")])
+def test_the_probe_recognises_a_mel_file_and_asks_for_the_rest(name, want, tmp_path):
+    from stream.probe import probe
+    spec, mel = sm.mel_preset(name)
+    x = clip("speech", int(spec.sample_rate), 1.5)
+    v = sm.melspectrogram(x, spec, mel, **sm.preset_analysis(name))
+    np.save(tmp_path / "m.npy", v.T.astype(np.float32))
+    res = probe(tmp_path / "m.npy")
+    assert res.value("mel") == want and res.value("mel_unit") == mel.unit
+    assert f"--mel {want}" in res.problems[0] and "--sample-rate" in res.problems[0]
+    # An STFT magnitude is not taken for mel bands.
+    np.save(tmp_path / "s.npy", np.abs(stft(x, STFTSpec(n_fft=1024))).T)
+    assert "mel" not in probe(tmp_path / "s.npy").findings
