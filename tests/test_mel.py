@@ -306,3 +306,89 @@ def test_the_probe_recognises_a_mel_file_and_asks_for_the_rest(name, want, tmp_p
     # An STFT magnitude is not taken for mel bands.
     np.save(tmp_path / "s.npy", np.abs(stft(x, STFTSpec(n_fft=1024))).T)
     assert "mel" not in probe(tmp_path / "s.npy").findings
+
+
+# -------------------------------------------------------------------- live
+def _live_reference(values, spec, mel):
+    pipe = FramePipeline(spec, kind="mel", mel=mel, phase=phase.RTPGHI(spec, rng=0),
+                         length=spec.samples_for(len(values)))
+    return np.concatenate([pipe.push(values), pipe.flush()])
+
+
+def test_mel_frames_over_a_socket_play_as_the_pipeline_makes_them():
+    import zmq
+    from stream.protocol import StreamHeader
+    from stream.transport import AudioBlock, FrameReceiver, FrameSender, StreamEnded
+    spec, mel = sm.mel_preset("hifigan")
+    x = clip("speech", 22050, 1.5)
+    v = sm.melspectrogram(x, spec, mel, **sm.preset_analysis("hifigan"))
+    ctx = zmq.Context()
+    try:
+        with FrameReceiver("tcp://127.0.0.1:*", context=ctx) as rx:
+            with FrameSender(rx.endpoint, spec=spec, mel=mel, context=ctx,
+                             length=spec.samples_for(len(v))) as tx:
+                for i in range(len(v)):
+                    tx.send(v[i])                   # one frame at a time, as a model emits them
+            events = []
+            while not any(isinstance(e, StreamEnded) for e in events):
+                events += rx.poll(0.05)
+        assert rx.stats.frames_played == len(v)
+    finally:
+        ctx.destroy(linger=0)
+    y = np.concatenate([e.samples for e in events if isinstance(e, AudioBlock)])
+    want = _live_reference(v, spec, mel)
+    assert y.shape == want.shape
+    # The receiver's RTPGHI draws its own random phases for bins 100 dB down.
+    assert np.abs(y - want).max() < 1e-3 * np.abs(want).max()
+    h = StreamHeader.from_json(tx.header.to_json(), tx.stream_id)
+    assert h.mel == mel and h.frame_bytes == 80 * 4
+    bad = dict(tx.header.to_dict(), mel=dict(mel.to_dict(), n_mels=10 ** 6))
+    from stream.errors import ProtocolError
+    with pytest.raises(ProtocolError, match="n_mels"):
+        StreamHeader.from_dict(bad)
+    with pytest.raises(ProtocolError, match="mel"):
+        StreamHeader.from_dict({k: v for k, v in tx.header.to_dict().items() if k != "mel"})
+
+
+def test_mel_frames_sent_live_play_through_the_device(pulse_server):
+    """FrameSender -> real socket -> ``specstream play --sink sounddevice`` ->
+    PulseAudio's null sink, recorded: the audio the pipeline makes of the bands."""
+    import socket as socket_
+    import threading
+    from test_playback import SPECSTREAM, aligned_snr, program_env
+    from stream.transport import FrameSender
+    spec, mel = sm.mel_preset("hifigan", sample_rate=48000)
+    x = clip("speech", 48000, 2.0)
+    v = sm.melspectrogram(x, spec, mel, **sm.preset_analysis("hifigan"))
+    with socket_.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        endpoint = f"tcp://127.0.0.1:{s.getsockname()[1]}"
+    env = program_env(pulse_server.env)
+    with pulse_server.record() as rec:
+        player = subprocess.Popen(SPECSTREAM + ["play", "--bind", endpoint, "--sink",
+                                                "sounddevice"], env=env, cwd=ROOT,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        lines, ready = [], threading.Event()
+
+        def relay():
+            for line in player.stderr:
+                lines.append(line)
+                if "listening on" in line:
+                    ready.set()
+            ready.set()
+        threading.Thread(target=relay, daemon=True).start()
+        try:
+            assert ready.wait(30) and player.poll() is None, "".join(lines)
+            with FrameSender(endpoint, spec=spec, mel=mel, pace=True,
+                             length=spec.samples_for(len(v))) as tx:
+                for i in range(0, len(v), 4):
+                    tx.send(v[i:i + 4])
+            assert player.wait(60) == 0, "".join(lines)
+        finally:
+            if player.poll() is None:
+                player.kill()
+                player.wait()
+    want = _live_reference(v, spec, mel)
+    snr, _ = aligned_snr(np.atleast_2d(rec.audio)[:1], want[None, :])
+    print(f"mel -> socket -> play -> device: SNR {snr:.1f} dB against the pipeline's audio")
+    assert snr > 40, "".join(lines)
