@@ -365,8 +365,11 @@ def test_mel_frames_sent_live_play_through_the_device(pulse_server):
         endpoint = f"tcp://127.0.0.1:{s.getsockname()[1]}"
     env = program_env(pulse_server.env)
     with pulse_server.record() as rec:
+        # --no-catch-up: on a busy machine the player would drop a start-up
+        # backlog to hold its latency; here every sample is compared.
         player = subprocess.Popen(SPECSTREAM + ["play", "--bind", endpoint, "--sink",
-                                                "sounddevice"], env=env, cwd=ROOT,
+                                                "sounddevice", "--no-catch-up"], env=env,
+                                  cwd=ROOT,
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         lines, ready = [], threading.Event()
 
