@@ -114,7 +114,8 @@ class _Consistent:
     """``stft(istft(c, length), spec)`` for whole arrays of ``n_frames`` frames,
     with the plans, the window-sum-square and the signal's extent made once:
     Griffin-Lim's inner step, the same frames as the engine's (to the FFT's
-    rounding) at a third of the cost.
+    rounding) at a third of the cost.  The frames returned are the plan's
+    own buffer: use them before the next call.
 
     Frames live in "padded" samples: frame ``t`` covers ``[t*H, t*H + n_fft)``
     and the signal is ``[start_trim, start_trim + length)``; outside it the
@@ -130,8 +131,12 @@ class _Consistent:
         self._w = w.astype(np.float32)
         m = np.arange(spec.n_bins)
         factor = spec.scale * np.exp(2j * np.pi * m * spec.phase_reference / n)
-        self._fwd = factor.astype(np.complex64)
-        self._inv = (1.0 / (factor * n)).astype(np.complex64)     # FFTW leaves out 1/n
+        # librosa's conventions (no scaling, phase from the frame's start)
+        # need no factor: FFTW's missing 1/n goes into the synthesis window.
+        plain = spec.scale == 1.0 and spec.phase_reference == 0
+        self._fwd = None if plain else factor.astype(np.complex64)
+        self._inv = None if plain else (1.0 / factor).astype(np.complex64)
+        self._synth = (w / n).astype(np.float32)
         self._r = -(-n // h)                      # hops a frame spans
         span = (t - 1) * h + n
         wss = np.zeros((t + self._r - 1) * h)
@@ -156,10 +161,13 @@ class _Consistent:
         spec, t = self.spec, self.t
         c, n, h, r = spec.channels, spec.n_fft, spec.hop_length, self._r
         x = as_block(frames, spec)
-        np.multiply(x, self._inv, out=self._inv_plan.input_array)
+        if self._inv is None:
+            np.copyto(self._inv_plan.input_array, x)
+        else:
+            np.multiply(x, self._inv, out=self._inv_plan.input_array)
         self._inv_plan.execute()
         y = self._inv_plan.output_array
-        y *= self._w
+        y *= self._synth
         acc = self._acc
         acc[:] = 0.0
         pad = r * h - n
@@ -173,7 +181,8 @@ class _Consistent:
         seg = np.lib.stride_tricks.sliding_window_view(sig, n, axis=1)[:, ::h][:, :t]
         np.multiply(seg, self._w, out=self._fwd_plan.input_array)
         self._fwd_plan.execute()
-        return self._fwd_plan.output_array * self._fwd
+        out = self._fwd_plan.output_array        # valid until the next call
+        return out if self._fwd is None else out * self._fwd
 
 
 def reconstruct_phase(mag, spec: STFTSpec, method: str = "pghi", iterations: int | None = None,
@@ -211,7 +220,8 @@ def reconstruct_phase(mag, spec: STFTSpec, method: str = "pghi", iterations: int
     return fgla(a, spec, init, iterations=n_it, momentum=momentum, callback=callback)
 
 
-#: Frames of the sample on which the PGHI start is tried against a random one.
+#: Frames of the sample on which the PGHI start is tried against a random one
+#: (at least; an eighth of longer files).
 STALL_SAMPLE = 64
 
 
@@ -222,13 +232,15 @@ def _unstalled(a, spec: STFTSpec, out, iterations: int, momentum: float, gen):
     dual tone beating inside one bin: PGHI's phase jumps where the
     magnitude dips) can hold the iterations in a worse optimum than a
     random start reaches (at n_fft 2048 / hop 512: -27 dB against -34).  So
-    the ``STALL_SAMPLE`` frames where the result is worst are run again from
+    the ``STALL_SAMPLE`` frames (an eighth of a long file) where the result
+    is worst are run again from
     random phases, as a clip of their own, for the same iterations; where
     that wins by more than 1 dB on the frames inside the sample, the whole
     file is run from the same random start too (the sample's draws in
     place) and the better of the two is kept.
-    Costs one consistency check and the sample's iterations (a fifth of the
-    work at 4 s, less on longer files); twice the work where it stalls.
+    Costs two consistency checks and the sample's iterations (a fifth of
+    the work on a 4 s clip at hop 512, an eighth on long files); twice the
+    work where it stalls.
     """
     a3 = _as_block(a, spec, "magnitude", np.float32)
     t = a3.shape[1]
@@ -236,7 +248,7 @@ def _unstalled(a, spec: STFTSpec, out, iterations: int, momentum: float, gen):
     if iterations < 1 or t < 4 * edge + 4:
         return out
     err = _frame_errors(a3, _as_block(out, spec, "frames", None), spec)
-    w = min(t, STALL_SAMPLE)
+    w = min(t, max(STALL_SAMPLE, t // 8))
     window = np.convolve(err, np.ones(w), mode="valid")
     i0 = int(np.argmax(window))
     part = a3[:, i0:i0 + w]
