@@ -363,25 +363,10 @@ class MelInverter:
         if isinstance(iterations, bool) or int(iterations) != iterations or iterations < 0:
             raise SpecError(f"mel iterations must be a whole number >= 0, got {iterations!r}")
         self.spec, self.mel, self.iterations = spec, mel, int(iterations)
-        f = mel.filterbank(spec)
-        self.filterbank = f
-        # pinv(F) = F^T pinv(F F^T): the start costs n_mels**2 + the filters'
-        # size per frame, not n_mels * n_bins.
-        self._gram_pinv = np.ascontiguousarray(np.linalg.pinv(f @ f.T))    # (mels, mels)
-        # The filterbank, sparse: band j covers bins lo[j] .. lo[j] + len(j).
-        lo, off, weights = [], [0], []
-        for row in f:
-            nz = np.flatnonzero(row)
-            a, b = (int(nz[0]), int(nz[-1]) + 1) if len(nz) else (0, 0)
-            lo.append(a)
-            weights.append(row[a:b])
-            off.append(off[-1] + b - a)
-        self._lo = np.array(lo, np.int64)
-        self._off = np.array(off, np.int64)
-        self._w = np.ascontiguousarray(np.concatenate(weights)) if weights else np.zeros(0)
-        # The diagonal majoriser of F^T F (F >= 0): its inverse is each bin's step.
-        d = f.T @ (f @ np.ones(f.shape[1]))
-        self._step = np.where(d > 0, 1.0 / np.where(d > 0, d, 1.0), 0.0)
+        self.filterbank = mel.filterbank(spec)
+        mel.check(spec)
+        self._tables = _inverse_tables(float(spec.sample_rate), spec.n_fft, mel.n_mels,
+                                       mel.fmin, mel.fmax_for(spec), mel.scale, mel.norm)
         self._kernel = _mel_kernel()
 
     def invert(self, bands) -> np.ndarray:
@@ -392,11 +377,35 @@ class MelInverter:
         lead = m.shape[:-1]
         flat = np.ascontiguousarray(m.reshape(-1, self.mel.n_mels))
         out = np.empty((flat.shape[0], self.spec.n_bins), np.float32)
-        self._kernel(flat, self._gram_pinv, self._lo, self._off, self._w, self._step,
-                     self.mel.power, self.iterations, out)
+        self._kernel(flat, *self._tables, self.mel.power, self.iterations, out)
         return out.reshape(lead + (self.spec.n_bins,))
 
     __call__ = invert
+
+
+@functools.lru_cache(maxsize=16)
+def _inverse_tables(sr, n_fft, n_mels, fmin, fmax, scale, norm):
+    """What :class:`MelInverter` precomputes for a filterbank (once per process):
+    ``pinv(F F^T)``, ``F`` sparse (each band's first bin, offsets, weights) and
+    each bin's step."""
+    f = _filterbank(sr, n_fft, n_mels, fmin, fmax, scale, norm)
+    # pinv(F) = F^T pinv(F F^T): the start costs n_mels**2 + the filters'
+    # size per frame, not n_mels * n_bins.
+    gram_pinv = np.ascontiguousarray(np.linalg.pinv(f @ f.T))          # (mels, mels)
+    lo, off, weights = [], [0], []
+    for row in f:                        # band j covers bins lo[j] .. lo[j] + len(j)
+        nz = np.flatnonzero(row)
+        a, b = (int(nz[0]), int(nz[-1]) + 1) if len(nz) else (0, 0)
+        lo.append(a)
+        weights.append(row[a:b])
+        off.append(off[-1] + b - a)
+    w = np.ascontiguousarray(np.concatenate(weights)) if weights else np.zeros(0)
+    # The diagonal majoriser of F^T F (F >= 0): its inverse is each bin's step.
+    d = f.T @ (f @ np.ones(f.shape[1]))
+    step = np.where(d > 0, 1.0 / np.where(d > 0, d, 1.0), 0.0)
+    # Shared by every inverter of this filterbank: not to be written to (left
+    # writeable: numba compiles read-only arrays as another type).
+    return gram_pinv, np.array(lo, np.int64), np.array(off, np.int64), w, step
 
 
 def _invert_frames(M, Q, lo, off, w, step, power, iterations, out):

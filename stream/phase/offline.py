@@ -153,21 +153,30 @@ class _Consistent:
         gain[lo + length:] = 0.0
         self._gain = gain
         self._span = span
-        self._inv_plan = fft.irfft_plan((c, t), n, np.float32, planning="estimate")
-        self._fwd_plan = fft.rfft_plan((c, t), n, np.float32, planning="estimate")
+        # Measured plans of a fixed batch (FFTW's wisdom keeps them) run 1.2-3x
+        # faster than estimated plans of the file's own frame count.
+        b = min(t, _FGLA_BATCH)
+        self._inv_plan = fft.irfft_plan((c, b), n, np.float32, planning="measure")
+        self._fwd_plan = fft.rfft_plan((c, b), n, np.float32, planning="measure")
         self._acc = np.zeros((c, t + self._r - 1, h), np.float32)
+        self._y = np.empty((c, t, n), np.float32)
+        self._out = np.empty((c, t, spec.n_bins), np.complex64)
 
     def __call__(self, frames) -> np.ndarray:
         spec, t = self.spec, self.t
         c, n, h, r = spec.channels, spec.n_fft, spec.hop_length, self._r
         x = as_block(frames, spec)
-        if self._inv is None:
-            np.copyto(self._inv_plan.input_array, x)
-        else:
-            np.multiply(x, self._inv, out=self._inv_plan.input_array)
-        self._inv_plan.execute()
-        y = self._inv_plan.output_array
-        y *= self._synth
+        y = self._y
+        inv_in, inv_out = self._inv_plan.input_array, self._inv_plan.output_array
+        b = inv_in.shape[1]
+        for i in range(0, t, b):
+            k = min(b, t - i)
+            if self._inv is None:
+                np.copyto(inv_in[:, :k], x[:, i:i + k])
+            else:
+                np.multiply(x[:, i:i + k], self._inv, out=inv_in[:, :k])
+            self._inv_plan.execute()
+            np.multiply(inv_out[:, :k], self._synth, out=y[:, i:i + k])
         acc = self._acc
         acc[:] = 0.0
         pad = r * h - n
@@ -179,10 +188,20 @@ class _Consistent:
                 acc[:, k:k + t] += y[:, :, k * h:stop]
         sig = acc.reshape(c, -1)[:, :self._span] * self._gain
         seg = np.lib.stride_tricks.sliding_window_view(sig, n, axis=1)[:, ::h][:, :t]
-        np.multiply(seg, self._w, out=self._fwd_plan.input_array)
-        self._fwd_plan.execute()
-        out = self._fwd_plan.output_array        # valid until the next call
-        return out if self._fwd is None else out * self._fwd
+        fwd_in, fwd_out, out = self._fwd_plan.input_array, self._fwd_plan.output_array, self._out
+        for i in range(0, t, b):
+            k = min(b, t - i)
+            np.multiply(seg[:, i:i + k], self._w, out=fwd_in[:, :k])
+            self._fwd_plan.execute()
+            if self._fwd is None:
+                np.copyto(out[:, i:i + k], fwd_out[:, :k])
+            else:
+                np.multiply(fwd_out[:, :k], self._fwd, out=out[:, i:i + k])
+        return out                                # valid until the next call
+
+
+#: Frames per FFT batch of Griffin-Lim's whole-array step.
+_FGLA_BATCH = 64
 
 
 def reconstruct_phase(mag, spec: STFTSpec, method: str = "pghi", iterations: int | None = None,
