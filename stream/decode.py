@@ -20,7 +20,8 @@ import numpy as np
 
 from .spec import SpecError, STFTSpec, bins_fit
 
-__all__ = ["MAGNITUDES", "PHASE_UNITS", "Encoding", "Decoder"]
+__all__ = ["MAGNITUDES", "PHASE_UNITS", "MEL_UNITS", "Encoding", "Decoder", "mel_values",
+           "mel_from_values"]
 
 #: Magnitude units: how a stored value ``v`` relates to the magnitude ``|X|``.
 MAGNITUDES = {
@@ -36,6 +37,19 @@ MAGNITUDES = {
 MAX_VALUE = 1e30
 #: Phase units and the factor that turns them into radians.
 PHASE_UNITS = {"rad": 1.0, "deg": np.pi / 180.0, "cycles": 2.0 * np.pi}
+#: Units of stored mel values: how a value ``v`` relates to the mel band
+#: ``M = filterbank @ |X|**power`` (``stream.mel``; ``power`` 1 or 2).  The
+#: floors (``clamp``, ``top_db``, Whisper's 8 decades) lose what is under
+#: them: decoding gives the floor back there.
+MEL_UNITS = {
+    "linear": "v = M",
+    "db": "v = (20 / power) log10(max(M, clamp) / ref), floored top_db under the peak: "
+          "librosa's power_to_db of a power mel, amplitude_to_db of a magnitude mel",
+    "log": "v = ln(max(M, clamp)): HiFi-GAN, Tacotron 2 (clamp 1e-5)",
+    "log10": "v = log10(max(M, clamp))",
+    "whisper": "v = (max(log10(max(M, clamp)), peak - 8) + 4) / 4: Whisper (clamp 1e-10, "
+               "peak the largest log10 value of the clip)",
+}
 
 
 @dataclass(frozen=True)
@@ -68,6 +82,51 @@ class Encoding:
             raise SpecError(f"db_ref must be a positive number, got {self.db_ref!r}")
 
 
+def mel_values(mel, unit: str = "linear", power: float = 2.0, ref: float = 1.0,
+               clamp: float = 1e-10, top_db: float | None = None) -> np.ndarray:
+    """Mel bands ``M`` (linear, any shape) -> the values stored in ``unit``
+    (:data:`MEL_UNITS`): what librosa, HiFi-GAN and Whisper write.  The
+    peak of the 'whisper' and ``top_db`` floors is that of the whole array."""
+    m = np.asarray(mel, dtype=np.float64)
+    if unit == "linear":
+        return m.copy()
+    if unit == "db":
+        k = 20.0 / power
+        v = k * np.log10(np.maximum(m, clamp)) - k * np.log10(max(clamp, ref))
+        if top_db is not None and v.size:
+            v = np.maximum(v, v.max() - top_db)
+        return v
+    if unit == "log":
+        return np.log(np.maximum(m, clamp))
+    if unit == "log10":
+        return np.log10(np.maximum(m, clamp))
+    if unit == "whisper":
+        v = np.log10(np.maximum(m, clamp))
+        if v.size:
+            v = np.maximum(v, v.max() - 8.0)
+        return (v + 4.0) / 4.0
+    raise SpecError(f"mel unit {unit!r} is not one of {', '.join(MEL_UNITS)}")
+
+
+def mel_from_values(values, unit: str = "linear", power: float = 2.0, ref: float = 1.0,
+                    dtype=np.float64) -> np.ndarray:
+    """Stored mel values in ``unit`` -> mel bands ``M`` (linear, same shape):
+    the inverse of :func:`mel_values` (floored values come back as the floor)."""
+    v = np.asarray(values, dtype=dtype)
+    ten = v.dtype.type(10)
+    if unit == "linear":
+        return np.maximum(v, 0)
+    if unit == "db":
+        return ref * np.power(ten, v * v.dtype.type(power / 20.0))
+    if unit == "log":
+        return np.exp(v)
+    if unit == "log10":
+        return np.power(ten, v)
+    if unit == "whisper":
+        return np.power(ten, v * 4 - 4)
+    raise SpecError(f"mel unit {unit!r} is not one of {', '.join(MEL_UNITS)}")
+
+
 class Decoder:
     """Turn stored frames into complex bins.
 
@@ -91,6 +150,20 @@ class Decoder:
             mag = self._linear(values)
         self._clean(mag)
         return mag
+
+    def mel(self, values, mel) -> np.ndarray:
+        """Stored mel values -> mel bands ``M`` (linear), by the unit, power and
+        reference of ``mel`` (a :class:`stream.mel.MelSpec`); NaN/Inf (and
+        values past the float range) zeroed and counted.  The last axis is
+        ``mel.n_mels`` long."""
+        v = np.asarray(values)
+        if v.shape[-1:] != (mel.n_mels,):
+            raise SpecError(f"mel frames have {v.shape[-1] if v.ndim else 0} values but "
+                            f"n_mels={mel.n_mels}")
+        with np.errstate(over="ignore", invalid="ignore"):
+            m = mel_from_values(v, mel.unit, mel.power, mel.ref, self.real_dtype)
+        self._clean(m)
+        return m
 
     def _linear(self, values) -> np.ndarray:
         v = np.asarray(values, dtype=self.real_dtype)

@@ -7,6 +7,7 @@ live output are the same samples because they are made by the same code::
 
     stored values --Decoder--> complex bins --Reconstructor--> samples
     magnitudes    --Decoder--> linear |X| --phase stage--> complex bins --> ...
+    mel values    --Decoder--> mel bands --MelInverter--> linear |X| --phase stage--> ...
 
 The NaN/Inf policy is the decoder's (zeroed and counted, never passed on).
 Missing frames (a gap in a live stream) are concealed here, so timing holds.
@@ -19,12 +20,14 @@ import numpy as np
 
 from .decode import Decoder, Encoding
 from .engine import Reconstructor, as_block
+from .mel import MelInverter, MelSpec
 from .spec import SpecError, STFTSpec
 
 __all__ = ["FRAME_KINDS", "CONCEAL_MODES", "FramePipeline", "Concealer"]
 
-#: What the stored frames hold: complex bins, magnitude + phase, magnitude only.
-FRAME_KINDS = ("complex", "magphase", "magnitude")
+#: What the stored frames hold: complex bins, magnitude + phase, magnitude
+#: only, mel bands (of magnitude or power, in a unit of stream.decode.MEL_UNITS).
+FRAME_KINDS = ("complex", "magphase", "magnitude", "mel")
 
 
 #: How missing frames are made up: continued from the last ones, or silence.
@@ -116,10 +119,16 @@ class FramePipeline:
     kind : str
         One of :data:`FRAME_KINDS`.
     phase : object, optional
-        For ``kind='magnitude'``: the phase stage, with ``push(mag)`` and
-        ``flush()`` taking linear magnitudes and returning the complex frames
-        that are ready (:class:`stream.phase.RTPGHI`, or a whole-file method
-        from :func:`stream.phase.phase_stage`).  Required for that kind.
+        For ``kind='magnitude'`` and ``'mel'``: the phase stage, with
+        ``push(mag)`` and ``flush()`` taking linear magnitudes and returning
+        the complex frames that are ready (:class:`stream.phase.RTPGHI`, or a
+        whole-file method from :func:`stream.phase.phase_stage`).  Required
+        for those kinds.
+    mel : MelSpec, optional
+        For ``kind='mel'`` (required): how the mel frames were made; their
+        unit is ``mel.unit`` (the encoding's magnitude unit is not used).
+        Each frame's bands become linear magnitudes by a
+        :class:`stream.mel.MelInverter` of ``mel_iterations`` steps.
     length : int, optional
         Samples to produce, as :class:`~stream.engine.Reconstructor` takes it.
     output : str
@@ -128,7 +137,8 @@ class FramePipeline:
         ``(channels, n, bins)``, and no inverse STFT is made.
     monitor : object, optional
         Told what goes in and what comes out: ``add_target(mag)`` with the
-        linear magnitudes of magnitude-only frames and ``add_audio(y)`` with
+        linear magnitudes of magnitude-only frames (of mel frames: those the
+        inverter made of them) and ``add_audio(y)`` with
         every block of samples (a :class:`stream.phase.ConvergenceMeter`).
     conceal : str
         How :meth:`conceal` fills missing frames: 'extrapolate' (default) or
@@ -145,19 +155,24 @@ class FramePipeline:
                  kind: str = "complex", phase=None, length: int | None = None,
                  output: str = "audio", monitor=None, block_frames: int = 256,
                  threads: int | None = None, planning: str = "measure",
-                 conceal: str = "extrapolate"):
+                 conceal: str = "extrapolate", mel: MelSpec | None = None,
+                 mel_iterations: int = 32):
         if kind not in FRAME_KINDS:
             raise SpecError(f"kind={kind!r} is not one of {', '.join(FRAME_KINDS)}")
         if output not in ("audio", "frames"):
             raise SpecError(f"output={output!r} is not 'audio' or 'frames'")
-        if kind == "magnitude" and phase is None:
-            raise SpecError("magnitude-only frames need a phase stage (stream.phase)")
+        if kind in ("magnitude", "mel") and phase is None:
+            raise SpecError(f"{kind} frames need a phase stage (stream.phase)")
+        if kind == "mel" and mel is None:
+            raise SpecError("mel frames need their MelSpec (mel=...)")
         self.spec = spec
         self.kind = kind
         self.decoder = Decoder(spec, encoding)
-        self.phase = phase if kind == "magnitude" else None
+        self.mel = mel if kind == "mel" else None
+        self.mel_stage = MelInverter(spec, mel, mel_iterations) if kind == "mel" else None
+        self.phase = phase if kind in ("magnitude", "mel") else None
         self.monitor = monitor
-        self.concealer = Concealer(spec, conceal, magnitudes=kind == "magnitude")
+        self.concealer = Concealer(spec, conceal, magnitudes=self.phase is not None)
         self.engine = (Reconstructor(spec, length=length, block_frames=block_frames,
                                      threads=threads, planning=planning)
                        if output == "audio" else None)
@@ -187,13 +202,17 @@ class FramePipeline:
     def push(self, first, second=None) -> np.ndarray:
         """Stored frames in; what became final out.
 
-        ``first``: complex bins, or magnitudes in the encoding's unit;
-        ``second``: phases (``kind='magphase'`` only).  One frame or a block,
-        frequency on the last axis, as :func:`stream.engine.as_block` takes them.
+        ``first``: complex bins, magnitudes in the encoding's unit, or mel
+        values in the mel unit; ``second``: phases (``kind='magphase'``
+        only).  One frame or a block, frequency (or mel bands) on the last
+        axis, as :func:`stream.engine.as_block` takes them.
         """
         n = np.shape(first)[-2] if np.ndim(first) >= 2 + (self.spec.channels > 1) else 1
-        if self.kind == "magnitude":
-            mag = self.decoder.magnitude(first)
+        if self.phase is not None:
+            if self.kind == "mel":
+                mag = self.mel_stage.invert(self.decoder.mel(first, self.mel))
+            else:
+                mag = self.decoder.magnitude(first)
             if self.monitor is not None:
                 self.monitor.add_target(mag)
             self.concealer.remember(as_block(mag, self.spec))
@@ -211,7 +230,7 @@ class FramePipeline:
         outs = []
         for i in range(0, n_frames, _CONCEAL_CHUNK):    # flat memory for long gaps
             x = self.concealer.frames(min(_CONCEAL_CHUNK, n_frames - i))
-            if self.kind == "magnitude":
+            if self.phase is not None:
                 x = self.phase.push(x[0] if self.spec.channels == 1 else x)
             outs.append(self._out(x))
         self.concealed += n_frames

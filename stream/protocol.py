@@ -17,8 +17,9 @@ Every message starts with a fixed 32-byte little-endian envelope (part 0)::
   ``n_frames`` is 0.  Producers repeat it periodically so that late joiners can start.
 * FRAMES (type 2): part 1 is the payload, ``(channels, n_frames, bins)`` in C
   order, little-endian complex64 (``frame_kind`` "complex64") or float32
-  (magnitudes, for "magphase" and "magnitude"); for "magphase" part 2 holds the
-  phases, float32, same shape.  ``bins = n_fft // 2 + 1``.
+  (magnitudes, for "magphase" and "magnitude"; mel values for "mel"); for
+  "magphase" part 2 holds the phases, float32, same shape.  ``bins = n_fft // 2 + 1``,
+  or the header's ``mel.n_mels`` for "mel" frames.
 * END (type 3): no payload; ``seq`` is the number of frames the stream holds
   (one past the last frame's sequence number).
 
@@ -39,6 +40,7 @@ import numpy as np
 
 from .decode import Encoding
 from .errors import ProtocolError
+from .mel import MelSpec
 from .spec import SpecError, STFTSpec, is_finite_number
 
 __all__ = ["ProtocolError", "MAGIC", "VERSION", "ENVELOPE", "MsgType", "FRAME_KINDS",
@@ -56,7 +58,7 @@ ENVELOPE = struct.Struct("<4sBBHIQdI")
 #: The largest header JSON accepted (bytes); a custom window of 16384 floats fits.
 MAX_HEADER_BYTES = 1 << 20
 #: Frame kinds and the parts of a FRAMES message that carry them.
-FRAME_KINDS = {"complex64": 1, "magphase": 2, "magnitude": 1}
+FRAME_KINDS = {"complex64": 1, "magphase": 2, "magnitude": 1, "mel": 1}
 
 # Limits on what a header may ask for, from real use, so that a hostile or
 # broken one cannot make a receiver allocate gigabytes or stall (docs/protocol.md).
@@ -73,6 +75,8 @@ MAX_OVERLAP_WORK = 1 << 24
 MAX_FRAMES_PER_MESSAGE = 1 << 16
 #: Largest ``length`` (samples): about 6 hours at 768 kHz.
 MAX_LENGTH = 1 << 34
+#: Mel bands per frame ("mel" frames): 8x the most any recipe uses.
+MAX_N_MELS = 1024
 
 
 
@@ -145,9 +149,12 @@ class StreamHeader:
     encoding : Encoding
         Units of magnitudes and phases ("magphase", "magnitude" frames).
     frame_kind : str
-        "complex64", "magphase" or "magnitude".
+        "complex64", "magphase", "magnitude" or "mel".
     length : int, optional
         Samples the stream decodes to (after the centre trim), when known.
+    mel : MelSpec, optional
+        For "mel" frames (required): their bands, power and unit -- the
+        header's ``mel`` object (:meth:`stream.mel.MelSpec.to_dict`).
     """
 
     stream_id: int
@@ -155,6 +162,7 @@ class StreamHeader:
     encoding: Encoding = Encoding()
     frame_kind: str = "complex64"
     length: int | None = None
+    mel: MelSpec | None = None
 
     def __post_init__(self):
         if self.frame_kind not in FRAME_KINDS:
@@ -162,20 +170,29 @@ class StreamHeader:
                                 f"{', '.join(FRAME_KINDS)}")
         if not 0 <= int(self.stream_id) < 1 << 32:
             raise ProtocolError(f"stream_id {self.stream_id} does not fit in 32 bits")
+        if (self.frame_kind == "mel") != (self.mel is not None):
+            raise ProtocolError("a 'mel' object goes with mel frames, and only with them")
+
+    @property
+    def frame_values(self) -> int:
+        """Values per channel of one frame: bins, or mel bands."""
+        return self.spec.n_bins if self.mel is None else self.mel.n_mels
 
     @property
     def frame_bytes(self) -> int:
         """Bytes of one frame in part 1 (all channels)."""
-        s = self.spec
-        return s.channels * s.n_bins * payload_dtype(self.frame_kind).itemsize
+        return self.spec.channels * self.frame_values * payload_dtype(self.frame_kind).itemsize
 
     def to_dict(self) -> dict:
         """The header JSON as a dict: the STFT's fields (:meth:`STFTSpec.to_dict`),
-        the encoding, the frame kind, the length."""
+        the encoding, the frame kind, the length (and the ``mel`` object)."""
         e = self.encoding
-        return {"version": VERSION, "stream_id": int(self.stream_id), **self.spec.to_dict(),
-                "frame_kind": self.frame_kind, "magnitude": e.magnitude,
-                "db_ref": float(e.db_ref), "phase_unit": e.phase_unit, "length": self.length}
+        d = {"version": VERSION, "stream_id": int(self.stream_id), **self.spec.to_dict(),
+             "frame_kind": self.frame_kind, "magnitude": e.magnitude,
+             "db_ref": float(e.db_ref), "phase_unit": e.phase_unit, "length": self.length}
+        if self.mel is not None:
+            d["mel"] = self.mel.to_dict()
+        return d
 
     def to_json(self) -> bytes:
         return json.dumps(self.to_dict(), separators=(",", ":"), allow_nan=False).encode()
@@ -222,7 +239,26 @@ class StreamHeader:
             raise
         except (SpecError, OverflowError, ValueError, TypeError) as e:
             raise ProtocolError(f"header describes an invalid STFT: {e}") from None
-        return cls(sid, spec, enc, g.str("frame_kind"), length)
+        kind = g.str("frame_kind")
+        return cls(sid, spec, enc, kind, length, _mel_of(d, spec) if kind == "mel" else None)
+
+
+def _mel_of(d: dict, spec: STFTSpec) -> MelSpec:
+    """The header's ``mel`` object, checked (types, band count, fmax under Nyquist)."""
+    m = d.get("mel")
+    if not isinstance(m, dict):
+        raise ProtocolError("a mel stream's header needs a 'mel' object (n_mels, fmin, fmax, "
+                            "scale, norm, power, unit...)")
+    n = m.get("n_mels")
+    if not (isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= MAX_N_MELS):
+        raise ProtocolError(f"mel n_mels must be a whole number in 1..{MAX_N_MELS}, "
+                            f"got {_short(n)}")
+    try:
+        mel = MelSpec.from_dict(m, strict=True)
+        mel.check(spec)
+    except (SpecError, OverflowError, ValueError, TypeError) as e:
+        raise ProtocolError(f"header describes invalid mel bands: {e}") from None
+    return mel
 
 
 def _check_bounds(g: "_Getter", d: dict):
@@ -328,13 +364,14 @@ def frame_arrays(header: StreamHeader, env: Envelope, parts) -> tuple:
     dt = payload_dtype(header.frame_kind)
     s = header.spec
     want = header.frame_bytes * env.n_frames
-    shape = (s.channels, env.n_frames, s.n_bins)
+    shape = (s.channels, env.n_frames, header.frame_values)
+    what = "bins" if header.mel is None else "mel bands"
     out = []
     for p in parts[1:]:
         buf = memoryview(p)
         if buf.nbytes != want:
             raise ProtocolError(
                 f"payload is {buf.nbytes} bytes; {env.n_frames} frame(s) of {s.channels} ch x "
-                f"{s.n_bins} bins of {dt.name} make {want}", "size")
+                f"{header.frame_values} {what} of {dt.name} make {want}", "size")
         out.append(np.frombuffer(buf, dtype=dt).reshape(shape))
     return out[0], (out[1] if len(out) > 1 else None)

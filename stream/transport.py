@@ -42,6 +42,7 @@ import zmq
 from .decode import Encoding
 from .engine import as_block
 from .errors import SendError, SpecstreamError
+from .mel import MelSpec
 from .monitor import PeerMonitor
 from .pipeline import CONCEAL_MODES, FramePipeline
 from .protocol import (DEFAULT_ENDPOINT, MsgType, ProtocolError, StreamHeader, end_message,
@@ -85,6 +86,10 @@ class FrameSender:
     encoding : Encoding
         Units of magnitudes/phases for ``send(mag, phase)`` and ``send(mag)``
         (default linear magnitude, radians).
+    mel : MelSpec, optional
+        The frames are mel bands (``stream.mel``): ``send(mel_frame)`` takes
+        ``(n_mels,)`` / ``(n_frames, n_mels)`` values in ``mel.unit``; the
+        player rebuilds magnitudes and a phase (RTPGHI).
     length : int, optional
         Samples the stream decodes to, when known: the receiver trims/pads to it.
     pattern : str
@@ -147,7 +152,8 @@ class FrameSender:
                  sndhwm: int | None = None, linger: float | None = 10.0,
                  pace: bool | float = False, send_timeout: float | None = None,
                  curve_secret=None, curve_server=None, allow=None, insecure: bool = False,
-                 context: zmq.Context | None = None, **stft_params):
+                 context: zmq.Context | None = None, mel: MelSpec | None = None,
+                 **stft_params):
         if spec is None:
             if "sample_rate" not in stft_params or "n_fft" not in stft_params:
                 raise SpecError("FrameSender needs sample_rate and n_fft (or spec=)")
@@ -162,6 +168,9 @@ class FrameSender:
                             "or None to wait for ever")
         self.spec = spec
         self.encoding = encoding or Encoding()
+        self.mel = mel
+        if mel is not None:
+            mel.check(spec)
         self.length = length
         self.pattern = pattern
         self.stream_id = random.getrandbits(32) if stream_id is None else int(stream_id)
@@ -421,11 +430,15 @@ class FrameSender:
                 raise SpecError("send(mag, phase) takes real magnitudes; complex bins go "
                                 "alone: send(bins)")
             kind = "magphase"
+        elif self.mel is not None:
+            if np.iscomplexobj(first):
+                raise SpecError("mel frames are real bands: send(mel_values)")
+            kind = "mel"
         else:
             kind = "complex64" if np.iscomplexobj(first) else "magnitude"
         if self.header is None:
             self.header = StreamHeader(self.stream_id, self.spec, self.encoding, kind,
-                                       self.length)
+                                       self.length, self.mel)
         elif kind != self.header.frame_kind:
             raise SpecError(f"this stream sends {self.header.frame_kind} frames; a stream "
                             f"has one frame kind (start a new FrameSender for {kind})")
@@ -434,7 +447,8 @@ class FrameSender:
     def _as_wire(self, x, kind) -> np.ndarray:
         """``(channels, n_frames, bins)`` C-contiguous in the wire dtype, safe to
         hand to ZeroMQ without copying (it is ours, or read-only)."""
-        arr = as_block(x, self.spec)
+        # Mel frames are n_mels long: shaped as a spec of that many "bins" would be.
+        arr = as_block(x, self.spec if kind != "mel" else _MelShape(self.spec, self.mel))
         wire = np.ascontiguousarray(arr, dtype=payload_dtype(kind))
         # ZeroMQ reads the buffer after send() returns: never lend it the
         # caller's writeable array, which the caller may refill at once.
@@ -446,6 +460,13 @@ class FrameSender:
         if (self._since_header >= self.header_every or self._header_at == -math.inf
                 or time.monotonic() - self._header_at >= self.header_interval):
             self.send_header()
+
+
+class _MelShape:
+    """What :func:`stream.engine.as_block` reads of a spec, for frames of mel bands."""
+
+    def __init__(self, spec: STFTSpec, mel: MelSpec):
+        self.channels, self.n_bins, self.n_fft = spec.channels, mel.n_mels, spec.n_fft
 
 
 class _Pacer:
@@ -626,7 +647,7 @@ class _Stream:
         spec = header.spec
         kind = _PIPELINE_KINDS[header.frame_kind]
         stage = None
-        if kind == "magnitude":
+        if kind in ("magnitude", "mel"):
             from .phase import RTPGHI
             stage = RTPGHI(spec)
         # A stream joined late (first_seq > 0) has lost its beginning: the
@@ -637,7 +658,7 @@ class _Stream:
         self.pipeline = FramePipeline(spec, header.encoding, kind=kind, phase=stage,
                                       length=length, output=output,
                                       block_frames=block_frames, threads=threads,
-                                      planning="wisdom", conceal=conceal)
+                                      planning="wisdom", conceal=conceal, mel=header.mel)
         self.next_seq = first_seq
         self.frames = 0
         self.last_seen = time.monotonic()
@@ -669,14 +690,15 @@ def _block_frames_within(header: StreamHeader, block_frames: int, max_bytes: int
     # one-frame plan, the window tables.
     per_frame = s.channels * (8 * s.n_bins + 4 * s.n_fft + 4 * s.hop_length)
     fixed = s.channels * 4 * 4 * s.n_fft + 64 * s.n_fft
-    if header.frame_kind == "magnitude":
+    if header.frame_kind in ("magnitude", "mel"):
         fixed += s.channels * 6 * 8 * 16 * s.n_bins      # RTPGHI's frame buffers
     room = (max_bytes - fixed) // per_frame
     return None if room < 1 else int(min(block_frames, room))
 
 
 #: The wire's frame kinds -> the pipeline's.
-_PIPELINE_KINDS = {"complex64": "complex", "magphase": "magphase", "magnitude": "magnitude"}
+_PIPELINE_KINDS = {"complex64": "complex", "magphase": "magphase", "magnitude": "magnitude",
+                   "mel": "mel"}
 
 
 class FrameReceiver:

@@ -395,3 +395,100 @@ def test_pipeline_streams_rtpghi_and_measures(speech, block):
     assert pipe.nonfinite == 1 and pipe.frames == len(mag)
     want = phase.spectral_convergence(clean, frames, SPEC16, length=length)
     assert meter.result() == pytest.approx(want, abs=1e-3)
+
+# ------------------------------------------- issue 13: the phase path
+@pytest.mark.parametrize("make", [
+    lambda: __import__("scipy.signal").signal.windows.gaussian(1024, 1024 / 6, sym=False),
+    lambda: __import__("scipy.signal").signal.windows.gaussian(1024, 200, sym=True),
+    # pghipy's default window: every other point of a Gaussian of 2n + 1 points
+    lambda: __import__("scipy.signal").signal.windows.gaussian(
+        2049, 2 * (-1024 ** 2 / (8 * np.log(0.01))) ** 0.5, sym=False)[1::2],
+])
+def test_a_gaussian_window_is_recognised_not_fitted(make):
+    from stream.phase.gradients import _custom_window
+    w = make()
+    k = np.arange(1024)
+    spec = STFTSpec(n_fft=1024, hop_length=256, window=w)
+    gam, how = phase.window_gamma(spec)
+    # The values themselves: ln w is a parabola in k whose curvature is -pi / gamma.
+    c2, c1, _ = np.polyfit(k - 511.5, np.log(w), 2)
+    assert how == "gaussian" and gam == pytest.approx(-np.pi / c2, rel=1e-9)
+    assert phase.window_centre(spec) == pytest.approx(511.5 - c1 / (2 * c2), abs=1e-6)
+    hits = _custom_window.cache_info().hits
+    phase.RTPGHI(spec)                    # a second set-up looks it up, fits nothing
+    assert _custom_window.cache_info().hits > hits
+
+
+@pytest.mark.parametrize("kw", [
+    dict(n_fft=1024, hop_length=256), dict(n_fft=511, win_length=401, hop_length=100),
+    dict(n_fft=512, win_length=400, hop_length=128, window_align="left",
+         phase_origin="window-center"),
+    dict(n_fft=1000, hop_length=300, center=False), dict(n_fft=512, hop_length=128,
+                                                          scaling="window-sum", channels=2),
+])
+def test_griffin_lims_whole_array_step_is_the_engines_stft_of_istft(kw, speech):
+    from stream.phase.offline import _Consistent
+    spec = STFTSpec(sample_rate=16000, **kw)
+    x = speech if spec.channels == 1 else np.stack([speech, speech[::-1].copy()])
+    X = stft(x, spec)
+    rng = np.random.default_rng(0)
+    c = (np.abs(X) * np.exp(1j * rng.uniform(-np.pi, np.pi, X.shape))).astype(np.complex64)
+    t = X.shape[-2]
+    length = phase.longest_length(spec, t)
+    want = stft(istft(c, spec, length=length), spec)[..., :t, :]
+    got = _Consistent(spec, t, length)(c)
+    got = got[0] if spec.channels == 1 else got
+    np.testing.assert_allclose(got, want, atol=1e-6 * np.abs(want).max())
+
+
+def test_rtpghis_linear_passes_give_the_heaps_phases():
+    """One frame after a known one: the widest-path passes of the streaming
+    kernel against the offline heap integration on the same two rows."""
+    from stream.phase.kernels import _integrate, _integrate_frame
+    rng = np.random.default_rng(5)
+    for trial in range(200):
+        b = int(rng.integers(2, 40))
+        prev = rng.exponential(1.0, b) * (rng.random(b) > 0.2)
+        cur = rng.exponential(1.0, b) * (rng.random(b) > 0.2)
+        thr = 0.05
+        pphase, ptg = rng.uniform(-3, 3, b), rng.uniform(-3, 3, b)
+        tg, fg = rng.uniform(-3, 3, b), rng.uniform(-3, 3, b)
+        st = np.where(cur > thr, 0, -1).astype(np.int8)
+        pkey = np.where(prev > thr, prev, -1.0)
+        ph = np.zeros(b)
+        _integrate_frame(pkey, pphase, ptg, cur, tg, fg, ph, st.copy(), np.empty(b),
+                         np.empty(b, np.int8))
+        key = np.concatenate([prev, cur])
+        state = np.concatenate([np.where(prev > thr, 1, -1), st]).astype(np.int8)
+        heap_ph = np.concatenate([pphase, np.zeros(b)])
+        _integrate(key, np.concatenate([ptg, tg]), np.concatenate([np.zeros(b), fg]), heap_ph,
+                   state, np.empty(2 * b, np.int64), b)
+        done = st == 0
+        np.testing.assert_allclose(ph[done], heap_ph[b:][done], atol=1e-12, err_msg=str(trial))
+
+
+@pytest.fixture(scope="module")
+def dual_tone():
+    sr = 16000
+    t = np.arange(2 * sr) / sr
+    x = (0.5 * np.sin(2 * np.pi * 1000 * t) + 0.5 * np.sin(2 * np.pi * 1010 * t + 1.0))
+    spec = STFTSpec(sample_rate=sr, n_fft=2048, hop_length=512)
+    return spec, np.abs(stft(x.astype(np.float32), spec))
+
+
+def test_the_pghi_start_never_leaves_griffin_lim_worse_than_a_random_start(dual_tone, speech):
+    from stream.phase.offline import _unstalled
+    spec, mag = dual_tone
+    # Two tones 10 Hz apart beat inside one bin: PGHI's phase jumps at each
+    # dip and 100 iterations from it stall at -27 dB, where this random
+    # start reaches -34 dB.  The guard tries the start on the worst frames.
+    stalled = phase.fgla(mag, spec, phase.pghi(mag, spec), 100)
+    lucky = phase.fgla(mag, spec, np.random.default_rng(0).uniform(-np.pi, np.pi, mag.shape), 100)
+    assert sc_of(mag, lucky, spec) < sc_of(mag, stalled, spec) - 5
+    got = _unstalled(mag, spec, stalled, 100, 0.99, np.random.default_rng(0))
+    assert sc_of(mag, got, spec) == pytest.approx(sc_of(mag, lucky, spec), abs=0.01)
+    # Where PGHI's start is the better one, the guard keeps it.
+    m2 = np.abs(stft(speech, SPEC16))
+    plain = phase.fgla(m2, SPEC16, phase.pghi(m2, SPEC16), 16)
+    kept = phase.reconstruct_phase(m2, SPEC16, "pghi", iterations=16)
+    np.testing.assert_array_equal(kept, plain)

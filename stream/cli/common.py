@@ -15,10 +15,11 @@ import sys
 
 import numpy as np
 
-from ..decode import MAGNITUDES, PHASE_UNITS, Encoding
-from ..files import (LAYOUTS, RAW_DTYPES, FrameSource, check_spectrogram, guess_layout,
+from ..decode import MAGNITUDES, MEL_UNITS, PHASE_UNITS, Encoding
+from ..files import (LAYOUTS, RAW_DTYPES, FileError, FrameSource, check_spectrogram, guess_layout,
                     load_array, pick_keys, pick_variable, parse_window, stored_parameters,
                     variables)
+from ..mel import MEL_NORMS, MEL_PRESETS, MEL_SCALES, MelSpec, mel_preset
 from ..spec import (PHASE_ORIGINS, PRESETS, SCALINGS, SpecError, STFTSpec, bins_fit,
                     n_fft_for_bins, preset)
 
@@ -94,6 +95,64 @@ def add_stft_args(p: argparse.ArgumentParser):
                    help="rad (default), deg or cycles; either range is accepted")
 
 
+def add_mel_args(p: argparse.ArgumentParser):
+    """Flags for mel frames: a recipe and what differs from it (default None)."""
+    g = p.add_argument_group("mel frames (the input holds mel bands, not STFT bins)")
+    g.add_argument("--mel", choices=MEL_PRESETS, metavar="PRESET",
+                   help="the frames are mel bands made by this recipe: "
+                        + ", ".join(MEL_PRESETS) + " (its STFT and mel parameters; "
+                        "the flags override them)")
+    g.add_argument("--n-mels", type=int, metavar="N", help="mel bands per frame")
+    g.add_argument("--fmin", type=float, metavar="HZ", help="lowest filter edge in Hz")
+    g.add_argument("--fmax", type=float, metavar="HZ", help="highest filter edge in Hz")
+    g.add_argument("--mel-scale", choices=MEL_SCALES, help="slaney (librosa) or htk")
+    g.add_argument("--mel-norm", choices=MEL_NORMS,
+                   help="slaney (unit-area triangles, librosa) or none (HTK, torchaudio)")
+    g.add_argument("--mel-power", type=float, choices=(1.0, 2.0), metavar="{1,2}",
+                   help="the filterbank of the magnitude (1) or of the power (2)")
+    g.add_argument("--mel-unit", choices=tuple(MEL_UNITS),
+                   help="how the bands are stored: linear, db (librosa power_to_db, "
+                        "--db-ref), log (ln, HiFi-GAN), log10, whisper")
+    g.add_argument("--mel-iterations", type=int, metavar="N",
+                   help="projected-gradient steps per frame of the mel -> magnitude "
+                        "inverse (default 32)")
+
+
+#: Mel flags and the MelSpec fields they set.
+_MEL_FLAGS = (("n_mels", "n_mels"), ("fmin", "fmin"), ("fmax", "fmax"), ("mel_scale", "scale"),
+              ("mel_norm", "norm"), ("mel_power", "power"), ("mel_unit", "unit"),
+              ("db_ref", "ref"))
+
+
+def mel_from_args(args, source: FrameSource | None = None) -> tuple[STFTSpec, MelSpec]:
+    """The STFTSpec and MelSpec of mel frames: the ``--mel`` recipe, the flags over it."""
+    if getattr(args, "preset", None):
+        raise UsageError("--mel sets the STFT of its recipe; change it with --n-fft, "
+                         "--hop-length... rather than --preset")
+    given = _stft_flags(args)
+    given.update({field: getattr(args, a) for a, field in _MEL_FLAGS
+                  if getattr(args, a, None) is not None})
+    if source is not None:
+        given.setdefault("channels", source.channels)
+    spec, mel = mel_preset(args.mel, **given)
+    if source is not None and source.n_bins != mel.n_mels:
+        raise UsageError(f"the frames have {source.n_bins} values, not the n_mels={mel.n_mels} "
+                         f"of --mel {args.mel}; give --n-mels {source.n_bins} (or --layout)")
+    mel.check(spec)
+    return spec, mel
+
+
+def mel_layout(shape: tuple, n_mels: int) -> str:
+    """Which axis of a mel array is the mel one: the axis of ``n_mels`` values
+    (librosa, torchaudio and Whisper write bands-frames)."""
+    if shape[-2] == n_mels:
+        return "bins-frames"
+    if shape[-1] == n_mels:
+        return "frames-bins"
+    raise FileError(f"an array of shape {tuple(shape)} has no axis of n_mels={n_mels} bands; "
+                    "give --n-mels")
+
+
 def add_file_args(p: argparse.ArgumentParser):
     p.add_argument("mag", metavar="MAG",
                    help="magnitude (or complex) spectrogram: .npy, .npz, .csv/.txt, raw .bin")
@@ -112,7 +171,7 @@ def add_file_args(p: argparse.ArgumentParser):
                    help="bins per frame of raw binary files (default n_fft//2+1)")
 
 
-def open_source(args) -> FrameSource:
+def open_source(args, n_mels: int | None = None) -> FrameSource:
     """The frames named on the command line, opened (memory-mapped, or read
     block by block, where the format allows).
 
@@ -121,8 +180,9 @@ def open_source(args) -> FrameSource:
     unless ``--mag-key``/``--phase-key`` name them; what the file stores of
     its making (``fs``, ``F``, ``T``, ``sr``, ``hop_length``...:
     :func:`stream.files.stored_parameters`) fills the flags left unset.
+    ``n_mels`` for mel frames (the frame length and the layout follow it).
     """
-    bins = args.bins or (args.n_fft // 2 + 1 if args.n_fft else None)
+    bins = args.bins or n_mels or (args.n_fft // 2 + 1 if args.n_fft else None)
     raw = dict(dtype=args.dtype, bins=bins, layout=args.layout)
     found = variables(args.mag)
     mag_key, phase_key = pick_keys(found, args.mag_key, args.phase_key, args.phase is not None)
@@ -136,7 +196,8 @@ def open_source(args) -> FrameSource:
     if second is not None and np.iscomplexobj(second):
         raise UsageError("the phase array is complex; give a complex spectrogram as MAG alone")
     stored = _take_stored(args, found, first.shape)
-    layout = args.layout or stored.pop("layout", None) or guess_layout(first.shape, args.n_fft)
+    layout = args.layout or stored.pop("layout", None) or (
+        mel_layout(first.shape, n_mels) if n_mels else guess_layout(first.shape, args.n_fft))
     # a phase saved transposed is read in its own layout (files.second_layout)
     source = FrameSource(first, second, layout)
     if source.second_layout != layout:
@@ -197,15 +258,19 @@ def _take_stored(args, found: list, shape) -> dict:
     return out
 
 
-def spec_from_args(args, source: FrameSource | None = None) -> STFTSpec:
-    """An STFTSpec from the flags given; what is not given comes from the preset or defaults."""
-    given = {k: getattr(args, a) for k, a in (
-        ("sample_rate", "sample_rate"), ("n_fft", "n_fft"), ("hop_length", "hop_length"),
-        ("win_length", "win_length"), ("center", "center"), ("channels", "channels"),
-        ("scaling", "scaling"), ("phase_origin", "phase_origin"))
-        if getattr(args, a, None) is not None}
+def _stft_flags(args) -> dict:
+    """The STFTSpec fields given as flags."""
+    given = {k: getattr(args, k) for k in (
+        "sample_rate", "n_fft", "hop_length", "win_length", "center", "channels", "scaling",
+        "phase_origin") if getattr(args, k, None) is not None}
     if getattr(args, "window", None) is not None:
         given["window"] = parse_window(args.window)
+    return given
+
+
+def spec_from_args(args, source: FrameSource | None = None) -> STFTSpec:
+    """An STFTSpec from the flags given; what is not given comes from the preset or defaults."""
+    given = _stft_flags(args)
     if source is not None:
         if "n_fft" not in given:
             given["n_fft"] = n_fft_for_bins(source.n_bins)[0]

@@ -13,8 +13,8 @@ import numpy as np
 from ..decode import Encoding
 from ..files import FrameSource
 from ..spec import STFTSpec
-from .common import (UsageError, add_file_args, add_stft_args, dbfs, encoding_from_args,
-                     open_source, progress, spec_from_args)
+from .common import (UsageError, add_file_args, add_mel_args, add_stft_args, dbfs,
+                     encoding_from_args, mel_from_args, open_source, progress, spec_from_args)
 
 log = logging.getLogger("specstream")
 
@@ -29,6 +29,7 @@ def register(sub):
     p.add_argument("-o", "--output", required=True, metavar="OUT",
                    help="output audio file; .wav or .flac (by extension)")
     add_stft_args(p)
+    add_mel_args(p)
     o = p.add_argument_group("output")
     o.add_argument("--subtype", choices=tuple(SUBTYPES),
                    help="sample format: float (WAV default), pcm16, pcm24 (FLAC default), "
@@ -36,7 +37,7 @@ def register(sub):
     o.add_argument("--normalize", nargs="?", type=float, const=-1.0, metavar="DBFS",
                    help="scale so that the peak is at DBFS (default -1 dBFS); two passes")
     o.add_argument("--phase-method", choices=("rtpghi", "pghi", "griffinlim", "zeros", "random"),
-                   help="phase reconstruction for magnitude-only input (default pghi)")
+                   help="phase reconstruction for magnitude-only and mel input (default pghi)")
     o.add_argument("--iterations", type=int, metavar="N",
                    help="Griffin-Lim iterations after PGHI (default 32)")
     o.add_argument("--auto", action="store_true",
@@ -59,8 +60,13 @@ def _output_format(path: str, subtype: str | None):
     return ("WAV" if ext == ".wav" else "FLAC"), sf_subtype
 
 
-def frame_kind(source: FrameSource) -> str:
-    """What the files hold: complex bins, magnitude + phase, or magnitude only."""
+def frame_kind(source: FrameSource, mel=None) -> str:
+    """What the files hold: complex bins, magnitude + phase, magnitude only, or
+    mel bands (``mel``: their MelSpec)."""
+    if mel is not None:
+        if source.is_complex or source.second is not None:
+            raise UsageError("mel frames are real bands with no phase: give one real array")
+        return "mel"
     if source.is_complex:
         return "complex"
     return "magphase" if source.second is not None else "magnitude"
@@ -75,20 +81,22 @@ def reconstruct_blocks(source: FrameSource, pipeline, bar=None, block: int = 102
     yield pipeline.flush()
 
 
-def make_pipeline(args, source: FrameSource, spec: STFTSpec, enc: Encoding):
+def make_pipeline(args, source: FrameSource, spec: STFTSpec, enc: Encoding, mel=None):
     """The file's FramePipeline (made before the output file is, so that a bad
     ``length`` is an error first), its phase stage and convergence meter."""
     from .. import phase
     from ..pipeline import FramePipeline
-    kind = frame_kind(source)
+    kind = frame_kind(source, mel)
     stage = meter = None
-    if kind == "magnitude":
+    if kind in ("magnitude", "mel"):
         method = args.phase_method or "pghi"
         stage = phase.phase_stage(spec, method, args.iterations, rng=0,
                                   callback=_iterations_bar(args, method))
         meter = None if args.quiet else phase.ConvergenceMeter(spec)
     length = args.length if args.length is not None else spec.samples_for(source.n_frames)
-    pipe = FramePipeline(spec, enc, kind=kind, phase=stage, length=length, monitor=meter)
+    its = getattr(args, "mel_iterations", None)
+    pipe = FramePipeline(spec, enc, kind=kind, phase=stage, length=length, monitor=meter,
+                         mel=mel, mel_iterations=32 if its is None else its)
     return pipe
 
 
@@ -111,13 +119,19 @@ def run_reconstruct(args) -> int:
     if args.auto:
         from .probe import apply_probe
         apply_probe(args)    # fills the flags left as None from the probe's answer
-    source = open_source(args)
-    spec = spec_from_args(args, source)
+    mel = None
+    if getattr(args, "mel", None):
+        _, mel = mel_from_args(args)
+        source = open_source(args, n_mels=mel.n_mels)
+        spec, mel = mel_from_args(args, source)
+    else:
+        source = open_source(args)
+        spec = spec_from_args(args, source)
     enc = encoding_from_args(args)
     fmt, subtype = _output_format(args.output, args.subtype)
-    if not args.quiet and args.sample_rate is None:
+    if not args.quiet and args.sample_rate is None and mel is None:   # a recipe has its rate
         log.warning("sample rate not given: assuming %g Hz (set --sample-rate)", spec.sample_rate)
-    pipe = make_pipeline(args, source, spec, enc)
+    pipe = make_pipeline(args, source, spec, enc, mel)
     bar = progress(source.n_frames, "reconstruct", quiet=args.quiet)
     blocks = reconstruct_blocks(source, pipe, bar)
     if args.normalize is not None:
@@ -177,6 +191,9 @@ def _summary(args, source, spec, writer, pipe, seconds):
            if args.normalize is not None else ""),
         f"  {seconds:.2f} s of work, {dur / max(seconds, 1e-9):.0f}x real time",
     ]
+    if pipe.mel is not None:
+        lines.append(f"  mel bands: {pipe.mel.describe()}; magnitudes by the pseudo-inverse "
+                     f"and {pipe.mel_stage.iterations} projected-gradient steps per frame")
     if pipe.phase is not None:
         lines.append("  " + _phase_line(args, pipe))
     if pipe.nonfinite:

@@ -4,6 +4,7 @@ convention shift, and the time/frequency phase gradients from the magnitude
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -26,31 +27,68 @@ def window_gamma(spec: STFTSpec, estimate_ok: bool = True) -> tuple[float, str]:
     """``(gamma, how)``: the Gaussian parameter (samples**2) the window stands for.
 
     ``how`` is 'table' for a window of :data:`GAMMA_CONSTANTS`, 'gaussian' when
-    the window values are a sampled Gaussian (gamma fitted exactly), 'estimated'
-    for any other window (least-squares Gaussian fit; the rectangular window
-    fits badly and PGHI is a poor choice for it).
+    the window values are a sampled Gaussian, wherever its peak and however
+    far its tails are cut (``exp(-pi (l - c)**2 / gamma)``, gamma and ``c``
+    exact from the values: scipy's ``gaussian`` windows, symmetric or
+    periodic, pghipy's and tifresi's), 'estimated' for any other window
+    (least-squares Gaussian fit; the rectangular window fits badly and PGHI
+    is a poor choice for it).  Custom windows are looked at once per process
+    (the fit takes tens of ms; a live stream's set-up should not).
     """
     name = spec.window_name
-    w = spec.window_values
     if name in GAMMA_CONSTANTS:
         return GAMMA_CONSTANTS[name] * spec.win_length ** 2, "table"
-    centre = _window_centre_in_window(spec)
-    t = np.arange(len(w)) - centre
+    if name != "custom":            # rectangular
+        if not estimate_ok:
+            raise SpecError(f"no PGHI constant for window {name!r}")
+        return _estimated_gamma(spec.window_values), "estimated"
+    fit = _custom_window(spec.window)
+    if fit[0] == "gaussian":
+        return fit[1], "gaussian"
+    if not estimate_ok:
+        raise SpecError(f"no PGHI constant for window {name!r}")
+    return _estimated_gamma(spec.window_values), "estimated"
+
+
+@functools.lru_cache(maxsize=32)
+def _custom_window(values: tuple) -> tuple[str, float, float]:
+    """``('gaussian', gamma, centre)`` when ``values`` are a sampled Gaussian
+    (``centre`` in samples from the window's first value), else ``('other',
+    0, energy centre)``."""
+    w = np.asarray(values, dtype=np.float64)
+    peak = float(np.abs(w).max()) if len(w) else 0.0
+    if peak <= 0:
+        raise SpecError("the window is all zeros")
+    g = w / peak
+    k = np.arange(len(w), dtype=np.float64)
+    w2 = w ** 2
+    energy_centre = float(k @ w2 / w2.sum())
+    inside = g > 1e-12
+    if inside.sum() >= 3 and np.all(w >= 0):
+        # ln g = ln h - pi (k - c)**2 / gamma: a parabola in k, fitted exactly
+        # (indices centred for the conditioning of the fit).
+        mid = (len(w) - 1) / 2
+        u = k[inside] - mid
+        a2, a1, a0 = np.polyfit(u, np.log(g[inside]), 2)
+        if a2 < 0:
+            gam = -np.pi / a2
+            c = mid - a1 / (2 * a2)
+            model = np.exp(a0 - a1 * a1 / (4 * a2) - np.pi * (k - c) ** 2 / gam)
+            if np.allclose(model, g, rtol=1e-6, atol=1e-9):
+                return "gaussian", float(gam), float(c)
+    return "other", 0.0, energy_centre
+
+
+def _estimated_gamma(w: np.ndarray) -> float:
+    """Least-squares fit of a unit-height Gaussian to the peak-normalised window
+    (the published constants are reproduced to 0.2 %)."""
+    n = len(w)
     peak = float(np.abs(w).max())
     if peak <= 0:
         raise SpecError("the window is all zeros")
     g = w / peak
-    # A sampled Gaussian: ln g = -pi t^2 / gamma exactly.
-    inside = g > 1e-12
-    if inside.sum() >= 3 and np.all(g[inside] <= 1 + 1e-12):
-        tt = t[inside] ** 2
-        if tt.max() > 0:
-            gam = -np.pi * (tt @ tt) / (tt @ np.log(g[inside]))
-            if gam > 0 and np.allclose(np.exp(-np.pi * t ** 2 / gam), g, rtol=1e-6, atol=1e-9):
-                return float(gam), "gaussian"
-    if not estimate_ok:
-        raise SpecError(f"no PGHI constant for window {name!r}")
-    n = len(w)
+    w2 = w ** 2
+    t = np.arange(n) - float(np.arange(n) @ w2 / w2.sum())
     far = np.arange(1, 8 * n + 1, dtype=np.float64)
     tails = np.concatenate([t[0] - far, t[-1] + far])
 
@@ -69,7 +107,7 @@ def window_gamma(spec: STFTSpec, estimate_ok: bool = True) -> tuple[float, str]:
             b = c2
         else:
             a = c1
-    return float((a + b) / 2), "estimated"
+    return float((a + b) / 2)
 
 
 def _window_centre_in_window(spec: STFTSpec) -> float:
@@ -78,8 +116,8 @@ def _window_centre_in_window(spec: STFTSpec) -> float:
         return n / 2.0            # DFT-even: symmetric about n/2 (w[0] is the extra point)
     if name in ("sine", "rectangular"):
         return (n - 1) / 2.0
-    w2 = spec.window_values ** 2  # custom: centre of the window's energy
-    return float(np.arange(n) @ w2 / w2.sum())
+    # custom: a Gaussian's peak, else the centre of the window's energy
+    return _custom_window(spec.window)[2]
 
 
 def window_centre(spec: STFTSpec) -> float:

@@ -9,18 +9,15 @@ types, so that a live stream does not stall at its first frame.
 from __future__ import annotations
 
 import math
-import os
-import warnings
 
 import numpy as np
+
+from ..jit import compiler
 
 __all__ = ["kernels"]
 
 _TWO_PI = 2.0 * np.pi
 
-
-# Plain Python here; _kernels() swaps in numba-compiled versions (cache=True)
-# the first time they are needed, so that importing this module stays cheap.
 
 def _heap_push(heap, hkey, size, idx, v):
     """Push ``idx`` with priority ``v`` on a binary max-heap (keys kept inline)."""
@@ -158,78 +155,137 @@ def _integrate(key, tgrad, fgrad, phase, state, heap, n_bins):
     return remaining
 
 
-def _integrate_frame(pkey, pphase, ptg, key, tg, fg, ph, st, heap, hkey):
-    """One frame of RTPGHI: the heap integration of :func:`_integrate` on two
-    rows, the previous one known, done with less heap traffic.
+_HALF_PI = 0.5 * np.pi
+_INV_HALF_PI = 2.0 / np.pi
 
-    The previous frame's seeds (``pkey[m] >= 0``; their phases ``pphase``
-    and time gradients ``ptg``) only ever pass a phase forward to the same
-    bin, so instead of going through the heap they are sorted once and
-    merged with it: the heap holds the current frame's frontier only.  The
-    order of events is the same as with one heap of both rows (ties apart).
-    ``st`` (current frame): 1 known, 0 to integrate, -1 left as it is.
+
+def _cis(q):
+    """``(cos q, sin q)`` for ``|q| <= 2 pi``: Taylor polynomials on
+    ``[-pi/4, pi/4]`` (error < 3e-14) after a quadrant reduction, with no
+    branch: libm's sin and cos cost several times more, and were half of a
+    frame's time."""
+    j = math.floor(q * _INV_HALF_PI + 0.5)
+    r = q - j * _HALF_PI
+    r2 = r * r
+    s = r * (1.0 + r2 * (-1.0 / 6 + r2 * (1.0 / 120 + r2 * (-1.0 / 5040 + r2 * (
+        1.0 / 362880 + r2 * (-1.0 / 39916800 + r2 * (1.0 / 6227020800)))))))
+    c = 1.0 + r2 * (-0.5 + r2 * (1.0 / 24 + r2 * (-1.0 / 720 + r2 * (1.0 / 40320 + r2 * (
+        -1.0 / 3628800 + r2 * (1.0 / 479001600 + r2 * (-1.0 / 87178291200)))))))
+    quad = int(j) & 3
+    sin_sign = 1.0 - 2.0 * ((quad >> 1) & 1)
+    cos_sign = 1.0 - 2.0 * (((quad + 1) >> 1) & 1)
+    if quad & 1:
+        return cos_sign * s, sin_sign * c
+    return cos_sign * c, sin_sign * s
+
+
+def _integrate_frame(pkey, pphase, ptg, key, tg, fg, ph, st, arrive, src):
+    """One frame of RTPGHI: the heap integration of :func:`_integrate` on two
+    rows, the previous one known, in a few linear passes instead of a heap.
+
+    The heap pops coefficients in non-increasing order of the level at
+    which they are reached (the "widest path" from a seed: the smallest
+    magnitude on the way), and each coefficient takes its phase from the
+    first neighbour popped: in one frame that neighbour is the one whose
+    path is widest.  A frame is a line of bins, so the widest path from the
+    left is one pass, from the right another: no heap, no sort, and the same
+    phases as the heap (exact ties apart).  The three sources of a bin:
+    its left or right neighbour (``fg``, trapezoidal rule), or the same bin
+    of the previous frame (``pphase``, ``ptg``), where ``pkey[m] >= 0``
+    (the previous magnitude; -1 where it is below tolerance).  ``st``
+    (current frame): 1 known, 0 to integrate, -1 left as it is.  A run of
+    bins no path reaches is an island: its strongest bin starts at phase 0.
+    ``arrive`` (float) and ``src`` (int8) are scratch of the frame's size.
     """
     B = key.shape[0]
-    nc = 0
-    for m in range(B):
-        if pkey[m] >= 0.0 and st[m] == 0:
-            heap[nc] = m
-            nc += 1
-    cand = heap[:nc].copy()
-    if nc > 1:
-        vals = np.empty(nc)
-        for j in range(nc):
-            vals[j] = -pkey[cand[j]]
-        cand = cand[np.argsort(vals)]
-    remaining = 0
-    for m in range(B):
-        if st[m] == 0:
-            remaining += 1
-    size = 0
-    for m in range(B):
-        if st[m] == 1 and ((m + 1 < B and st[m + 1] == 0) or (m > 0 and st[m - 1] == 0)):
-            size = _heap_push(heap, hkey, size, m, key[m])
-    p = 0
-    while remaining > 0:
-        while p < nc and st[cand[p]] != 0:
-            p += 1
-        if size > 0 and (p >= nc or hkey[0] >= pkey[cand[p]]):
-            i, size = _heap_pop(heap, hkey, size)
-            j = i + 1
-            if j < B and st[j] == 0:
-                ph[j] = ph[i] + 0.5 * (fg[i] + fg[j])
-                st[j] = 1
-                remaining -= 1
-                if j + 1 < B and st[j + 1] == 0:
-                    size = _heap_push(heap, hkey, size, j, key[j])
-            j = i - 1
-            if j >= 0 and st[j] == 0:
-                ph[j] = ph[i] - 0.5 * (fg[i] + fg[j])
-                st[j] = 1
-                remaining -= 1
-                if j > 0 and st[j - 1] == 0:
-                    size = _heap_push(heap, hkey, size, j, key[j])
+    none = -1.0
+    known = 1e300
+    # Left to right: arrive[j] = the level of the widest path to j from its left.
+    left = none
+    for j in range(B):
+        arrive[j] = left
+        if st[j] == -1:
+            left = none
+        else:
+            a = known if st[j] == 1 else max(pkey[j], left)
+            left = min(key[j], a) if a > none else none
+    # Right to left: compare the three levels; ties go to the previous frame,
+    # then to the left (so that no two bins take their phase from each other).
+    right = none
+    for j in range(B - 1, -1, -1):
+        if st[j] == 0:
+            d, lv = pkey[j], arrive[j]
+            if d > none and d >= lv and d >= right:
+                src[j] = 3
+            elif lv > none and lv >= right:
+                src[j] = 1
+            elif right > none:
+                src[j] = 2
+            else:
+                src[j] = 0
+        else:
+            src[j] = -1
+        if st[j] == -1:
+            right = none
+        else:
+            a = known if st[j] == 1 else max(pkey[j], right)
+            right = min(key[j], a) if a > none else none
+    # Islands: each run of unreached bins starts at its strongest (the first
+    # of equals, as the heap's scan finds it) and spreads both ways.
+    j = 0
+    while j < B:
+        if src[j] != 0:
+            j += 1
             continue
-        if p < nc:                 # a phase passed on in time from the previous frame
-            m = cand[p]
-            p += 1
-            ph[m] = pphase[m] + 0.5 * (ptg[m] + tg[m])
-        else:                      # a new island: its strongest coefficient starts at 0
-            m = _strongest(st, key, B)
-            ph[m] = 0.0
-        st[m] = 1
-        remaining -= 1
-        if (m + 1 < B and st[m + 1] == 0) or (m > 0 and st[m - 1] == 0):
-            size = _heap_push(heap, hkey, size, m, key[m])
+        k, best = j, j
+        while k < B and src[k] == 0:
+            if key[k] > key[best]:
+                best = k
+            k += 1
+        for m in range(j, k):
+            src[m] = 1 if m > best else 2
+        src[best] = 4
+        ph[best] = 0.0
+        j = k
+    for j in range(B):
+        s = src[j]
+        if s == 3:
+            ph[j] = pphase[j] + 0.5 * (ptg[j] + tg[j])
+    for j in range(1, B):
+        if src[j] == 1:
+            ph[j] = ph[j - 1] + 0.5 * (fg[j - 1] + fg[j])
+    for j in range(B - 2, -1, -1):
+        if src[j] == 2:
+            ph[j] = ph[j + 1] - 0.5 * (fg[j + 1] + fg[j])
     return 0
 
 
-def _rt_run(S, A, KN, KP, R, n0, i0, i1, lookahead, odd, tol, k_t, k_f, adv, shift,
+def _prepare_rows(A, S, r0, r1):
+    """Rows ``r0 <= r < r1`` of the buffer as they came in: ``A`` made
+    magnitudes (abs, NaN/Inf -> 0) and ``S`` their log, floored 200 dB under
+    each frame's maximum (as :func:`stream.phase.gradients._log_mag`)."""
+    B = A.shape[1]
+    for r in range(r0, r1):
+        peak = 0.0
+        for m in range(B):
+            a = abs(A[r, m])
+            if not (a <= 1e300):          # NaN and Inf
+                a = 0.0
+            A[r, m] = a
+            if a > peak:
+                peak = a
+        floor = max(peak * 1e-10, 1e-300)
+        for m in range(B):
+            S[r, m] = math.log(max(A[r, m], floor))
+
+
+def _rt_run(S, A, KN, KP, R, n0, r_new, i0, i1, lookahead, odd, tol, k_t, k_f, adv, shift,
             prev_phase, prev_tg, prev_ok, out):
     """RTPGHI over rows ``i0 <= i < i1`` of a buffer of frames.
 
-    ``S``/``A``: (K, B) log-magnitude and magnitude of frames ``n0 .. n0+K-1``
-    (history rows before ``i0``, lookahead rows after ``i1`` when present).
+    ``A``/``S``: (K, B) magnitude and log-magnitude of frames ``n0 .. n0+K-1``
+    (history rows before ``i0``, lookahead rows after ``i1`` when present);
+    rows from ``r_new`` on are new and prepared here (:func:`_prepare_rows`).
     ``KN`` (int8) / ``KP``: where the phase is known and its value
     (window-centre convention); ``R``: random phases for coefficients below
     tolerance.  ``prev_phase``/``prev_tg`` hold the frame before ``i0`` and
@@ -239,13 +295,14 @@ def _rt_run(S, A, KN, KP, R, n0, i0, i1, lookahead, odd, tol, k_t, k_f, adv, shi
     bin's mirror is itself, not its left neighbour).
     """
     K, B = S.shape
-    pkey = np.empty(B)
+    _prepare_rows(A, S, r_new, K)
     tg = np.empty(B)
     fg = np.empty(B)
     ph = np.empty(B)
     st = np.empty(B, np.int8)
-    heap = np.empty(B, np.int64)
-    hkey = np.empty(B)
+    pkey = np.empty(B)
+    arrive = np.empty(B)
+    src = np.empty(B, np.int8)
     for i in range(i0, i1):
         n = n0 + i
         # dphi/dn of this frame from the frequency difference of ln|X|.
@@ -280,7 +337,8 @@ def _rt_run(S, A, KN, KP, R, n0, i0, i1, lookahead, odd, tol, k_t, k_f, adv, shi
             fg[m] = -k_f * d
         # The tolerance: relative to the largest magnitude in the frames at hand.
         peak = 0.0
-        lo = i - 1 if (prev_ok[0] and i >= 1) else i
+        back = prev_ok[0] and i >= 1
+        lo = i - 1 if back else i
         hi = min(i + lookahead, K - 1)
         for r in range(lo, hi + 1):
             for m in range(B):
@@ -288,10 +346,6 @@ def _rt_run(S, A, KN, KP, R, n0, i0, i1, lookahead, odd, tol, k_t, k_f, adv, shi
                     peak = A[r, m]
         thr = tol * peak
         for m in range(B):
-            if prev_ok[0] and i >= 1 and A[i - 1, m] > thr:
-                pkey[m] = A[i - 1, m]
-            else:
-                pkey[m] = -1.0
             a = A[i, m]
             if KN[i, m]:
                 st[m] = 1
@@ -302,37 +356,59 @@ def _rt_run(S, A, KN, KP, R, n0, i0, i1, lookahead, odd, tol, k_t, k_f, adv, shi
             else:
                 st[m] = -1
                 ph[m] = R[i, m]
-        _integrate_frame(pkey, prev_phase, prev_tg, A[i], tg, fg, ph, st, heap, hkey)
+            pkey[m] = A[i - 1, m] if back and A[i - 1, m] > thr else -1.0
+        _integrate_frame(pkey, prev_phase, prev_tg, A[i], tg, fg, ph, st, arrive, src)
+        row = out[i - i0]
         for m in range(B):
             p = ph[m]
             p = p - _TWO_PI * math.floor(p / _TWO_PI + 0.5)   # keep it small
-            q = p + shift[m]
-            out[i - i0, m] = complex(A[i, m] * math.cos(q), A[i, m] * math.sin(q))
+            c, s = _cis(p + shift[m])
+            row[m] = complex(A[i, m] * c, A[i, m] * s)
             prev_phase[m] = p
             prev_tg[m] = tg[m]
         prev_ok[0] = True
     return i1 - i0
 
 
+def _gla_step(m, y, prev, momentum, out, c):
+    """One Griffin-Lim projection, flat arrays: ``out = m * y / |y|`` (``m``
+    where ``y == 0``) and the next input ``c = out + momentum * (out - prev)``."""
+    for i in range(m.shape[0]):
+        yr = y[i].real
+        yi = y[i].imag
+        a = math.sqrt(yr * yr + yi * yi)
+        if a > 0:
+            g = m[i] / a
+            o = complex(yr * g, yi * g)
+        else:
+            o = complex(m[i], 0.0)
+        out[i] = o
+        c[i] = o + momentum * (o - prev[i])
+    return 0
+
+
+def _gla_step_numpy(m, y, prev, momentum, out, c):
+    """:func:`_gla_step` in numpy, for when there is no numba."""
+    ay = np.abs(y)
+    out[:] = m * np.where(ay > 0, y / np.where(ay > 0, ay, 1), 1)
+    c[:] = out + np.complex64(momentum) * (out - prev)
+    return 0
+
+
 _KERNELS = None
 
 
 def kernels():
-    """``(integrate, rt_run)``, numba-compiled (and cached on disk) when numba is there."""
-    global _KERNELS, _heap_push, _heap_pop, _open, _strongest, _integrate, _integrate_frame, _rt_run
+    """``(integrate, rt_run, gla_step)``, numba-compiled (and cached on disk) when
+    numba is there."""
+    global _KERNELS, _heap_push, _heap_pop, _open, _strongest, _integrate, _integrate_frame
+    global _rt_run, _cis, _prepare_rows, _gla_step
     if _KERNELS is not None:
         return _KERNELS
-    try:
-        if os.environ.get("SPECSTREAM_NO_NUMBA"):
-            raise ImportError("SPECSTREAM_NO_NUMBA is set")
-        import numba
-    except ImportError as e:
-        warnings.warn(f"no numba ({e}): phase reconstruction runs as plain Python, about "
-                      "50x slower, near real time at best (pip install specstream[fast])",
-                      RuntimeWarning, stacklevel=3)
-        _KERNELS = (_integrate, _rt_run)
+    jit = compiler()
+    if jit is None:
+        _KERNELS = (_integrate, _rt_run, _gla_step_numpy)
         return _KERNELS
-    jit = numba.njit(cache=True, nogil=True)
     # Module globals are what compiled code calls: bind the compiled versions.
     _heap_push = jit(_heap_push)
     _heap_pop = jit(_heap_pop)
@@ -340,10 +416,16 @@ def kernels():
     _strongest = jit(_strongest)
     _integrate = jit(_integrate)
     _integrate_frame = jit(_integrate_frame)
+    _cis = jit(_cis)
+    _prepare_rows = jit(_prepare_rows)
     _rt_run = jit(_rt_run)
-    _KERNELS = (_integrate, _rt_run)
+    _gla_step = jit(_gla_step)
+    _KERNELS = (_integrate, _rt_run, _gla_step)
     _warm_up(_integrate, _rt_run)
+    z = np.zeros(2, np.complex64)
+    _gla_step(np.ones(2, np.float32), z, z.copy(), 0.99, z.copy(), z.copy())
     return _KERNELS
+
 
 def _warm_up(integrate, rt_run):
     # Compile (or load from the disk cache) now, with the argument types the
@@ -351,7 +433,7 @@ def _warm_up(integrate, rt_run):
     # complex64 output, C-contiguous.
     k, b = 3, 5
     z = np.zeros((k, b))
-    rt_run(z, z.copy(), np.zeros((k, b), np.int8), z.copy(), z.copy(), 0, 0, 2, 1, False,
+    rt_run(z, z.copy(), np.zeros((k, b), np.int8), z.copy(), z.copy(), 0, 0, 0, 2, 1, False,
            1e-5, 1.0, 1.0, np.zeros(b), np.zeros(b), np.zeros(b), np.zeros(b),
            np.zeros(1, np.bool_), np.empty((2, b), np.complex64))
     a = np.ones(k * b)

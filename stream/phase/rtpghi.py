@@ -6,7 +6,7 @@ import numpy as np
 
 from ..spec import SpecError, STFTSpec
 from ._shapes import _as_block, _known, _rng, _unblock
-from .gradients import _gradient_consts, _log_mag, centre_shift, window_gamma
+from .gradients import _gradient_consts, centre_shift, window_gamma
 from .kernels import kernels
 
 __all__ = ["RTPGHI"]
@@ -67,6 +67,9 @@ class RTPGHI:
         self._rows = 0                # valid rows in the buffers
         self._n0 = 0                  # frame index of buffer row 0
         self._grow(16)
+        self._ready = 0               # rows the kernel has prepared (abs, log)
+        self._pool = np.zeros((0, c, b))
+        self._pool_pos = 0
         self._next = 0                # frame index of the next frame to output
         self._prev_phase = np.zeros((c, b))
         self._prev_tg = np.zeros((c, b))
@@ -91,7 +94,7 @@ class RTPGHI:
             raise SpecError("push after flush: make a new RTPGHI for a new stream")
         a = _as_block(mag, self.spec, "magnitude")
         kn, kp = _known(a, phase, known, self.spec)
-        c, n, b = a.shape
+        n = a.shape[1]
         if n > self._CHUNK:   # long blocks in cache-sized pieces (same frames out)
             outs = []
             for i in range(0, n, self._CHUNK):
@@ -104,19 +107,14 @@ class RTPGHI:
     _CHUNK = 64
 
     def _push(self, a, kn, kp) -> np.ndarray:
-        c, n, b = a.shape
+        n = a.shape[1]
         if n:
-            a = np.abs(a)
-            bad = ~np.isfinite(a)
-            if bad.any():
-                a[bad] = 0.0
+            # The kernel makes these rows magnitudes (abs, NaN/Inf -> 0) and
+            # takes their log (_prepare_rows): no per-frame numpy calls here.
             self._make_room(n)
             r0, r1 = self._rows, self._rows + n
             self._A[:, r0:r1] = a
-            self._S[:, r0:r1] = _log_mag(a)
-            # Random phases drawn frame by frame (all channels of a frame in a
-            # row), so that a block gives the same draws as its frames one by one.
-            self._R[:, r0:r1] = self.rng.uniform(-np.pi, np.pi, size=(n, c, b)).transpose(1, 0, 2)
+            self._random_rows(r0, r1)
             if kn is None:
                 self._KN[:, r0:r1] = 0
             else:
@@ -125,6 +123,22 @@ class RTPGHI:
             self._rows = r1
             self.frames_in += n
         return self._process(self.frames_in - self.lookahead)
+
+    def _random_rows(self, r0, r1):
+        """Random phases for rows r0..r1, drawn frame by frame (all channels of
+        a frame in a row) from a pool of frames drawn at once: a block gets the
+        same draws as its frames one by one."""
+        r = r0
+        while r < r1:
+            if self._pool_pos == len(self._pool):
+                c, b = self.spec.channels, self.spec.n_bins
+                self._pool = self.rng.uniform(-np.pi, np.pi, size=(self._CHUNK, c, b))
+                self._pool_pos = 0
+            k = min(r1 - r, len(self._pool) - self._pool_pos)
+            p = self._pool_pos
+            self._R[:, r:r + k] = self._pool[p:p + k].transpose(1, 0, 2)
+            self._pool_pos += k
+            r += k
 
     def flush(self) -> np.ndarray:
         """End of stream: the frames still waiting for their lookahead."""
@@ -158,6 +172,7 @@ class RTPGHI:
             for buf in (self._S, self._A, self._KN, self._KP, self._R):
                 buf[:, :k] = buf[:, drop:self._rows]
             self._rows = k
+            self._ready = max(self._ready - drop, 0)
             self._n0 += drop
         if self._rows + n > self._cap:
             self._grow(max(2 * self._cap, self._rows + n))
@@ -173,9 +188,10 @@ class RTPGHI:
         k = self._rows
         for ch in range(c):
             self._run(self._S[ch, :k], self._A[ch, :k], self._KN[ch, :k], self._KP[ch, :k],
-                      self._R[ch, :k], self._n0, i0, i1, self.lookahead, odd, self.tol,
-                      self._k_t, self._k_f, self._adv, self._shift, self._prev_phase[ch],
-                      self._prev_tg[ch], self._prev_ok[ch], out[ch])
+                      self._R[ch, :k], self._n0, self._ready, i0, i1, self.lookahead, odd,
+                      self.tol, self._k_t, self._k_f, self._adv, self._shift,
+                      self._prev_phase[ch], self._prev_tg[ch], self._prev_ok[ch], out[ch])
+        self._ready = k
         self._next = stop
         self.frames_out += i1 - i0
         return out

@@ -21,6 +21,8 @@ is.  Each stage has its module:
 * :mod:`.framing` -- hop, window, window length and phase origin: a coarse
   pair scan for every hop at once, then :func:`consistency`,
   ``||X - STFT(ISTFT(X))|| / ||X||``, for the best candidates.
+* :mod:`.mel` -- a magnitude-only array of mel bands: the recipe its band
+  count and value floor fit, and what must be asked.
 * :mod:`.edges` -- centre padding, the frame count against a known length,
   and the amplitude scaling from the level (a guess, said to be one).
 * :mod:`.result` -- :class:`ProbeResult`, :class:`Finding`,
@@ -44,6 +46,7 @@ from ..spec import SpecError
 from . import edges, framing
 from .arrays import check_pairable, check_stored, read_file, stored_scalars
 from .framing import WINDOW_CANDIDATES, consistency
+from .mel import mel_findings
 from .orientation import orient
 from .raw import raw_hints, record_raw, share_row_length
 from .result import Candidate, Finding, ProbeResult
@@ -163,6 +166,7 @@ def _run(mag_path, phase_path, known, res: ProbeResult, bar: _Progress):
     bar.step()
     if ph is None and not np.iscomplexobj(fb):
         framing.magnitude_only(res, known, mags, n_fft)
+        mel_findings(fb, known, res)
         return
     # framing, then edges, length and level with the best candidate
     cands = framing.search(fb, pb, n_fft, mags, unit, known, res, bar)
