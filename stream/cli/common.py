@@ -16,9 +16,9 @@ import sys
 import numpy as np
 
 from ..decode import MAGNITUDES, MEL_UNITS, PHASE_UNITS, Encoding
-from ..files import (LAYOUTS, RAW_DTYPES, FileError, FrameSource, check_spectrogram, guess_layout,
-                    load_array, pick_keys, pick_variable, parse_window, stored_parameters,
-                    variables)
+from ..files import (LAYOUTS, RAW_DTYPES, FileError, FrameSource, check_spectrogram,
+                     guess_layout, load_array, pick_keys, pick_variable, parse_window,
+                     stored_parameters, variables)
 from ..mel import MEL_NORMS, MEL_PRESETS, MEL_SCALES, MelSpec, mel_preset
 from ..spec import (PHASE_ORIGINS, PRESETS, SCALINGS, SpecError, STFTSpec, bins_fit,
                     n_fft_for_bins, preset)
