@@ -273,3 +273,20 @@ def test_device_callback_allocates_no_sample_buffers():
     read, dac, taken, delay = sink._read_clock()
     assert taken == frames and dac == 10.02 and delay == pytest.approx(0.02)
     assert read == ring.read - frames
+
+
+@pytest.mark.parametrize("step_ms, moved_ppm", [(12, 2), (7, 30)])
+def test_controller_takes_an_unflagged_step_without_losing_its_estimate(step_ms, moved_ppm):
+    # Narrow and locked on +100 ppm; the queue steps with no event (say a
+    # buffer resized): beyond 10 ms it is taken for a jump (the reference
+    # restarts there, the estimate stays); below, it decays through the
+    # proportional term (10 s) and the estimate moves a little.
+    rows, c = simulate(1.0001, 150, jitter_s=2e-4)
+    q = sp = 0.04 * RATE
+    q += step_ms * 1e-3 * RATE
+    est, worst = c.ppm, 0.0
+    for _ in range(int(60 * RATE / HOP)):
+        q += HOP / c.observe(q, sp, HOP / RATE) - HOP / 1.0001
+        worst = max(worst, abs(c.ppm - est))
+    print(f"{step_ms} ms step: estimate moved {worst:.1f} ppm at most")
+    assert worst < moved_ppm and abs(q - sp) < 0.001 * RATE

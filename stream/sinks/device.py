@@ -67,7 +67,7 @@ allocates a sample buffer.
   estimate; > 0: the producer is fast), ``factor_ppm`` (what it resamples
   by now), ``drift_locked``, ``jitter_peak_ms`` / ``jitter_mean_ms``,
   ``device_clock_ppm`` / ``producer_clock_ppm`` (each clock against the
-  system's, once 10 s are fitted), ``device_resizes``.
+  system's, once 30 s are fitted), ``device_resizes``.
 - *Underrun*: when the ring runs dry the callback fades the last samples it
   has out over ``fade_ms``, plays silence, counts the event, and waits for
   the target again before it resumes, fading back in.  No
@@ -162,9 +162,9 @@ def list_devices() -> list[dict]:
 
 def _clock_ppm(fit: LineFit, t: float, count: float, rate: float, last):
     """Add (time, frames) to ``fit``; its rate against ``rate`` in ppm once
-    it spans 10 s, else ``last``."""
+    it spans 30 s, else ``last``."""
     fit.add(t, count)
-    if fit.span < 10.0:
+    if fit.span < 30.0:
         return last
     line = fit.line()
     return last if line is None else (line[0] / rate - 1.0) * 1e6
@@ -181,7 +181,8 @@ class _QueueMeter:
     moves in callback-sized steps).  The device's part of it (the DAC delay
     plus half a callback) is taken once per segment (after a start or a
     jump), as the mean of its first ``device_n`` measurements: it is the
-    device's buffer, constant while the stream runs.
+    device's buffer, constant while the stream runs, until it moves by more
+    than 2 ms (averaged over 0.5 s), when it is taken anew.
 
     The lateness of a write is how much later it came than it could have:
     from the producer's timestamps, the transit time (producer's timestamp
@@ -193,7 +194,7 @@ class _QueueMeter:
 
     Beside the controller, two clocks against the system's are fitted, for
     the figures (and the tests' truth): the device's, its read position
-    against PortAudio's DAC times (per segment, shown once one spans 10 s),
+    against PortAudio's DAC times (per segment, shown once one spans 30 s),
     and the producer's, the frames it sent against its timestamps.
     """
 
@@ -230,10 +231,12 @@ class _QueueMeter:
         self.last = None
         self._dev_sum, self._dev_n = 0.0, 0
         self._device = LineFit()           # the read position jumped, or stood still
+        self.jumped = False                # the device's part moved (see measure)
 
     def measure(self, now, clock, written, timestamp, seconds, frames, sent):
         """(queue for the controller, lateness s, device part), or None while
-        skipping.  ``sent``: the producer's frames before this block."""
+        skipping.  ``sent``: the producer's frames before this block.  Sets
+        ``jumped`` when the device's part moved by more than 2 ms."""
         rate = self.rate
         read, dac, _, delay = clock
         if timestamp == timestamp:
@@ -253,10 +256,20 @@ class _QueueMeter:
         if self._skip > 0:
             self._skip -= seconds
             return None
+        dev = delay * rate + frames / 2
         if self._dev_n < self.device_n:
-            self._dev_sum += delay * rate + frames / 2
+            self._dev_sum += dev
             self._dev_n += 1
-            self.device = self._dev_sum / self._dev_n
+            self.device = self._dev_lp = self._dev_sum / self._dev_n
+        else:
+            # The device's part moved for good (PulseAudio resizes a stream's
+            # buffer after an underrun): take it anew, and say so (a jump of
+            # the queue that no resampling should play off).
+            self._dev_lp += (dev - self._dev_lp) * min(1.0, seconds / 0.5)
+            if abs(self._dev_lp - self.device) > 0.002 * rate:
+                self.device = self._dev_lp
+                self.jumped = True
+                self._device = LineFit()
         if timestamp == timestamp:
             late = self._lateness(time.time() - timestamp, seconds)
             return q + late * rate, late, self.device
@@ -622,6 +635,9 @@ class SoundDeviceSink(Sink):
         if m is None:
             return ctl.factor
         queue, late, device = m
+        if meter.jumped:
+            meter.jumped = False
+            ctl.hold()
         if self._start_total is None:
             self._start_total = tuner.start + device     # the target as first measured
         tuner.lateness(late, seconds)

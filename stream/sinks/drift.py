@@ -23,14 +23,14 @@ of audio on the mean of the queue measurements in it:
   (2000 ppm), holds the queue at the reference; the feedforward (the
   reference's own slope) makes the queue follow the reference as it moves.
   The integrator takes the error clipped to ``linear_s`` (5 ms), only while
-  the reference stands still, and an error beyond 4 x ``linear_s``
+  the reference stands still, and an error beyond 2 x ``linear_s``
   restarts the reference.  So a jump of the
   queue (what a step of a second-order loop's input would turn into an
   excursion of the estimate of ``wn`` x the step) is glided back at a
   bounded rate and leaves the estimate alone.
 
 The loop has a natural frequency ``wn`` and damping 1 (no overshoot):
-``kp = 2 * wn``, ``ki = wn ** 2``.  It opens wide (``wn`` = 0.3 rad/s: an
+``kp = 2 * wn`` (at least ``kp_min``, 0.1/s), ``ki = wn ** 2``.  It opens wide (``wn`` = 0.3 rad/s: an
 error of the first estimate falls 20-fold in 15 s) for 20 s, then narrows
 to 0.02 rad/s over a minute, so that the steady-state estimate is precise:
 with 1 ms of white jitter on every measurement the integrator's standard
@@ -88,7 +88,10 @@ class DriftController:
         Low-pass time constant of the error in the proportional term (s).
     linear_s : float
         The integrator takes the error clipped to +-``linear_s`` (s, default
-        0.005); an error beyond 4 x ``linear_s`` is taken for a jump.
+        0.005); an error beyond 2 x ``linear_s`` is taken for a jump.
+    kp_min : float
+        The least proportional gain (1/s, default 0.1: the loop is
+        overdamped once narrow, and a small jump of the queue decays in 10 s).
     gather_s : float
         After a jump, and when the loop engages, the queue is averaged over
         this long (s, default 0.25) for the reference to start from.
@@ -104,7 +107,8 @@ class DriftController:
                  early_ppm: float = 3000.0, bandwidth: tuple[float, float] = (0.3, 0.02),
                  wide_s: float = 20.0, narrow_s: float = 60.0, max_ppm: float = 5000.0,
                  max_correction_ppm: float = 2000.0, slew: float = 0.0015,
-                 smooth_s: float = 1.0, linear_s: float = 0.005, gather_s: float = 0.25):
+                 smooth_s: float = 1.0, linear_s: float = 0.005, gather_s: float = 0.25,
+                 kp_min: float = 0.1):
         self.rate = float(rate)
         self.interval = float(interval)
         self.settle_s = float(settle_s)
@@ -116,8 +120,9 @@ class DriftController:
         self.slew = float(slew)
         self.smooth_s = float(smooth_s)
         self.linear = float(linear_s)
-        self.jump = 4.0 * self.linear
+        self.jump = 2.0 * self.linear
         self.gather_s = float(gather_s)
+        self.kp_min = float(kp_min)
         self.reset()
 
     def reset(self):
@@ -195,7 +200,9 @@ class DriftController:
         moving = step / dt                      # s per s: the feedforward
         e = self.error = q - self.ref
         wn = self._bandwidth()
-        kp, ki = 2.0 * wn, wn * wn
+        # Damping 1, and at least kp_min: a jump of the queue too small to be
+        # taken for one decays within 1 / kp_min, before the integrator makes much of it.
+        kp, ki = max(2.0 * wn, self.kp_min), wn * wn
         self._e_lp += (e - self._e_lp) * min(1.0, dt / self.smooth_s)
         # The integrator takes the error clipped (a stall's dip or a burst
         # moves the estimate by a bounded amount, never by the size of the
