@@ -40,9 +40,24 @@ def build_parser():
     return p
 
 
+_signals: list[int] = []
+
+
+def _interrupt(signum, frame):
+    # As Python's own handler, but remembered: a library that swallows the
+    # KeyboardInterrupt in a bare except (some optional-import guards do, and
+    # a Ctrl-C while they import lands there) must not make it vanish.
+    _signals.append(signum)
+    raise KeyboardInterrupt
+
+
 def main(argv=None) -> int:
     """Run ``specstream ARGV``; returns the exit status (see the module docstring)."""
     command = None
+    try:
+        previous = signal.signal(signal.SIGINT, _interrupt)
+    except ValueError:              # not the main thread: leave signals alone
+        previous = None
     try:
         import logging
         parser = build_parser()
@@ -53,10 +68,16 @@ def main(argv=None) -> int:
         if not getattr(args, "func", None):
             parser.print_help(sys.stderr)
             return 2
-        return _run(args, parser)
+        rc = _run(args, parser)
+        if _signals:                # interrupted, though something swallowed it
+            raise KeyboardInterrupt
+        return rc
     except KeyboardInterrupt as e:
         print(f"specstream{' ' + command if command else ''}: interrupted", file=sys.stderr)
-        return 128 + getattr(e, "signum", signal.SIGINT)
+        return 128 + getattr(e, "signum", _signals[0] if _signals else signal.SIGINT)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
 
 
 def _run(args, parser) -> int:
