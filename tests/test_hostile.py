@@ -278,12 +278,19 @@ def test_every_message_kind_mutated_then_a_good_stream_is_exact(rx, raw, ctx):
 
 
 # --------------------------------------------------------------------- stalls
-def test_headers_with_new_fft_sizes_neither_measure_nor_rewrite_wisdom(ctx, monkeypatch):
+def test_headers_with_new_fft_sizes_neither_measure_nor_rewrite_wisdom(ctx, monkeypatch, tmp_path):
     """Each new n_fft a remote names would cost FFTW a measured plan (0.6 s
     each here) and a rewrite of the wisdom file: the receiver plans them by
     estimate and leaves the file alone; a size measured before (by the user's
     own reconstruct) is used from the wisdom."""
+    import pyfftw
     from stream import fft
+    # Start from no wisdom at all: earlier tests in this process may have
+    # measured some of these sizes, which would rightly be used from wisdom.
+    pyfftw.forget_wisdom()
+    monkeypatch.setattr(fft, "_wisdom_loaded", True)
+    monkeypatch.setattr(fft, "_saved_wisdom", None)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.setenv("SPECSTREAM_FFTW_PLANNER", "measure")
     Reconstructor(STFTSpec(n_fft=300, hop_length=75))         # the user measured this one
     wisdom = fft.wisdom_path().read_bytes()
