@@ -116,9 +116,13 @@ def drift_runs(args):
         for sign in (+1, -1):
             factor = 1 + sign * args.ppm * 1e-6
             t0 = time.monotonic()
-            log, recs, cap = send_and_play(server, root, wav, factor,
-                                           ["--latency", str(args.latency)],
-                                           timeout=args.minutes * 60 * 1.5 + 120)
+            try:
+                log, recs, cap = send_and_play(server, root, wav, factor,
+                                               ["--latency", str(args.latency)],
+                                               timeout=args.minutes * 60 * 1.5 + 120)
+            except AssertionError as e:           # the run failed: say why, go on
+                print(f"producer {sign * args.ppm:+g} ppm: the run failed: {e}", flush=True)
+                continue
             res = judge(sig, factor, log, recs, cap, args.settled)
             res["wall_s"] = time.monotonic() - t0
             name = f"drift{sign * args.ppm:+g}ppm"
