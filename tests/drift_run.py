@@ -92,7 +92,10 @@ def send_and_play(pulse_server, tmp: Path, wav: Path, factor: float, play_args=(
                     sender.kill()
                 err = sender.communicate()[1]
             assert sender.returncode == 0, err + "".join(lines)
-            assert player.wait(60) == 0, "".join(lines)
+            try:
+                assert player.wait(60) == 0, "".join(lines)
+            except subprocess.TimeoutExpired:
+                raise AssertionError(f"the player did not end:\n{''.join(lines)}") from None
         finally:
             if player.poll() is None:
                 player.kill()

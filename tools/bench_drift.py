@@ -148,7 +148,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--ppm", type=float, default=100.0, help="producer drift (default 100)")
     p.add_argument("--minutes", type=float, default=10.0, help="per direction (default 10)")
-    p.add_argument("--latency", default="100", help="play --latency (default 100)")
+    p.add_argument("--latency", default="200", help="play --latency (default 200)")
     p.add_argument("--settled", type=float, default=60.0,
                    help="seconds after which the figures count (default 60)")
     p.add_argument("--out", default="bench-drift", help="output directory")
