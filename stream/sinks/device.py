@@ -52,7 +52,8 @@ allocates a sample buffer.
   stores the read position and the DAC time of its buffer.  Catch-up is
   then the last resort for a standing backlog (a burst after a stall), and
   its log line says so.  ``drift=False`` plays without.
-- *Latency target*: ``latency_ms="auto"`` (the default) starts at 30 ms and
+- *Latency target*: ``latency_ms="auto"`` (``specstream play``'s default;
+  the class's is a pinned 50 ms) starts at 30 ms and
   lets a :class:`~stream.sinks.latency.LatencyTuner` move the ring's target:
   raised after an underrun, raised from the arrivals' measured jitter,
   lowered slowly when they are steady; and, when the device itself
@@ -309,9 +310,10 @@ class SoundDeviceSink(Sink):
         PortAudio output device index or name substring; default: the
         system's default output.
     latency_ms : float or "auto"
-        ``"auto"`` or None (the default): start at ``AUTO_START_MS`` (30)
-        and adapt (see the module docstring).  A number pins it: the whole
-        queue the sink adds (ms): the device's own
+        ``"auto"`` (``specstream play``'s default): start at
+        ``AUTO_START_MS`` (30) and adapt (see the module docstring).  A
+        number (default 50) pins it: the whole queue the sink adds (ms): the
+        device's own
         buffer (``latency_ms / 2`` requested, see ``device_latency_ms``; the
         granted figure is ``stats['device_latency_ms']``) plus the ring's
         target, the rest.  The target is what is buffered before playback
@@ -385,10 +387,10 @@ class SoundDeviceSink(Sink):
         if isinstance(device, str) and device.strip().lstrip("-").isdigit():
             device = int(device)
         self.device = device
-        self.auto = latency_ms is None or (isinstance(latency_ms, str)
-                                           and latency_ms.strip().lower() == "auto")
+        self.auto = isinstance(latency_ms, str) and latency_ms.strip().lower() == "auto"
         try:
-            self.latency_ms = AUTO_START_MS if self.auto else float(latency_ms)
+            self.latency_ms = AUTO_START_MS if self.auto else \
+                50.0 if latency_ms is None else float(latency_ms)
         except ValueError:
             raise SinkError(f"latency must be 'auto' or a number of ms, got {latency_ms!r}") \
                 from None
