@@ -18,6 +18,7 @@ import re
 import socket
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -76,12 +77,25 @@ def send_and_play(pulse_server, tmp: Path, wav: Path, factor: float, play_args=(
             assert ready.wait(30) and player.poll() is None, "".join(lines)
             if before_send is not None:
                 before_send()
-            sent = subprocess.run(
+            sender = subprocess.Popen(
                 SPECSTREAM + ["send", "--analyze", str(wav), "--n-fft", "1024", "--hop-length",
                               "256", "--rate", str(factor), "--connect", endpoint],
-                env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
-            assert sent.returncode == 0, sent.stderr
-            assert player.wait(60) == 0, "".join(lines)
+                env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            try:
+                deadline = time.monotonic() + timeout
+                while sender.poll() is None:          # a player that dies ends the run
+                    assert player.poll() is None, f"the player died:\n{''.join(lines)}"
+                    assert time.monotonic() < deadline, "send timed out"
+                    time.sleep(0.5)
+            finally:
+                if sender.poll() is None:
+                    sender.kill()
+                err = sender.communicate()[1]
+            assert sender.returncode == 0, err + "".join(lines)
+            try:
+                assert player.wait(60) == 0, "".join(lines)
+            except subprocess.TimeoutExpired:
+                raise AssertionError(f"the player did not end:\n{''.join(lines)}") from None
         finally:
             if player.poll() is None:
                 player.kill()

@@ -290,3 +290,26 @@ def test_controller_takes_an_unflagged_step_without_losing_its_estimate(step_ms,
         worst = max(worst, abs(c.ppm - est))
     print(f"{step_ms} ms step: estimate moved {worst:.1f} ppm at most")
     assert worst < moved_ppm and abs(q - sp) < 0.001 * RATE
+
+
+def test_queue_meter_takes_the_devices_part_from_on_time_callbacks_and_sees_a_resize():
+    # The DAC delay PortAudio reports is smaller when a callback runs late
+    # (the device has drained): such dips are no change of the device's
+    # buffer; a step of it by 5 ms is (a jump, told once).
+    from stream.sinks.device import _QueueMeter
+    m = _QueueMeter(RATE)
+    rng = np.random.default_rng(4)
+    jumps, parts = 0, []
+    for k in range(int(8 * RATE / HOP)):
+        delay = 0.030 + (0.005 if k * HOP >= 5 * RATE else 0.0)
+        if rng.random() < 0.3:
+            delay -= rng.uniform(0, 0.006)                    # a late callback
+        clock = (k * HOP, k * HOP / RATE + delay, 256, delay)
+        m.measure(k * HOP / RATE, clock, k * HOP + 0.04 * RATE, float("nan"), HOP / RATE, 256,
+                  k * HOP)
+        jumps += m.jumped
+        m.jumped = False
+        parts.append(m.device)
+    assert jumps == 1
+    assert abs(parts[int(4.5 * RATE / HOP)] - (0.030 * RATE + 128)) < 0.0005 * RATE
+    assert abs(parts[-1] - (0.035 * RATE + 128)) < 0.0005 * RATE

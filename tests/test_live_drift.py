@@ -35,7 +35,9 @@ def test_a_producer_0_2_percent_off_plays_without_a_glitch(pulse_server, tmp_pat
     sig = drift_signal(SECONDS)
     wav = tmp_path / "drift.wav"
     sf.write(wav, sig.T, RATE, subtype="FLOAT")
-    log, recs, cap = send_and_play(pulse_server, tmp_path, wav, factor, ["--latency", "100"])
+    # 200 ms: room for the stalls of a machine shared with other work (the
+    # drift, not the latency, is under test here).
+    log, recs, cap = send_and_play(pulse_server, tmp_path, wav, factor, ["--latency", "200"])
     print(log)
     # The truth: the producer is paced at `factor` x the system clock, the
     # null sink nearly at the system's (its own clock measured: drift_run).

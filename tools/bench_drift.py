@@ -116,9 +116,13 @@ def drift_runs(args):
         for sign in (+1, -1):
             factor = 1 + sign * args.ppm * 1e-6
             t0 = time.monotonic()
-            log, recs, cap = send_and_play(server, root, wav, factor,
-                                           ["--latency", str(args.latency)],
-                                           timeout=args.minutes * 60 * 1.5 + 120)
+            try:
+                log, recs, cap = send_and_play(server, root, wav, factor,
+                                               ["--latency", str(args.latency)],
+                                               timeout=args.minutes * 60 * 1.5 + 120)
+            except AssertionError as e:           # the run failed: say why, go on
+                print(f"producer {sign * args.ppm:+g} ppm: the run failed: {e}", flush=True)
+                continue
             res = judge(sig, factor, log, recs, cap, args.settled)
             res["wall_s"] = time.monotonic() - t0
             name = f"drift{sign * args.ppm:+g}ppm"
@@ -144,7 +148,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--ppm", type=float, default=100.0, help="producer drift (default 100)")
     p.add_argument("--minutes", type=float, default=10.0, help="per direction (default 10)")
-    p.add_argument("--latency", default="100", help="play --latency (default 100)")
+    p.add_argument("--latency", default="200", help="play --latency (default 200)")
     p.add_argument("--settled", type=float, default=60.0,
                    help="seconds after which the figures count (default 60)")
     p.add_argument("--out", default="bench-drift", help="output directory")

@@ -231,8 +231,10 @@ def _open_sink(args, uri: str | None = None):
         device = int(device)
     # The sink's socket uses CURVE when its peer is named; its key pair is the player's.
     curve = args.sink_allow is not None or args.sink_curve_server is not None
-    latency = None if args.latency == "auto" else args.latency
-    return open_sink(uri or args.sink, device=device, latency_ms=latency,
+    # "auto" is the audio device's; other sinks take no latency at all.
+    target = uri or args.sink
+    auto_elsewhere = args.latency == "auto" and not target.lower().startswith("sounddevice")
+    return open_sink(target, device=device, latency_ms=None if auto_elsewhere else args.latency,
                      blocksize=args.blocksize,
                      catch_up=None if getattr(args, "catch_up", True) else False,
                      curve_secret=args.curve_secret if curve else None,

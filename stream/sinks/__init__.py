@@ -74,8 +74,8 @@ def open_sink(uri: str, *, device=None, latency_ms: float | None = None,
         Output device for ``sounddevice`` (index or name substring); the same
         as ``sounddevice:DEVICE``.
     latency_ms : float or "auto", optional
-        ``sounddevice`` only: the latency the sink adds (ms), or ``"auto"``
-        (the default: start at 30 ms and adapt; see :mod:`stream.sinks.device`).
+        ``sounddevice`` only: the latency the sink adds (ms, default 50), or
+        ``"auto"`` (start at 30 ms and adapt; see :mod:`stream.sinks.device`).
     blocksize : int, optional
         ``sounddevice`` only: samples per channel per callback (default: PortAudio's choice).
     catch_up : bool, optional

@@ -52,7 +52,8 @@ allocates a sample buffer.
   stores the read position and the DAC time of its buffer.  Catch-up is
   then the last resort for a standing backlog (a burst after a stall), and
   its log line says so.  ``drift=False`` plays without.
-- *Latency target*: ``latency_ms="auto"`` (the default) starts at 30 ms and
+- *Latency target*: ``latency_ms="auto"`` (``specstream play``'s default;
+  the class's is a pinned 50 ms) starts at 30 ms and
   lets a :class:`~stream.sinks.latency.LatencyTuner` move the ring's target:
   raised after an underrun, raised from the arrivals' measured jitter,
   lowered slowly when they are steady; and, when the device itself
@@ -179,10 +180,11 @@ class _QueueMeter:
     first sample reached the DAC (PortAudio's ``outputBufferDacTime``,
     extrapolated at the sample rate; smoother than the ring's fill, which
     moves in callback-sized steps).  The device's part of it (the DAC delay
-    plus half a callback) is taken once per segment (after a start or a
-    jump), as the mean of its first ``device_n`` measurements: it is the
-    device's buffer, constant while the stream runs, until it moves by more
-    than 2 ms (averaged over 0.5 s), when it is taken anew.
+    plus half a callback: the device's buffer, constant while the stream
+    runs) is the median of the largest values of the last three half-seconds
+    (a late callback finds the device emptier); when it moves by more than
+    2 ms (PulseAudio resizes a stream's buffer after an underrun) it is
+    taken anew and the controller told (``jumped``).
 
     The lateness of a write is how much later it came than it could have:
     from the producer's timestamps, the transit time (producer's timestamp
@@ -198,11 +200,9 @@ class _QueueMeter:
     and the producer's, the frames it sent against its timestamps.
     """
 
-    def __init__(self, rate: float, skip_s: float = 0.25, device_n: int = 25,
-                 floor_s: int = 5):
+    def __init__(self, rate: float, skip_s: float = 0.25, floor_s: int = 5):
         self.rate = rate
         self.skip_s = skip_s
-        self.device_n = device_n
         self.events = (-1, -1, -1, -1, -1)
         self.device = None         # samples between the ring and the DAC
         self.latency_ms = float("nan")      # mean queue over the last second of audio
@@ -214,6 +214,8 @@ class _QueueMeter:
         self.device_ppm = self.producer_ppm = None     # clocks against the system's
         self._producer = LineFit()
         self._device = LineFit()
+        self._dev_blocks: deque = deque(maxlen=3)
+        self.device_changed()
         self.restart()
 
     def new_stream(self):
@@ -229,7 +231,6 @@ class _QueueMeter:
         self._skip = self.skip_s
         self._q_lp = None
         self.last = None
-        self._dev_sum, self._dev_n = 0.0, 0
         self._device = LineFit()           # the read position jumped, or stood still
         self.jumped = False                # the device's part moved (see measure)
 
@@ -256,26 +257,40 @@ class _QueueMeter:
         if self._skip > 0:
             self._skip -= seconds
             return None
-        dev = delay * rate + frames / 2
-        if self._dev_n < self.device_n:
-            self._dev_sum += dev
-            self._dev_n += 1
-            self.device = self._dev_lp = self._dev_sum / self._dev_n
-        else:
-            # The device's part moved for good (PulseAudio resizes a stream's
-            # buffer after an underrun): take it anew, and say so (a jump of
-            # the queue that no resampling should play off).
-            self._dev_lp += (dev - self._dev_lp) * min(1.0, seconds / 0.5)
-            if abs(self._dev_lp - self.device) > 0.002 * rate:
-                self.device = self._dev_lp
-                self.jumped = True
-                self._device = LineFit()
+        self._device_part(delay * rate + frames / 2, seconds)
         if timestamp == timestamp:
             late = self._lateness(time.time() - timestamp, seconds)
             return q + late * rate, late, self.device
         a = min(1.0, seconds / 1.0)
         self._q_lp = q if self._q_lp is None else self._q_lp + a * (q - self._q_lp)
         return q, (self._q_lp - q) / rate, self.device
+
+    def _device_part(self, dev, seconds):
+        # A late callback finds the device emptier (its DAC delay smaller), so
+        # the device's part is the median of the largest values of the last
+        # three half-seconds; a move of it by more than 2 ms is a jump.
+        self._dev_max = max(self._dev_max, dev)
+        self._dev_s += seconds
+        if self.device is None:
+            self.device = dev
+        if self._dev_s < 0.5:
+            return
+        self._dev_blocks.append(self._dev_max)
+        self._dev_max, self._dev_s = 0.0, 0.0
+        part = sorted(self._dev_blocks)[len(self._dev_blocks) // 2]   # (np.median's first
+        # call takes 15 ms: a stall of the writer)
+        if len(self._dev_blocks) < 3:
+            self.device = max(self.device, part) if self._dev_fresh else self.device
+        elif abs(part - self.device) > 0.002 * self.rate:
+            self.device, self.jumped = part, True
+            self._device = LineFit()
+        self._dev_fresh = False
+
+    def device_changed(self):
+        """The device's buffer was resized: take its part anew."""
+        self._dev_blocks.clear()
+        self._dev_max = self._dev_s = 0.0
+        self.device, self._dev_fresh = None, True
 
     def _lateness(self, transit, seconds):
         self._block_min = min(self._block_min, transit)
@@ -296,9 +311,10 @@ class SoundDeviceSink(Sink):
         PortAudio output device index or name substring; default: the
         system's default output.
     latency_ms : float or "auto"
-        ``"auto"`` or None (the default): start at ``AUTO_START_MS`` (30)
-        and adapt (see the module docstring).  A number pins it: the whole
-        queue the sink adds (ms): the device's own
+        ``"auto"`` (``specstream play``'s default): start at
+        ``AUTO_START_MS`` (30) and adapt (see the module docstring).  A
+        number (default 50) pins it: the whole queue the sink adds (ms): the
+        device's own
         buffer (``latency_ms / 2`` requested, see ``device_latency_ms``; the
         granted figure is ``stats['device_latency_ms']``) plus the ring's
         target, the rest.  The target is what is buffered before playback
@@ -372,10 +388,10 @@ class SoundDeviceSink(Sink):
         if isinstance(device, str) and device.strip().lstrip("-").isdigit():
             device = int(device)
         self.device = device
-        self.auto = latency_ms is None or (isinstance(latency_ms, str)
-                                           and latency_ms.strip().lower() == "auto")
+        self.auto = isinstance(latency_ms, str) and latency_ms.strip().lower() == "auto"
         try:
-            self.latency_ms = AUTO_START_MS if self.auto else float(latency_ms)
+            self.latency_ms = AUTO_START_MS if self.auto else \
+                50.0 if latency_ms is None else float(latency_ms)
         except ValueError:
             raise SinkError(f"latency must be 'auto' or a number of ms, got {latency_ms!r}") \
                 from None
@@ -544,6 +560,7 @@ class SoundDeviceSink(Sink):
             self.device_latency_ms = min(AUTO_DEVICE_MAX_MS, 2.0 * asked)
             self.tuner.record(old_ms, 1000.0 * self.device_latency, "device")
             self.tuner.raise_floor(self._floor(ring.fade), "device")
+            self._meter.device_changed()
             ring.target = min(ring.capacity, max(1, int(round(self.tuner.target))))
             self.device_resizes += 1
             log.warning("audio output %r: the device underran %d times in %.0f s (a busy "
