@@ -34,21 +34,24 @@ log = logging.getLogger("specstream")
 _FLAGS = (("mag_key", "--mag-key"), ("phase_key", "--phase-key"), ("dtype", "--dtype"),
           ("bins", "--bins"), ("layout", "--layout"), ("n_fft", "--n-fft"),
           ("hop_length", "--hop-length"), ("win_length", "--win-length"),
-          ("window", "--window"), ("center", "--center"), ("preset", "--preset"),
+          ("window", "--window"), ("center", "--center"), ("first_sample", "--first-sample"),
+          ("no_nyquist", "--no-nyquist"), ("preset", "--preset"), ("gain", "--gain"),
           ("phase_origin", "--phase-origin"), ("magnitude", "--magnitude"),
-          ("db_ref", "--db-ref"), ("phase_unit", "--phase-unit"), ("scaling", "--scaling"),
+          ("db_ref", "--db-ref"), ("eps", "--eps"), ("phase_unit", "--phase-unit"),
+          ("scaling", "--scaling"),
           ("sample_rate", "--sample-rate"), ("length", "--length"),
           ("normalize", "--normalize"))
 #: flags the printed command leaves out at these values (the library's defaults)...
 _DEFAULTS = {"phase_origin": STFTSpec.phase_origin, "scaling": STFTSpec.scaling,
              "magnitude": Encoding.magnitude, "db_ref": Encoding.db_ref,
-             "phase_unit": Encoding.phase_unit}
+             "phase_unit": Encoding.phase_unit, "first_sample": STFTSpec.first_sample,
+             "gain": STFTSpec.gain, "eps": Encoding.eps}
 #: ...except these when a preset is given: it has defaults of its own for them.
 _PRESET_DEFAULTS = ("phase_origin", "scaling")
 #: flags whose value the probe may use as known.
 _KNOWN = ("layout", "n_fft", "hop_length", "win_length", "window", "center", "magnitude",
           "db_ref", "phase_unit", "scaling", "phase_origin", "dtype", "bins", "mag_key",
-          "phase_key", "sample_rate", "length")
+          "phase_key", "sample_rate", "length", "first_sample", "gain", "eps")
 
 
 def register(sub):
@@ -73,6 +76,11 @@ def register(sub):
 def known_from_args(args) -> dict:
     """The flags the user gave, as the probe's ``known`` dict."""
     known = {k: getattr(args, k, None) for k in _KNOWN}
+    if known["window"] is not None and getattr(args, "symmetric", None) is not None:
+        from ..spec import parse_window_name
+        known["window"] = parse_window_name(known["window"], args.symmetric).text
+    if getattr(args, "no_nyquist", None):
+        known["nyquist"] = args.no_nyquist
     if getattr(args, "preset", None):
         from ..spec import preset
         s = preset(args.preset, **({"n_fft": args.n_fft} if args.n_fft else {}))
@@ -146,6 +154,8 @@ def reconstruct_flags(res: ProbeResult) -> dict:
     ``normalize=-1`` (dBFS).
     """
     flags = res.parameters()
+    if flags.pop("nyquist", "stored") != "stored":
+        flags["no_nyquist"] = "zero"
     first_frame, align = flags.pop("first_frame", 0), flags.pop("window_align", "center")
     placement = "scipy-sfft" if first_frame else "scipy" if align == "left" else None
     if placement:
@@ -172,6 +182,8 @@ def command_line(res: ProbeResult, output: str = "OUT.wav") -> str | None:
             continue
         if attr == "center":
             cmd.append("--center" if value else "--no-center")
+        elif isinstance(value, int) and value < 0:
+            cmd.append(f"{flag}={value}")
         elif isinstance(value, float) and value < 0:      # the value must not look like a flag
             cmd.append(f"{flag}={_text(value)}")
         else:

@@ -75,55 +75,38 @@ def reconstruct_blocks(source: FrameSource, pipeline, bar=None, block: int = 102
     yield pipeline.flush()
 
 
-class EndFinder:
-    """Passes audio blocks on, holding the last ones back until the end shows
-    where the signal stopped (:func:`stream.ends.find_end`): the output is
-    all the frames hold, less the end padding when the padding shows it.
-    With ``library_length`` (a preset: the library's own inverse), exactly
-    ``spec.samples_for(n_frames)`` samples, what librosa's, torch's and scipy's
-    ``istft`` return; the end found is still said.  ``end`` is the
-    :class:`~stream.ends.SignalEnd` found (after the blocks), ``length`` the
-    samples written."""
-
-    def __init__(self, spec: STFTSpec, n_frames: int, library_length: bool = False):
-        from ..ends import length_range
-        self.spec, self.n_frames = spec, n_frames
-        low, _ = length_range(spec, n_frames)
-        self.keep_from = max(min(low, spec.samples_for(n_frames)) - spec.frame_span, 0)
-        self.end = None
-        self.length = None
-        self.library = library_length
-
-    def __call__(self, blocks):
-        from ..ends import find_end
-        pos, held = 0, []
-        for y in blocks:
-            n = y.shape[-1]
-            cut = min(max(self.keep_from - pos, 0), n)
-            if cut:
-                yield y[..., :cut]
-            if cut < n:
-                held.append(y[..., cut:])
-            pos += n
-        tail = np.concatenate(held, axis=-1) if held else np.zeros(
-            (self.spec.channels, 0) if self.spec.channels > 1 else (0,), np.float32)
-        start = pos - tail.shape[-1]
-        self.end = find_end(tail, start, self.spec, self.n_frames)
-        self.length = (min(self.spec.samples_for(self.n_frames), pos) if self.library
-                       else self.end.length)
-        yield tail[..., :max(self.length - start, 0)]
-
-    def describe(self) -> str:
-        text = self.end.describe()
-        if self.length != self.end.length:
-            text += (f"; {self.length} samples written, as the preset's library's istft "
-                     f"returns them (--length {self.end.length} for the signal's own)")
-        return text
+def file_end(source: FrameSource, spec: STFTSpec, enc: Encoding, preset: bool = False):
+    """``(length, how)``: the samples to write for a file when no ``--length``
+    is given, and a sentence on how they were found (:mod:`stream.ends`):
+    all the frames hold, less the end padding the last frames show.  With a
+    preset, the library's own ``istft`` length (``spec.samples_for``), the
+    end found said beside it."""
+    from ..decode import Decoder
+    from ..ends import SignalEnd, end_of_frames, tail_frames
+    n = source.n_frames
+    if frame_kind(source) == "magnitude":
+        # no phase to invert: all the frames hold (a rebuilt phase is not exact)
+        cover = spec.covered_samples(n)
+        end = SignalEnd(cover, "covered", cover, cover)
+    else:
+        k = min(n, tail_frames(spec))
+        first = source.block(n - k, n)
+        second = None if source.second is None else source.block(n - k, n, source.second)
+        end = end_of_frames(Decoder(spec, enc).decode(first, second), spec, n)
+    if not preset or end.how == "inconsistent":
+        return end.length, end.describe()
+    own = spec.samples_for(n)
+    return own, (f"{own} samples, as the preset's library's istft returns them; "
+                 f"{end.describe()}" + (f" (--length {end.length} for that)"
+                                        if end.length != own else ""))
 
 
-def make_pipeline(args, source: FrameSource, spec: STFTSpec, enc: Encoding):
+def make_pipeline(args, source: FrameSource, spec: STFTSpec, enc: Encoding,
+                  length: int | None = None):
     """The file's FramePipeline (made before the output file is, so that a bad
-    ``length`` is an error first), its phase stage and convergence meter."""
+    ``length`` is an error first), its phase stage and convergence meter.
+    ``length``: samples to write when ``--length`` is not given (default the
+    inverse's own, ``spec.samples_for``; :func:`file_end` finds the signal's)."""
     from .. import phase
     from ..pipeline import FramePipeline
     kind = frame_kind(source)
@@ -133,8 +116,10 @@ def make_pipeline(args, source: FrameSource, spec: STFTSpec, enc: Encoding):
         stage = phase.phase_stage(spec, method, args.iterations, rng=0,
                                   callback=_iterations_bar(args, method))
         meter = None if args.quiet else phase.ConvergenceMeter(spec)
-    # Without a length, all the frames hold (EndFinder then cuts the padding).
-    length = args.length if args.length is not None else spec.covered_samples(source.n_frames)
+    if args.length is not None:
+        length = args.length
+    elif length is None:
+        length = spec.samples_for(source.n_frames)
     pipe = FramePipeline(spec, enc, kind=kind, phase=stage, length=length, monitor=meter)
     return pipe
 
@@ -162,15 +147,14 @@ def run_reconstruct(args) -> int:
     spec = spec_from_args(args, source)
     enc = encoding_from_args(args)
     fmt, subtype = _output_format(args.output, args.subtype)
+    length = how = None
+    if args.length is None:
+        length, how = file_end(source, spec, enc, bool(args.preset))
     if not args.quiet and args.sample_rate is None:
         log.warning("sample rate not given: assuming %g Hz (set --sample-rate)", spec.sample_rate)
-    pipe = make_pipeline(args, source, spec, enc)
+    pipe = make_pipeline(args, source, spec, enc, length)
     bar = progress(source.n_frames, "reconstruct", quiet=args.quiet)
     blocks = reconstruct_blocks(source, pipe, bar)
-    ends = None
-    if args.length is None:
-        ends = EndFinder(spec, source.n_frames, library_length=bool(args.preset))
-        blocks = ends(blocks)
     if args.normalize is not None:
         writer = _write_normalized(args, blocks, spec, fmt, subtype)
     else:
@@ -184,8 +168,8 @@ def run_reconstruct(args) -> int:
     bar.close()
     if not args.quiet:
         _summary(args, source, spec, writer, pipe, time.perf_counter() - t0)
-        if ends is not None and ends.end is not None:
-            print(f"  length: {ends.describe()}", file=sys.stderr)
+        if how is not None:
+            print(f"  length: {how}", file=sys.stderr)
     return 0
 
 

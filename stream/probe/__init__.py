@@ -107,8 +107,9 @@ def probe(mag_path, phase_path=None, *, known: dict | None = None, progress=None
 def _layout_open(res: ProbeResult, known) -> bool:
     """Both axes looked like frequency (e.g. torch's reflect-padded first
     frame is real too) and there is a phase to test them with."""
+    # The other reading must be an audio STFT too: n_fft at most 16384.
     return ("layout" not in known and res.confidence("layout") < 0.5
-            and res.value("input") != "magnitude" and res.value("n_frames", 0) >= 3)
+            and res.value("input") != "magnitude" and 3 <= res.value("n_frames", 0) <= 8193)
 
 
 def _settle_layout(mag_path, phase_path, known, res: ProbeResult, bar) -> ProbeResult:
