@@ -240,7 +240,7 @@ def write_plot(res: ProbeResult, path: str):
 
 
 # ------------------------------------------------------------------- auto
-def apply_probe(args):
+def apply_probe(args, say=None):
     """Probe ``args.mag``/``args.phase`` and fill every flag left as None
     from :func:`reconstruct_flags` (what the printed command line gives).
 
@@ -248,12 +248,27 @@ def apply_probe(args):
     magnitude and the phase in (swapped, or the phase None when it is in the
     magnitude's ``.npz``); a two-sided spectrum or real/imaginary parts are
     made into a one-sided complex temporary .npy.  Raises :class:`SpecError`
-    saying what would settle it when the probe cannot tell.
+    saying what would settle it when the probe cannot tell.  ``say(line)``
+    is given what is announced (default: printed to stderr unless quiet).
     """
     res = _run(args)
     if not res.ok:
         raise SpecError("--auto cannot tell how these frames were made: "
                         + "; ".join(res.problems or ["see 'specstream probe'"]))
+    return fill_from_probe(args, res, say)
+
+
+def probe_args(args) -> ProbeResult:
+    """The probe on the files and flags of ``args`` (the flags given are known)."""
+    return _run(args)
+
+
+def fill_from_probe(args, res: ProbeResult, say=None) -> ProbeResult:
+    """Fill every flag of ``args`` left as None from what ``res`` found (the
+    roles, the readable copy, the parameters; :func:`apply_probe`'s work
+    once the probe has run).  ``say(line)``: as :func:`apply_probe`."""
+    if say is None:
+        say = _printer(args)
     flags = reconstruct_flags(res)
     _apply_roles(args, flags.pop("mag"), flags.pop("phase", None))
     for attr, value in flags.items():
@@ -262,15 +277,23 @@ def apply_probe(args):
             f = res.findings.get(attr)
             log.info("probe: %s = %s (%s)", attr, value, f.label if f else "from the findings")
             if attr == "normalize":
-                _announce_lost_level(args, res)
+                _announce_lost_level(args, res, say)
     if res.needs_copy:
-        _readable_copy(args, res)
+        _readable_copy(args, res, say)
     for name in ("scaling", "sample_rate"):
         if res.confidence(name) == 0:
             log.info("probe: %s: %s", name, res.findings[name].evidence)
-    if not getattr(args, "quiet", False):
-        print(f"specstream: probe: {summary(res)}", file=sys.stderr)
+    if res.ok:
+        say(f"specstream: probe: {summary(res)}")
     return res
+
+
+def _printer(args):
+    """Print a line to stderr, unless ``args.quiet``."""
+    def say(line):
+        if not getattr(args, "quiet", False):
+            print(line, file=sys.stderr)
+    return say
 
 
 def summary(res: ProbeResult) -> str:
@@ -287,13 +310,12 @@ def summary(res: ProbeResult) -> str:
     return " ".join(parts) + f" (confidence {res.overall:.2f}; flags given win)"
 
 
-def _announce_lost_level(args, res: ProbeResult):
+def _announce_lost_level(args, res: ProbeResult, say):
     """The files cannot say how loud the audio was: without a gain the output
     would sit wherever the stored numbers put it (-50 dBFS for dB re the
     maximum), so the peak goes to -1 dBFS (:func:`reconstruct_flags`)."""
     why = f"the absolute level is lost ({res.level_lost})"
-    if not getattr(args, "quiet", False):
-        print(f"specstream: {why}: --normalize {args.normalize:g} dBFS", file=sys.stderr)
+    say(f"specstream: {why}: --normalize {args.normalize:g} dBFS")
 
 
 def _apply_roles(args, mag, phase):
@@ -303,7 +325,7 @@ def _apply_roles(args, mag, phase):
     args.mag, args.phase = mag, phase
 
 
-def _readable_copy(args, res: ProbeResult):
+def _readable_copy(args, res: ProbeResult, say):
     """Write what the probe read as one-sided .npy files ``reconstruct`` can open:
     complex values from real/imag parts, bins 0..n_fft/2 of a two-sided spectrum."""
     n = res.value("n_fft")
@@ -324,5 +346,4 @@ def _readable_copy(args, res: ProbeResult):
     args.mag_key = args.phase_key = args.dtype = args.bins = None
     why = res.needs_copy
     log.info("probe: %s; readable copy in %s", why, tmp)
-    if not getattr(args, "quiet", False):
-        print(f"specstream: {why}: reading a one-sided complex copy", file=sys.stderr)
+    say(f"specstream: {why}: reading a one-sided complex copy")

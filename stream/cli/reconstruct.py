@@ -11,10 +11,9 @@ import time
 import numpy as np
 
 from ..decode import Encoding
-from ..files import FrameSource
+from ..files import FrameSource, sparse_reads
 from ..spec import STFTSpec
-from .common import (UsageError, add_file_args, add_stft_args, dbfs, encoding_from_args,
-                     open_source, progress, spec_from_args)
+from .common import UsageError, add_file_args, add_stft_args, dbfs, progress
 
 log = logging.getLogger("specstream")
 
@@ -51,6 +50,9 @@ def _output_format(path: str, subtype: str | None):
     ext = os.path.splitext(path)[1].lower()
     if ext not in (".wav", ".flac"):
         raise UsageError(f"output {path!r}: use a .wav or .flac file name")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise UsageError(f"output {path!r}: no such directory {parent!r}")
     if subtype is None:
         subtype = "pcm24" if ext == ".flac" else "float"
     sf_subtype = SUBTYPES[subtype]
@@ -90,8 +92,12 @@ def file_end(source: FrameSource, spec: STFTSpec, enc: Encoding, preset: bool = 
         end = SignalEnd(cover, "covered", cover, cover)
     else:
         k = min(n, tail_frames(spec))
-        first = source.block(n - k, n)
-        second = None if source.second is None else source.block(n - k, n, source.second)
+        sparse_reads(source.first, source.second)
+        try:
+            first = source.block(n - k, n)
+            second = None if source.second is None else source.block(n - k, n, source.second)
+        finally:
+            sparse_reads(source.first, source.second, on=False)
         end = end_of_frames(Decoder(spec, enc).decode(first, second), spec, n)
     if not preset or end.how == "inconsistent":
         return end.length, end.describe()
@@ -140,19 +146,16 @@ def _iterations_bar(args, method: str):
 
 def run_reconstruct(args) -> int:
     t0 = time.perf_counter()
-    if args.auto:
-        from .probe import apply_probe
-        apply_probe(args)    # fills the flags left as None from the probe's answer
-    source = open_source(args)
-    spec = spec_from_args(args, source)
-    enc = encoding_from_args(args)
+    from .infer import frames_from_args, say_notes
     fmt, subtype = _output_format(args.output, args.subtype)
+    source, spec, enc, notes = frames_from_args(args, "reconstruct")
     length = how = None
     if args.length is None:
         length, how = file_end(source, spec, enc, bool(args.preset))
     if not args.quiet and args.sample_rate is None:
         log.warning("sample rate not given: assuming %g Hz (set --sample-rate)", spec.sample_rate)
     pipe = make_pipeline(args, source, spec, enc, length)
+    say_notes(args, notes)
     bar = progress(source.n_frames, "reconstruct", quiet=args.quiet)
     blocks = reconstruct_blocks(source, pipe, bar)
     if args.normalize is not None:

@@ -39,12 +39,12 @@ import time
 import numpy as np
 
 from ..errors import SpecstreamError
-from ..files import other_layout
+from ..files import other_layout, sparse_reads
 from ..spec import SpecError
 from . import edges, framing
 from .arrays import check_pairable, check_stored, read_file, stored_scalars
 from .framing import WINDOW_CANDIDATES, consistency
-from .orientation import orient
+from .orientation import HEAD_FRAMES, orient
 from .raw import raw_hints, record_raw, share_row_length
 from .result import Candidate, Finding, ProbeResult
 from .roles import assign_roles, record_files, record_phase_layout
@@ -100,6 +100,9 @@ def probe(mag_path, phase_path=None, *, known: dict | None = None, progress=None
             res = _settle_layout(mag_path, phase_path, known, res, bar)
     finally:
         bar.close()
+        for a in res.arrays:
+            if a is not None:
+                sparse_reads(a.data, on=False)
     res.seconds = time.perf_counter() - t0
     return res
 
@@ -140,6 +143,7 @@ def _run(mag_path, phase_path, known, res: ProbeResult, bar: _Progress):
     if phase_path is not None:
         arrays += read_file(phase_path, raw_hints(known), allow_complex=False)
     arrays = share_row_length(arrays)
+    sparse_reads(*(a.data for a in arrays))     # a few frames of each: no read-around
     if phase_path is not None:
         check_pairable(arrays, mag_path, phase_path)
     known = stored_scalars(arrays, known, res)
@@ -156,22 +160,27 @@ def _run(mag_path, phase_path, known, res: ProbeResult, bar: _Progress):
     record_raw(first, res)
     n_frames = fb.shape[0]
     res.findings["n_frames"] = Finding(n_frames, "frames in the file", 1.0)
+    # Units and framing from the first frames of a long file (flat memory);
+    # the edges read the first and the last frames themselves.
+    fh = fb[:HEAD_FRAMES]
+    ph_h = None if pb is None else pb[:HEAD_FRAMES]
     # magnitude units
-    mags = ["complex"] if np.iscomplexobj(fb) else magnitude_candidates(fb, known, res)
+    mags = ["complex"] if np.iscomplexobj(fb) else magnitude_candidates(fh, known, res)
     if mags == ["complex"]:
         res.findings["magnitude"] = Finding("linear", "complex values carry their magnitude", 1.0)
-    res.preview_db = preview(fb, mags[0], n_fft)
+    res.preview_db = preview(fh, mags[0], n_fft)
     bar.step()
     if ph is None and not np.iscomplexobj(fb):
         framing.magnitude_only(res, known, mags, n_fft)
         return
     # framing, then edges, length and level with the best candidate
-    cands = framing.search(fb, pb, n_fft, mags, unit, known, res, bar)
+    cands = framing.search(fh, ph_h, n_fft, mags, unit, known, res, bar)
+    sparse_reads(fb, pb, on=False)             # the first frames were read: drop their pages
     spec = framing.conclude(cands, n_fft, known, res)
     if spec is not None:
         mag = cands[0].magnitude
         edges.centre(fb, pb, spec, mag, unit, known, res)
         edges.check_length(known, n_frames, res)
         check_stored(res)
-        edges.guess_scaling(fb, pb, spec, mag, unit, known, res)
+        edges.guess_scaling(fh, ph_h, spec, mag, unit, known, res)
     bar.step()

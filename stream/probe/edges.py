@@ -151,8 +151,9 @@ def _frames_time(fb, pb, spec, mag, unit, sl) -> np.ndarray:
 def _edge_level(fb, pb, n_fft, mag, unit, k) -> float:
     """RMS of the first and last ``k`` frames over the loudest frame's (both edges' max)."""
     t = fb.shape[0]
-    step = max(1, t // 2000)
-    e = (np.abs(decoded(fb, pb, n_fft, mag, unit, slice(0, t, step))) ** 2).sum(1)
+    h = min(t, 4096)                  # the loudest of the first frames (one piece of a file)
+    e = np.concatenate([(np.abs(decoded(fb, pb, n_fft, mag, unit, slice(i, min(h, i + 256))))
+                         ** 2).sum(1) for i in range(0, h, 256)])
     ends = (np.abs(decoded(fb, pb, n_fft, mag, unit, slice(0, k))) ** 2).sum(1).mean(), \
         (np.abs(decoded(fb, pb, n_fft, mag, unit, slice(t - k, t))) ** 2).sum(1).mean()
     return float(np.sqrt(max(ends) / max(e.max(), 1e-300)))
@@ -182,7 +183,7 @@ def _signal_estimate(y: np.ndarray, spec: STFTSpec, w: np.ndarray) -> np.ndarray
 def _floor_fraction(fb, k: int) -> float:
     """Fraction of the stored values at the dB floor in the first or the last
     ``k`` frames (the larger)."""
-    lo = float(sample(fb).min())
+    lo = float(sample(fb[:4096]).min())
     ends = np.asarray(fb[:k]), np.asarray(fb[-k:])
     return max(float(np.mean(e == lo)) for e in ends)
 

@@ -222,8 +222,11 @@ def frame_power(fb, pb, n_fft, mag, unit) -> tuple[np.ndarray, int, int]:
     most :data:`MAX_POWER_FRAMES` of them (a long file costs no more)."""
     n = fb.shape[0]
     step = max(1, -(-n // MAX_POWER_FRAMES))
-    x = decoded(fb, pb, n_fft, mag, unit, slice(0, n, step))
-    return (np.abs(x) ** 2).sum(1), step, n
+    power = []
+    for i in range(0, n, 256 * step):        # a few MB at a time
+        x = decoded(fb, pb, n_fft, mag, unit, slice(i, min(n, i + 256 * step), step))
+        power.append((np.abs(x) ** 2).sum(1))
+    return (np.concatenate(power) if power else np.zeros(0)), step, n
 
 
 # ------------------------------------------------------------ the search

@@ -126,10 +126,18 @@ def decoded(fb, pb, n_fft, mag_unit, phase_unit, sl) -> np.ndarray:
         first, None if pb is None else np.asarray(pb[sl]))
 
 
-def preview(fb, mag_unit, n_fft, max_frames: int = 2000) -> np.ndarray:
+def preview(fb, mag_unit, n_fft, max_frames: int = 1000) -> np.ndarray:
     """The magnitude in dB (frames x bins, at most ``max_frames``), for plots."""
     step = max(1, fb.shape[0] // max_frames)
-    v = np.asarray(fb[::step])
-    m = np.abs(v) if np.iscomplexobj(v) else _decoder(n_fft, mag_unit, None).magnitude(v)
-    m = m.astype(np.float64)
-    return 20 * np.log10(np.maximum(m, 1e-10 * max(m.max(), 1e-30)))
+    dec = _decoder(n_fft, mag_unit, None)
+    parts = []
+    for i in range(0, fb.shape[0], 256 * step):     # a few MB at a time
+        v = np.asarray(fb[i:i + 256 * step:step])
+        m = np.abs(v) if np.iscomplexobj(v) else dec.magnitude(v)
+        parts.append(m.astype(np.float32))
+    m = np.concatenate(parts) if parts else np.zeros((0, fb.shape[1]), np.float32)
+    top = float(m.max()) if m.size else 0.0
+    np.maximum(m, np.float32(1e-10 * max(top, 1e-30)), out=m)
+    np.log10(m, out=m)
+    m *= 20
+    return m
