@@ -34,7 +34,8 @@ log = logging.getLogger("specstream")
 _FLAGS = (("mag_key", "--mag-key"), ("phase_key", "--phase-key"), ("dtype", "--dtype"),
           ("bins", "--bins"), ("layout", "--layout"), ("n_fft", "--n-fft"),
           ("hop_length", "--hop-length"), ("win_length", "--win-length"),
-          ("window", "--window"), ("center", "--center"), ("first_sample", "--first-sample"),
+          ("window", "--window"), ("window_align", "--window-align"), ("center", "--center"),
+          ("first_sample", "--first-sample"),
           ("no_nyquist", "--no-nyquist"), ("preset", "--preset"), ("gain", "--gain"),
           ("phase_origin", "--phase-origin"), ("magnitude", "--magnitude"),
           ("db_ref", "--db-ref"), ("eps", "--eps"), ("phase_unit", "--phase-unit"),
@@ -148,18 +149,17 @@ def reconstruct_flags(res: ProbeResult) -> dict:
     :meth:`~stream.probe.ProbeResult.parameters` make: the one translation
     the printed command line and ``--auto`` share.
 
-    Frame placements no flag names come as a preset: frames before sample 0
-    (``ShortTimeFFT``, ``scipy-sfft``) or a window at the start of a longer
-    frame (``scipy``).  A level the files have lost comes as
+    ShortTimeFFT's frames before sample 0 come as the ``scipy-sfft`` preset.  A level the files have lost comes as
     ``normalize=-1`` (dBFS).
     """
     flags = res.parameters()
     if flags.pop("nyquist", "stored") != "stored":
         flags["no_nyquist"] = "zero"
     first_frame, align = flags.pop("first_frame", 0), flags.pop("window_align", "center")
-    placement = "scipy-sfft" if first_frame else "scipy" if align == "left" else None
-    if placement:
-        flags["preset"] = placement
+    if first_frame:
+        flags["preset"] = "scipy-sfft"
+    elif align == "left":
+        flags["window_align"] = "left"
     if res.level_lost:
         flags["normalize"] = -1.0
     return flags
@@ -182,6 +182,8 @@ def command_line(res: ProbeResult, output: str = "OUT.wav") -> str | None:
             continue
         if attr == "center":
             cmd.append("--center" if value else "--no-center")
+        elif attr == "no_nyquist":
+            cmd.append(flag)
         elif isinstance(value, int) and value < 0:
             cmd.append(f"{flag}={value}")
         elif isinstance(value, float) and value < 0:      # the value must not look like a flag

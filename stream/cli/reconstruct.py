@@ -119,8 +119,8 @@ def make_pipeline(args, source: FrameSource, spec: STFTSpec, enc: Encoding,
     stage = meter = None
     if kind == "magnitude":
         method = args.phase_method or "pghi"
-        stage = phase.phase_stage(spec, method, args.iterations, rng=0,
-                                  callback=_iterations_bar(args, method))
+        # block by block, as the frames come: the frame bar shows the progress
+        stage = phase.phase_stage(spec, method, args.iterations, rng=0)
         meter = None if args.quiet else phase.ConvergenceMeter(spec)
     if args.length is not None:
         length = args.length
@@ -128,20 +128,6 @@ def make_pipeline(args, source: FrameSource, spec: STFTSpec, enc: Encoding,
         length = spec.samples_for(source.n_frames)
     pipe = FramePipeline(spec, enc, kind=kind, phase=stage, length=length, monitor=meter)
     return pipe
-
-
-def _iterations_bar(args, method: str):
-    """A progress callback for the iterations of a whole-file phase method."""
-    total = 32 if args.iterations is None else args.iterations
-    if method not in ("pghi", "griffinlim") or total < 1:
-        return None
-    bar = progress(total, f"phase ({method})", unit="it", quiet=args.quiet)
-
-    def update(i):
-        bar.update(1)
-        if i >= total:
-            bar.close()
-    return update
 
 
 def run_reconstruct(args) -> int:

@@ -98,6 +98,8 @@ def probe(mag_path, phase_path=None, *, known: dict | None = None, progress=None
         _run(mag_path, phase_path, known, res, bar)
         if _layout_open(res, known):
             res = _settle_layout(mag_path, phase_path, known, res, bar)
+        if _nyquist_open(res, known):
+            res = _settle_nyquist(mag_path, phase_path, known, res, bar)
     finally:
         bar.close()
         for a in res.arrays:
@@ -113,6 +115,39 @@ def _layout_open(res: ProbeResult, known) -> bool:
     # The other reading must be an audio STFT too: n_fft at most 16384.
     return ("layout" not in known and res.confidence("layout") < 0.5
             and res.value("input") != "magnitude" and 3 <= res.value("n_frames", 0) <= 8193)
+
+
+def _nyquist_open(res: ProbeResult, known) -> bool:
+    """An odd n_fft was inferred from a last bin that is not real: it may be
+    an even n_fft whose Nyquist bin was not stored (Octave's specgram)."""
+    n = res.value("n_fft")
+    return ("n_fft" not in known and "nyquist" not in known and isinstance(n, int) and n % 2
+            and res.value("onesided") is not False and res.confidence("hop_length") < 0.95)
+
+
+def _settle_nyquist(mag_path, phase_path, known, res: ProbeResult, bar) -> ProbeResult:
+    """Run the search with n_fft = 2 * bins and the Nyquist bin set to zero;
+    keep it when the frames are more consistent so."""
+    bins = (res.value("n_fft") + 1) // 2
+    alt = ProbeResult()
+    try:
+        _run(mag_path, phase_path, {**known, "n_fft": 2 * bins, "nyquist": "zero",
+                                    "layout": res.value("layout")}, alt, bar)
+    except SpecstreamError:
+        return res
+    score = lambda r: r.candidates[0].relative if r.candidates else np.inf   # noqa: E731
+    if not score(alt) < score(res) / 2:
+        return res
+    c = alt.candidates[0].consistency
+    conf = min(alt.confidence("hop_length"), 0.9)
+    alt.findings["n_fft"] = Finding(2 * bins, f"{bins} bins whose last is not real, and with "
+                                    f"a zero Nyquist bin after them the frames are consistent "
+                                    f"({c:.2g}; as odd n_fft {2 * bins - 1}: "
+                                    f"{res.candidates[0].consistency:.2g})", conf)
+    alt.findings["nyquist"] = Finding("zero", f"bins 0..{bins - 1} stored, the Nyquist bin "
+                                      "missing (Octave's specgram); set to zero", conf)
+    alt.findings["layout"] = res.findings["layout"]
+    return alt
 
 
 def _settle_layout(mag_path, phase_path, known, res: ProbeResult, bar) -> ProbeResult:

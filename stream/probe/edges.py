@@ -109,8 +109,15 @@ def _judge_centre(silent, mirror, valid, drops, onset, centred, end_drop, level,
         hy = max(valid, key=lambda v: v.pad)
         p = hy.pad
         conf = 0.9 if drops[p] < 1e-3 else 0.7
-        return hy, conf, (f"the first {p} samples of the first frame are silent "
-                          f"({_db(drops[p])} below what follows): {hy.how}")
+        ev = (f"the first {p} samples of the first frame are silent "
+              f"({_db(drops[p])} below what follows): {hy.how}")
+        if onset > p + 3:
+            # the sound starts later than any padding would: the signal's own silence
+            conf = min(conf, 0.5)
+            ev += (f"; but the first sound is at sample {onset}, later: the signal may start "
+                   "with silence of its own, and frames from sample 0 fit as well; give "
+                   "--center or --no-center")
+        return hy, conf, ev
     if drops[half] > 0.1 and floored < 0.2:
         return none, 0.85, (f"the signal is already there in the first frame's first half "
                             f"({_db(drops[half])} of the level after it, from sample {onset}; "

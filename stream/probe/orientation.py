@@ -156,6 +156,10 @@ def _sides_and_n_fft(fb, pb, period, known, confirmed, res):
     n = fb.shape[1]
     even, odd = n_fft_for_bins(n)
     given = known.get("n_fft")
+    if given and known.get("nyquist") and given == 2 * n:      # the Nyquist bin not stored
+        res.findings["onesided"] = Finding(True, "given: the Nyquist bin is not stored", 2.0)
+        res.findings["n_fft"] = Finding(given, "given", 2.0)
+        return fb, pb, given
     if given and given not in (n, even, odd):
         raise SpecError(f"n_fft={given} does not fit frames of {n} bins: they fit "
                         f"{bins_fit(n)} one-sided, or n_fft={n} two-sided")

@@ -115,8 +115,10 @@ def phase_unit(phase: np.ndarray | None, known: dict, res: ProbeResult):
 def _decoder(n_fft: int, mag_unit: str, phase_unit: str | None) -> Decoder:
     """decode's Decoder for these units ('complex': the values are the bins)."""
     spec = STFTSpec(n_fft=n_fft, hop_length=max(1, n_fft // 4))
+    # nyquist='zero': frames of n_fft/2 bins (no Nyquist bin stored) get a zero one
     return Decoder(spec, Encoding(magnitude=mag_unit if mag_unit != "complex" else "linear",
-                                  phase_unit=phase_unit or "rad"), dtype=np.complex128)
+                                  phase_unit=phase_unit or "rad", nyquist="zero"),
+                   dtype=np.complex128)
 
 
 def decoded(fb, pb, n_fft, mag_unit, phase_unit, sl) -> np.ndarray:
