@@ -72,8 +72,10 @@ def run(cmd, interrupt_after: float | None = None, env=None) -> dict:
     """Run ``cmd``; peak RSS (VmHWM, polled), wall time, and with
     ``interrupt_after`` the seconds from SIGINT to exit."""
     t0 = time.monotonic()
+    # A child of a background job inherits SIGINT ignored (and Python then
+    # leaves it so): give it the default back, as a terminal's child has it.
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         env=env)
+                         env=env, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     peak, sent = 0, None
     status = Path(f"/proc/{p.pid}/status")
     while p.poll() is None:
@@ -103,6 +105,7 @@ def main():
     ap.add_argument("--hop", type=int, default=256)
     ap.add_argument("--keep", metavar="DIR", help="work in DIR and keep the files")
     ap.add_argument("--interrupt-after", type=float, default=5.0, metavar="S")
+    ap.add_argument("--ctrl-c-only", action="store_true", help="skip the full run")
     a = ap.parse_args()
     d = Path(a.keep or tempfile.mkdtemp(prefix="specstream-long-"))
     d.mkdir(parents=True, exist_ok=True)
@@ -116,10 +119,10 @@ def main():
     base = ["reconstruct", str(mag), "-o", str(d / "out.wav"), "--n-fft", str(a.n_fft),
             "--hop-length", str(a.hop), "-r", str(a.sr), "--subtype", "pcm16", "-q"]
     results = {
-        "reconstruct": run(py + base, env=env),
+        "reconstruct": run(py + base, env=env) if not a.ctrl_c_only else None,
         "reconstruct_ctrl_c": run(py + base, interrupt_after=a.interrupt_after, env=env),
         "probe": run(py + ["probe", str(mag), "-q"], env=env),
-        "probe_ctrl_c": run(py + ["probe", str(mag), "-q"], interrupt_after=1.0, env=env),
+        "probe_ctrl_c": run(py + ["probe", str(mag), "-q"], interrupt_after=0.3, env=env),
     }
     results["setup"] = {"minutes": a.minutes, "sr": a.sr, "n_fft": a.n_fft, "hop": a.hop,
                         "file_mb": round(mag.stat().st_size / 2**20)}
