@@ -2,10 +2,8 @@
 bins), the classic mistakes of explicit runs warned about, the end padding
 found, and long magnitude-only files phased block by block in flat memory."""
 
-import os
 import signal
 import subprocess
-import sys
 import time
 import tracemalloc
 
@@ -14,6 +12,7 @@ import pytest
 import scipy.signal as ss
 
 import stream.cli
+from programs import ROOT, SPECSTREAM, program_env
 from stream import phase
 from stream.decode import Decoder, Encoding
 from stream.ends import end_of_frames, find_end
@@ -264,10 +263,11 @@ def test_ctrl_c_ends_a_long_magnitude_only_run_at_once(tmp_path):
     for i in range(0, frames, 50000):
         m[i:i + 50000] = rng.random((min(50000, frames - i), 129), dtype=np.float32)
     del m
-    env = dict(os.environ, PYTHONPATH=os.getcwd())
-    p = subprocess.Popen([sys.executable, "-m", "stream", "reconstruct", str(tmp_path / "mag.npy"),
-                          "-o", str(tmp_path / "o.wav"), "--n-fft", "256", "--hop-length", "64",
-                          "-r", "16000", "-q"], env=env, stderr=subprocess.PIPE, text=True,
+    # SIGINT as a terminal's child has it (a background job's children inherit it ignored)
+    p = subprocess.Popen(SPECSTREAM + ["reconstruct", str(tmp_path / "mag.npy"), "-o",
+                                       str(tmp_path / "o.wav"), "--n-fft", "256",
+                                       "--hop-length", "64", "-r", "16000", "-q"],
+                         env=program_env(), stderr=subprocess.PIPE, text=True, cwd=ROOT,
                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     time.sleep(4)
     assert p.poll() is None

@@ -116,7 +116,8 @@ def run_probe(args) -> int:
 _ORDER = ("input", "mag_file", "mag_key", "phase_file", "phase_key", "dtype", "bins", "layout",
           "phase_layout", "onesided", "n_fft", "n_frames", "hop_length", "win_length", "window",
           "center",
-          "first_frame", "phase_origin", "magnitude", "top_db", "db_ref", "phase_unit",
+          "first_frame", "first_sample", "nyquist", "phase_origin", "magnitude", "top_db",
+          "db_ref", "eps", "phase_unit",
           "phase_range", "scaling", "sample_rate")
 
 

@@ -40,7 +40,9 @@ def register(sub):
                    help="Griffin-Lim iterations after PGHI (default 32)")
     o.add_argument("--auto", action="store_true",
                    help="infer what is not given (layout, n_fft, hop, window, units, scaling) "
-                        "with 'specstream probe'; flags given explicitly win")
+                        "with 'specstream probe' and refuse when it cannot tell; without "
+                        "--hop-length or --preset this is done anyway (a magnitude alone then "
+                        "assumes librosa's hop and window); flags given explicitly win")
     o.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=run_reconstruct)
     return p
