@@ -48,7 +48,7 @@ from .orientation import HEAD_FRAMES, orient
 from .raw import raw_hints, record_raw, share_row_length
 from .result import Candidate, Finding, ProbeResult
 from .roles import assign_roles, record_files, record_phase_layout
-from .units import magnitude_candidates, phase_unit, preview
+from .units import log_floor, magnitude_candidates, phase_unit, preview
 
 __all__ = ["Finding", "Candidate", "ProbeResult", "probe", "consistency", "WINDOW_CANDIDATES"]
 
@@ -212,6 +212,7 @@ def _run(mag_path, phase_path, known, res: ProbeResult, bar: _Progress):
     cands = framing.search(fh, ph_h, n_fft, mags, unit, known, res, bar)
     sparse_reads(fb, pb, on=False)             # the first frames were read: drop their pages
     spec = framing.conclude(cands, n_fft, known, res)
+    log_floor(fh, res)
     if spec is not None:
         mag = cands[0].magnitude
         edges.centre(fb, pb, spec, mag, unit, known, res)

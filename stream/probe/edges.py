@@ -42,8 +42,11 @@ def centre(fb, pb, spec: STFTSpec, mag, unit, known, res: ProbeResult):
     mirror = np.abs(y[0, half - i] - y[0, half + i]).sum() / max(np.abs(y[0]).sum(), 1e-300)
     est, est_end = _signal_estimate(y, spec, w), _signal_estimate(y_end, spec, w[::-1])
     hyps = _start_hypotheses(spec, centred, half)
-    drops = {hy.pad: _drop(est, hy.pad, n) for hy in hyps}
     onset = _onset(est)
+    # the level before each start against the sound after it (the signal's
+    # own silence, or the LSB noise of a 16-bit file, is no sound to compare with)
+    drops = {hy.pad: _drop(est, hy.pad, n, post_start=max(hy.pad, min(onset, len(est) - 1)))
+             for hy in hyps}
     valid = [hy for hy in hyps if drops[hy.pad] < 0.01 and hy.pad <= onset + max(3, n // 128)]
     end_drop = (_drop(est_end, n - half - h, n, post_start=n - half)
                 if half - h >= max(spec.frame_span // 16, 1) else np.inf)
@@ -106,7 +109,11 @@ def _judge_centre(silent, mirror, valid, drops, onset, centred, end_drop, level,
         return centred, 0.9, ("the first frame is mirror-symmetric about its centre: reflect "
                               "padding (torch)")
     if valid:
-        hy = max(valid, key=lambda v: v.pad)
+        # The start the sound begins at, if one does; else (the signal's own
+        # silence before it) centring, the libraries' default, if it fits.
+        exact = [v for v in valid if abs(onset - v.pad) <= 3]
+        hy = (exact[0] if exact else centred if centred in valid
+              else max(valid, key=lambda v: v.pad))
         p = hy.pad
         conf = 0.9 if drops[p] < 1e-3 else 0.7
         ev = (f"the first {p} samples of the first frame are silent "
@@ -200,10 +207,10 @@ def _drop(est: np.ndarray, p: int, n: int, post_start: int | None = None) -> flo
     (default ``p``); inf if nothing is there."""
     q = p if post_start is None else post_start
     pre, post = est[:p], est[q:q + max(n // 4, 1)]
-    pre = pre[pre != 0]
-    if post.size == 0 or not np.any(post):
+    pre = pre[pre != 0]          # exactly 0: no window weighs the sample (no evidence)
+    if post.size == 0 or not np.any(post) or pre.size == 0:
         return np.inf
-    r_pre = np.sqrt(np.mean(pre ** 2)) if pre.size else 0.0
+    r_pre = np.sqrt(np.mean(pre ** 2))
     return float(r_pre / np.sqrt(np.mean(post ** 2)))
 
 

@@ -63,7 +63,7 @@ def magnitude_candidates(mag: np.ndarray, known: dict, res: ProbeResult) -> list
     at_floor = float(np.mean(v == lo))
     if lo < 0:
         # 20 log10|X| and 10 log10|X|^2 are the same numbers: 'db' stands for both.
-        cands = ["db", "log"]
+        cands = ["db", "log", "log10"]
         if at_floor > 1e-3 and hi - lo <= 150:
             res.findings["top_db"] = Finding(
                 round(hi - lo, 2), f"{at_floor:.1%} of the values sit exactly at the minimum, "
@@ -143,3 +143,18 @@ def preview(fb, mag_unit, n_fft, max_frames: int = 1000) -> np.ndarray:
     np.log10(m, out=m)
     m *= 20
     return m
+
+
+def log_floor(fb, res: ProbeResult):
+    """Log magnitudes that stop at a floor many values sit on exactly are
+    ``ln(|S| + eps)`` (tensorflow recipes: 1e-6), the floor ``ln(eps)``
+    where the magnitude was 0: the eps finding (not a top_db clipping)."""
+    unit = res.value("magnitude")
+    if unit not in ("log", "log10") or "top_db" not in res.findings:
+        return
+    lo = float(sample(fb).min())
+    eps = float(np.exp(lo) if unit == "log" else 10.0 ** lo)
+    del res.findings["top_db"]
+    res.findings["eps"] = Finding(float(f"{eps:.3g}"), f"{unit} values stop at {lo:.4g}, many "
+                                  f"of them exactly: {unit}(|S| + eps) with eps = {eps:.3g} "
+                                  "where |S| was 0", 0.8)
