@@ -436,6 +436,10 @@ def run_send(args) -> int:
     from .infer import frames_from_args, say_notes
     from .reconstruct import file_end
     source, spec, enc, notes = frames_from_args(args, "send")
+    if enc.eps or enc.nyquist != "stored":
+        # the stream header names the units, not these (protocol version 1)
+        raise UsageError("frames stored as log(|S| + eps) or without their Nyquist bin cannot "
+                         "be sent as they are; reconstruct the file instead")
     length = (args.length if args.length is not None else
               file_end(source, spec, enc, bool(args.preset))[0])
     say_notes(args, notes)
