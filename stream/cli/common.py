@@ -90,8 +90,8 @@ def add_stft_args(p: argparse.ArgumentParser):
                         "(default 1)")
     g.add_argument("--no-nyquist", action="store_const", const="zero",
                    help="the frames lack the Nyquist bin (Octave's specgram: bins 0 .. "
-                        "n_fft/2-1); it is set to zero (on speech at 48 kHz, n_fft 256: "
-                        "66 dB SNR)")
+                        "n_fft/2-1); it is set to zero (on speech at 48 kHz: 66-105 dB "
+                        "SNR)")
     g.add_argument("--window-align", choices=("center", "left"),
                    help="where a window shorter than n_fft sits in the frame: center "
                         "(librosa, torch; default) or left (scipy, tensorflow, MATLAB)")
