@@ -42,7 +42,7 @@ import numpy as np
 from . import fft
 from .spec import SpecError, STFTSpec
 
-__all__ = ["Reconstructor", "Analyzer", "istft", "stft"]
+__all__ = ["Reconstructor", "Analyzer", "istft", "stft", "consistency"]
 
 
 def as_block(x, spec: STFTSpec, what: str = "frames", dtype=None) -> np.ndarray:
@@ -459,9 +459,11 @@ class Analyzer:
             factor = np.full(spec.n_bins, spec.scale)
         self._factor = None if factor is None else factor.astype(
             np.result_type(self.dtype, np.complex64))
-        # Samples before the signal: the centre padding, as zeros.
+        # Samples before the signal: the centre padding, as zeros (or, for
+        # frames that start after sample 0, the samples to skip).
         pad = spec.start_trim
-        self._buf = np.zeros((c, pad), self.dtype)
+        self._buf = np.zeros((c, max(pad, 0)), self.dtype)
+        self._skip = max(-pad, 0)
         self._span = spec.frame_span
         self._plans = {}
         self.samples_in = 0
@@ -474,6 +476,9 @@ class Analyzer:
             raise SpecError(f"samples of shape {np.shape(samples)} do not fit "
                             f"channels={self.spec.channels}")
         self.samples_in += x.shape[1]
+        if self._skip:
+            k = min(self._skip, x.shape[1])
+            x, self._skip = x[:, k:], self._skip - k
         self._buf = np.concatenate([self._buf, x], axis=1)
         return self._frames(final=False)
 
@@ -542,3 +547,31 @@ def istft(frames, spec: STFTSpec, length: int | None = None, dtype=np.float32) -
         out[..., pos:pos + y.shape[-1]] = y
         pos += y.shape[-1]
     return out
+
+
+def consistency(frames: np.ndarray, spec: STFTSpec, margin: int | None = None,
+                mask: np.ndarray | None = None) -> float:
+    """``||X - STFT(ISTFT(X))|| / ||X||`` on the interior frames of a block.
+
+    ``frames``: complex ``(n_frames, bins)`` in ``spec``'s conventions.  The
+    block is treated as uncentred (a slice from inside the file); the first
+    and last ``margin`` frames (default: frames one window spans) are left
+    out, since fewer frames overlap there.  ``mask`` (same shape as
+    ``frames``, bool) limits the measure to the bins it marks.
+    """
+    spec = spec.replace(center=False, first_frame=0)
+    x = np.asarray(frames, dtype=np.complex128)
+    y = istft(x, spec, dtype=np.float64)
+    z = stft(y, spec, dtype=np.float64)
+    r = -(-spec.n_fft // spec.hop_length) if margin is None else margin
+    t = min(len(x), len(z))
+    if t - 2 * r < 1:
+        r = max(0, (t - 1) // 2)
+    a, b = x[r:t - r], z[r:t - r]
+    if mask is not None:
+        # Only the bins that were stored faithfully: a dB floor (top_db)
+        # replaced the others by a constant, which no signal would make.
+        m = np.asarray(mask)[r:t - r]
+        a, b = a * m, b * m
+    den = np.linalg.norm(a)
+    return float(np.linalg.norm(a - b) / den) if den > 0 else float("inf")

@@ -435,12 +435,30 @@ class FrameSource:
 def _release_pages(a):
     """Drop the resident pages of a read-only/shared memory map (they stay in the
     page cache and fault back in if read again).  No-op for other arrays."""
+    _advise(a, "MADV_DONTNEED")
+
+
+def sparse_reads(*arrays, on: bool = True):
+    """Tell the kernel that the memory maps under ``arrays`` are about to be
+    read in a few small pieces (``on``), or streamed again (``on=False``).
+
+    A few frames of a bins-frames file touch every row: with the kernel's
+    read-around each costs 64 kB of resident memory; read at random, less.
+    ``on=False`` also drops the pages those reads made resident.  No-op for
+    arrays that are not memory maps."""
+    for a in arrays:
+        _advise(a, "MADV_RANDOM" if on else "MADV_NORMAL")
+        if not on:
+            _release_pages(a)
+
+
+def _advise(a, name: str):
     while a is not None and not isinstance(a, np.memmap):
         a = a.base if isinstance(a, np.ndarray) else None
     m = getattr(a, "_mmap", None)
     if m is None or a.mode not in ("r", "r+", "readonly", "readwrite"):
         return
-    advice = getattr(mmap, "MADV_DONTNEED", None)
+    advice = getattr(mmap, name, None)
     if advice is None or not hasattr(m, "madvise"):
         return
     try:

@@ -55,64 +55,162 @@ __all__ = [
 SpecError = ParameterError
 
 
-def _cosine_sum(n: int, coeffs: tuple[float, ...]) -> np.ndarray:
-    # Periodic ("DFT-even") generalised cosine window, as scipy.signal.get_window
-    # and librosa make them: denominator n, not n - 1.
-    k = np.arange(n, dtype=np.float64)
-    w = np.zeros(n)
+def _cosine_sum(m: int, coeffs: tuple[float, ...]) -> np.ndarray:
+    # The symmetric generalised cosine window of m points (denominator m - 1);
+    # get_window makes the periodic one of it as every library does.
+    k = np.arange(m, dtype=np.float64)
+    w = np.zeros(m)
     for i, a in enumerate(coeffs):
-        w += (-1) ** i * a * np.cos(2.0 * np.pi * i * k / n)
+        w += (-1) ** i * a * np.cos(2.0 * np.pi * i * k / (m - 1))
     return w
 
 
-def _bartlett(n: int) -> np.ndarray:
-    # scipy's periodic bartlett: the symmetric window of n + 1 points, last dropped.
-    m = n + 1
+def _bartlett(m: int) -> np.ndarray:
     k = np.arange(m, dtype=np.float64)
-    w = np.where(k <= (m - 1) / 2.0, 2.0 * k / (m - 1), 2.0 - 2.0 * k / (m - 1))
-    return w[:n]
+    return np.where(k <= (m - 1) / 2.0, 2.0 * k / (m - 1), 2.0 - 2.0 * k / (m - 1))
 
 
-def _sine(n: int) -> np.ndarray:
-    # scipy's periodic "cosine" window (a.k.a. sine window): the symmetric
-    # window of n + 1 points, last dropped, like every periodic window.
-    return np.sin(np.pi / (n + 1) * (np.arange(n) + 0.5))
+def _sine(m: int) -> np.ndarray:
+    # scipy's "cosine" window (a.k.a. sine window)
+    return np.sin(np.pi / m * (np.arange(m) + 0.5))
 
 
+def _tukey(m: int, alpha: float = 0.5) -> np.ndarray:
+    # scipy.signal.windows.tukey: a flat top with cosine tapers over alpha * (m - 1)
+    if alpha <= 0:
+        return np.ones(m)
+    if alpha >= 1:
+        return _cosine_sum(m, (0.5, 0.5))
+    k = np.arange(m, dtype=np.float64)
+    width = alpha * (m - 1) / 2.0
+    w = np.ones(m)
+    lo, hi = k < width, k > (m - 1) - width
+    w[lo] = 0.5 * (1 + np.cos(np.pi * (-1 + k[lo] / width)))
+    w[hi] = 0.5 * (1 + np.cos(np.pi * (-2.0 / alpha + 1 + k[hi] / width)))
+    return w
+
+
+def _gaussian(m: int, std: float) -> np.ndarray:
+    # scipy.signal.windows.gaussian: exp(-l**2 / (2 std**2)), l from the centre
+    k = np.arange(m, dtype=np.float64) - (m - 1) / 2.0
+    return np.exp(-0.5 * (k / std) ** 2)
+
+
+def _kaiser(m: int, beta: float) -> np.ndarray:
+    return np.kaiser(m, beta)
+
+
+#: Windows by name.  Each function makes the *symmetric* window of m points
+#: (m >= 2); the periodic ("DFT-even") window of n points that librosa, torch
+#: and scipy's get_window make is the symmetric one of n + 1 points without
+#: its last (:func:`get_window`).
 WINDOWS = {
-    "hann": lambda n: _cosine_sum(n, (0.5, 0.5)),
-    "hamming": lambda n: _cosine_sum(n, (0.54, 0.46)),
-    "blackman": lambda n: _cosine_sum(n, (0.42, 0.50, 0.08)),
-    "rectangular": lambda n: np.ones(n),
+    "hann": lambda m: _cosine_sum(m, (0.5, 0.5)),
+    "hamming": lambda m: _cosine_sum(m, (0.54, 0.46)),
+    "blackman": lambda m: _cosine_sum(m, (0.42, 0.50, 0.08)),
+    "rectangular": lambda m: np.ones(m),
     "bartlett": _bartlett,
     "sine": _sine,
-    "sqrt-hann": lambda n: np.sqrt(_cosine_sum(n, (0.5, 0.5))),
+    "sqrt-hann": lambda m: np.sqrt(np.maximum(_cosine_sum(m, (0.5, 0.5)), 0)),
+}
+#: Windows with a parameter, spelt ``name:value`` as scipy's ``(name, value)``:
+#: name -> (function, what the value is, its default or None when required).
+WINDOW_FAMILIES = {
+    "tukey": (_tukey, "the tapered fraction alpha", 0.5),
+    "gaussian": (_gaussian, "the standard deviation in samples", None),
+    "kaiser": (_kaiser, "beta", None),
 }
 _ALIASES = {"hanning": "hann", "boxcar": "rectangular", "ones": "rectangular",
             "rect": "rectangular", "none": "rectangular", "cosine": "sine",
-            "triangle": "bartlett", "triang": "bartlett", "sqrt_hann": "sqrt-hann"}
+            "triangle": "bartlett", "triang": "bartlett", "sqrt_hann": "sqrt-hann",
+            "tukeywin": "tukey", "gausswin": "gaussian", "gauss": "gaussian"}
+_SYMMETRIC = ("-sym", "-symmetric", "_sym", ":sym")
+_PERIODIC = ("-periodic", "-per", ":periodic")
 
 #: How the frames' amplitude was scaled by the analysis, and the factor ``s``.
-SCALINGS = ("none", "window-sum", "sqrt-n", "window-energy", "psd")
+SCALINGS = ("none", "window-sum", "sqrt-n", "window-energy", "psd", "essentia")
 #: Where each frame's phase is referenced.
 PHASE_ORIGINS = ("frame-start", "window-center")
 _ALIGNS = ("center", "left")
 
 
-def get_window(window, win_length: int) -> np.ndarray:
-    """Return a periodic window of ``win_length`` samples as float64.
+@dataclass(frozen=True)
+class WindowName:
+    """A window name taken apart: ``base`` (a key of :data:`WINDOWS` or
+    :data:`WINDOW_FAMILIES`), its ``param`` (None for the plain windows) and
+    ``symmetric``.  :attr:`text` spells it back: ``hann``, ``hamming-sym``,
+    ``tukey:0.25``, ``gaussian-sym:7``."""
 
-    ``window`` is a name from :data:`WINDOWS` (or a common alias such as
-    ``boxcar``/``hanning``) or an array of exactly ``win_length`` values.
+    base: str
+    param: float | None = None
+    symmetric: bool = False
+
+    @property
+    def text(self) -> str:
+        out = self.base + ("-sym" if self.symmetric else "")
+        return out if self.param is None else f"{out}:{self.param:g}"
+
+
+def parse_window_name(name: str, symmetric: bool | None = None) -> WindowName:
+    """``'hamming'``, ``'hamming-sym'``, ``'tukey:0.25'``, ``'tukey-sym:0.25'``
+    (or ``'tukey:0.25-sym'``), ``'gaussian:7'``... -> :class:`WindowName`.
+
+    A name alone is periodic, as librosa, torch and scipy's ``get_window`` make
+    windows; ``-sym`` (or ``symmetric=True``) is the symmetric window of MATLAB,
+    Octave, ``np.hamming`` and essentia.  Raises :class:`SpecError` for an
+    unknown name or a missing or bad parameter."""
+    text = name.strip().lower()
+    sym = False
+    for marks, value in ((_SYMMETRIC, True), (_PERIODIC, False)):
+        for m in marks:
+            if text.endswith(m) or (m + ":") in text:
+                text = text.replace(m, "", 1)
+                sym = value
+    if symmetric is not None:
+        sym = bool(symmetric)
+    base, _, arg = text.partition(":")
+    base = _ALIASES.get(base, base)
+    if base in WINDOWS:
+        if arg:
+            raise SpecError(f"window {name!r}: {base} takes no parameter")
+        return WindowName(base, None, sym)
+    if base in WINDOW_FAMILIES:
+        _, what, default = WINDOW_FAMILIES[base]
+        if not arg and default is None:
+            raise SpecError(f"window {name!r}: give {what}, as {base}:VALUE (the windows: "
+                            f"{', '.join(WINDOWS)}, {', '.join(WINDOW_FAMILIES)})")
+        try:
+            value = float(arg) if arg else float(default)
+        except ValueError:
+            raise SpecError(f"window {name!r}: {what} must be a number") from None
+        if not math.isfinite(value) or (base == "gaussian" and value <= 0):
+            raise SpecError(f"window {name!r}: {what} must be a positive number")
+        return WindowName(base, value, sym)
+    raise SpecError(f"unknown window {name!r}; use one of {', '.join(WINDOWS)}, "
+                    f"{', '.join(k + ':VALUE' for k in WINDOW_FAMILIES)} (add -sym for the "
+                    "symmetric window), or pass an array")
+
+
+def get_window(window, win_length: int, symmetric: bool | None = None) -> np.ndarray:
+    """Return a window of ``win_length`` samples as float64.
+
+    ``window`` is a name (:func:`parse_window_name`: a key of :data:`WINDOWS`
+    or an alias such as ``boxcar``/``hanning``, ``tukey:ALPHA``,
+    ``gaussian:STD``, ``kaiser:BETA``, each periodic unless it ends in
+    ``-sym`` or ``symmetric=True``) or an array of exactly ``win_length`` values.
     """
     if isinstance(window, str):
-        name = _ALIASES.get(window.lower(), window.lower())
-        if name not in WINDOWS:
-            raise SpecError(
-                f"unknown window {window!r}; use one of {', '.join(WINDOWS)} or pass an array")
+        wn = parse_window_name(window, symmetric)
         if win_length == 1:
             return np.ones(1)   # scipy and librosa: every window of one point is [1.]
-        return WINDOWS[name](win_length)
+        if wn.base in WINDOWS:
+            make = WINDOWS[wn.base]
+        else:
+            func = WINDOW_FAMILIES[wn.base][0]
+            make = lambda m: func(m, wn.param)   # noqa: E731
+        if wn.symmetric:
+            return make(win_length)
+        return make(win_length + 1)[:-1]
     w = np.asarray(window, dtype=np.float64)
     if w.ndim != 1 or len(w) != win_length:
         raise SpecError(f"window array has shape {w.shape}; it must be 1-D with "
@@ -162,6 +260,15 @@ class STFTSpec:
         Index of the first frame relative to the one centred on sample 0
         (``center=True`` only).  ``ShortTimeFFT`` starts at ``p_min < 0``;
         everyone else at 0.
+    first_sample : int
+        The sample frame 0 starts at when ``center=False`` (samples; within
+        ``-n_fft..n_fft``): 0 for tensorflow, MATLAB, Octave, librosa
+        ``center=False``; ``-(n_fft - hop_length)`` for pyroomacoustics, whose
+        analysis zero-pads that much before the signal.  Zeros stand before
+        sample 0; the inverse trims them.
+    gain : float
+        A factor the analysis multiplied every bin by, besides ``scaling``
+        (a tool's own normalisation; 1 for the libraries above).
     """
 
     sample_rate: float = 22050
@@ -175,6 +282,8 @@ class STFTSpec:
     phase_origin: str = "frame-start"
     window_align: str = "center"
     first_frame: int = 0
+    first_sample: int = 0
+    gain: float = 1.0
     _window_values: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
@@ -201,6 +310,17 @@ class STFTSpec:
                 raise SpecError(f"{name}={value!r} is not one of {', '.join(allowed)}")
         if self.first_frame != 0 and not self.center:
             raise SpecError("first_frame applies only with center=True")
+        if self.first_sample != 0 and self.center:
+            raise SpecError("first_sample applies only with center=False (centred frames "
+                            "start half a frame before sample 0)")
+        if (isinstance(self.first_sample, bool) or int(self.first_sample) != self.first_sample
+                or abs(self.first_sample) > n_fft):
+            raise SpecError(f"first_sample must be a whole number of samples within "
+                            f"-{n_fft}..{n_fft} (n_fft), got {self.first_sample!r}")
+        object.__setattr__(self, "first_sample", int(self.first_sample))
+        if not (isinstance(self.gain, (int, float, np.floating, np.integer))
+                and math.isfinite(self.gain) and self.gain > 0):
+            raise SpecError(f"gain must be a positive number, got {self.gain!r}")
         if not isinstance(self.window, str):
             object.__setattr__(self, "window", tuple(np.asarray(self.window, float).tolist()))
         object.__setattr__(self, "_window_values", get_window(
@@ -257,7 +377,7 @@ class STFTSpec:
     def start_trim(self) -> int:
         """Samples before the signal's start that frame 0 covers (centre padding)."""
         if not self.center:
-            return 0
+            return -self.first_sample
         return self.frame_span // 2 - self.first_frame * self.hop_length
 
     @property
@@ -273,11 +393,25 @@ class STFTSpec:
         return self.window_offset + self.win_length // 2
 
     @property
+    def window_symmetric(self) -> bool | None:
+        """True for a symmetric named window, False for a periodic one, None
+        for window values given as an array."""
+        if not isinstance(self.window, str):
+            return None
+        return parse_window_name(self.window).symmetric
+
+    @property
     def scale(self) -> float:
-        """The factor ``s`` the analysis multiplied each frame by."""
+        """The factor ``s`` the analysis multiplied each frame by (the
+        scaling's, times :attr:`gain`)."""
+        return self._scaling_factor * float(self.gain)
+
+    @property
+    def _scaling_factor(self) -> float:
         w = self._window_values
         return {
             "none": 1.0,
+            "essentia": 2.0 / float(w.sum()),
             "window-sum": 1.0 / float(w.sum()),
             "sqrt-n": 1.0 / math.sqrt(self.n_fft),
             "window-energy": 1.0 / math.sqrt(float((w ** 2).sum())),
@@ -340,10 +474,11 @@ class STFTSpec:
         return centre / float(self.sample_rate)
 
     def frames_for(self, n_samples: int) -> int:
-        """Frames the analysis makes of ``n_samples`` samples (librosa/torch counting)."""
+        """Frames the analysis makes of ``n_samples`` samples (librosa/torch
+        counting; with ``first_sample < 0`` the frames that end inside the signal)."""
         if self.center:
             return 1 + n_samples // self.hop_length - self.first_frame
-        return 1 + max(n_samples - self.frame_span, 0) // self.hop_length
+        return 1 + max(n_samples - self.first_sample - self.frame_span, 0) // self.hop_length
 
     def max_samples_for(self, n_frames: int) -> int:
         """The longest signal whose analysis gives ``n_frames`` frames (samples).
@@ -358,7 +493,7 @@ class STFTSpec:
         if self.center:
             n = (n_frames + self.first_frame) * h - 1
         else:
-            n = (n_frames - 1) * h + self.frame_span + h - 1
+            n = (n_frames - 1) * h + self.frame_span + h - 1 + self.first_sample
         while n > 0 and self.frames_for(n) > n_frames:    # never more frames than given
             n -= 1
         return max(n, 0)
@@ -367,6 +502,19 @@ class STFTSpec:
         """Output length of the inverse of ``n_frames`` frames when no length is given."""
         full = (n_frames - 1) * self.hop_length + self.frame_span if n_frames else 0
         return max(full - self.start_trim - self.end_trim, 0)
+
+    def covered_samples(self, n_frames: int) -> int:
+        """Samples from the signal's start that ``n_frames`` frames hold (cover
+        with a non-zero window), never more than :meth:`max_samples_for`.
+
+        With centred frames that is up to half a frame more than
+        :meth:`samples_for`: the last frame reaches past ``(n_frames-1)*hop``.
+        """
+        if n_frames <= 0:
+            return 0
+        nz = np.flatnonzero(self.padded_window)
+        end = (n_frames - 1) * self.hop_length + int(nz[-1]) + 1 - self.start_trim
+        return int(max(min(end, self.max_samples_for(n_frames)), 0))
 
     def replace(self, **changes) -> "STFTSpec":
         """A copy with some fields changed (validated again)."""
@@ -399,9 +547,14 @@ class STFTSpec:
         return cls(**params)
 
     def describe(self) -> str:
-        return (f"n_fft={self.n_fft} hop={self.hop_length} win={self.win_length} "
+        text = (f"n_fft={self.n_fft} hop={self.hop_length} win={self.win_length} "
                 f"window={self.window_name} center={self.center} sr={self.sample_rate:g} "
                 f"scaling={self.scaling} phase_origin={self.phase_origin}")
+        if self.first_sample:
+            text += f" first_sample={self.first_sample}"
+        if self.gain != 1.0:
+            text += f" gain={self.gain:g}"
+        return text
 
 
 # The JSON type of each kind of field, by its annotation (a string here, with
@@ -479,7 +632,7 @@ def _sfft_first_frame(win_length: int, hop_length: int) -> int:
     return -((win_length - win_length // 2 - 1) // hop_length)
 
 
-PRESETS = ("librosa", "scipy", "scipy-sfft", "torch")
+PRESETS = ("librosa", "scipy", "scipy-sfft", "scipy-spectrogram", "torch")
 
 
 def preset(name: str, **params) -> STFTSpec:
@@ -494,12 +647,24 @@ def preset(name: str, **params) -> STFTSpec:
     scipy       hann     win//2   True    window-sum      frame start    left
     scipy-sfft  hann     win//4*  True    none**          window centre  left
     torch       hann***  win//4   True    none            frame start    centre
+    scipy-      tukey:   win -    False   window-energy   frame start    left
+    spectrogram 0.25     win//8
     =========== ======== ======== ======= =============== ============== =========
 
     \\* ``ShortTimeFFT`` has no default hop; \\** pass ``scaling='window-sum'``
     for ``scale_to('magnitude')``; \\*** torch's own default is a rectangular
     window, but nearly everyone passes ``torch.hann_window``.  The scipy-sfft
     preset starts at ShortTimeFFT's ``p_min``.
+
+    scipy-spectrogram is ``scipy.signal.spectrogram``'s defaults (nperseg 256,
+    noverlap nperseg//8, frames from sample 0, no padding, ``fs=1`` density
+    scaling ``1/sqrt(sum(w**2))``); its default ``mode='psd'`` stores power
+    (``--magnitude power``; the one-sided doubling of every bin but DC and
+    Nyquist is a gain of sqrt(2) on them), ``mode='magnitude'`` magnitudes,
+    ``mode='phase'`` phases.  With ``fs`` given to scipy, use
+    ``scaling='psd'`` and that sample rate.  scipy's default
+    ``detrend='constant'`` removes each segment's mean, which no inverse can
+    restore: the lowest bins come out a little off.
     """
     if name not in PRESETS:
         raise SpecError(f"unknown preset {name!r}; use one of {', '.join(PRESETS)}")
@@ -522,6 +687,16 @@ def preset(name: str, **params) -> STFTSpec:
         if spec.center and "first_frame" not in params:
             spec = spec.replace(first_frame=_sfft_first_frame(spec.win_length, spec.hop_length))
         return spec
+    elif name == "scipy-spectrogram":
+        n = p.get("n_fft") or p.get("win_length") or 256
+        p.setdefault("n_fft", n)
+        p.setdefault("win_length", n)
+        p.setdefault("hop_length", p["win_length"] - p["win_length"] // 8)
+        p.setdefault("window", "tukey:0.25")
+        p.setdefault("center", False)
+        p.setdefault("scaling", "window-energy")
+        p.setdefault("window_align", "left")
+        p.setdefault("sample_rate", 1.0)
     elif name == "torch":
         p.setdefault("sample_rate", 16000)
     return STFTSpec(**p)

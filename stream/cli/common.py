@@ -16,12 +16,13 @@ import sys
 import numpy as np
 
 from ..decode import MAGNITUDES, MEL_UNITS, PHASE_UNITS, Encoding
+from ..errors import InputError
 from ..files import (LAYOUTS, RAW_DTYPES, FileError, FrameSource, check_spectrogram,
                      guess_layout, load_array, pick_keys, pick_variable, parse_window,
                      stored_parameters, variables)
 from ..mel import MEL_NORMS, MEL_PRESETS, MEL_SCALES, MelSpec, mel_preset
 from ..spec import (PHASE_ORIGINS, PRESETS, SCALINGS, SpecError, STFTSpec, bins_fit,
-                    n_fft_for_bins, preset)
+                    n_fft_for_bins, parse_window_name, preset)
 
 log = logging.getLogger("specstream")
 
@@ -71,15 +72,36 @@ def add_stft_args(p: argparse.ArgumentParser):
     g.add_argument("--win-length", type=int, metavar="W", help="window length (default n_fft)")
     g.add_argument("--window", metavar="NAME",
                    help="hann (default), hamming, blackman, rectangular, bartlett, sine, "
-                        "sqrt-hann; or comma-separated values, or a .npy file")
+                        "sqrt-hann, tukey:ALPHA, gaussian:STD, kaiser:BETA (periodic, as "
+                        "librosa/torch/scipy make them; NAME-sym for the symmetric window of "
+                        "MATLAB, Octave, np.hamming, essentia); or comma-separated values, "
+                        "or a .npy file")
+    g.add_argument("--symmetric", action=argparse.BooleanOptionalAction, default=None,
+                   help="the named window is symmetric (MATLAB/Octave hamming(N), np.hamming, "
+                        "essentia), not periodic (the default)")
     g.add_argument("--center", action=argparse.BooleanOptionalAction, default=None,
                    help="frames were centred with n_fft//2 padding (default: yes)")
+    g.add_argument("--first-sample", type=int, metavar="N",
+                   help="uncentred frames: frame 0 starts at sample N, e.g. -768 "
+                        "(pyroomacoustics: -(n_fft - hop)); implies --no-center (default 0)")
+    g.add_argument("--gain", type=float, metavar="G",
+                   help="a factor the analysis multiplied every bin by, besides --scaling "
+                        "(default 1)")
+    g.add_argument("--no-nyquist", action="store_const", const="zero",
+                   help="the frames lack the Nyquist bin (Octave's specgram: bins 0 .. "
+                        "n_fft/2-1); it is set to zero (on speech at 48 kHz: 66-105 dB "
+                        "SNR)")
+    g.add_argument("--window-align", choices=("center", "left"),
+                   help="where a window shorter than n_fft sits in the frame: center "
+                        "(librosa, torch; default) or left (scipy, tensorflow, MATLAB)")
     g.add_argument("--channels", type=int, metavar="C",
                    help="audio channels (default: 1, or the leading axis of a 3-D array)")
     g.add_argument("--scaling", choices=SCALINGS,
                    help="amplitude scaling of the analysis: window-sum = scipy stft's "
                         "default and ShortTimeFFT 'magnitude'; sqrt-n = torch normalized=True; "
-                        "psd = ShortTimeFFT 'psd' (default none)")
+                        "psd = ShortTimeFFT 'psd'; window-energy = scipy spectrogram's; "
+                        "essentia = 2/sum(w), essentia Windowing(normalized=True) "
+                        "(default none)")
     g.add_argument("--phase-origin", choices=PHASE_ORIGINS,
                    help="phase referenced to each frame's first sample (librosa, torch, "
                         "scipy stft; default) or to the window centre (ShortTimeFFT)")
@@ -88,9 +110,12 @@ def add_stft_args(p: argparse.ArgumentParser):
     e = p.add_argument_group("units of the stored values")
     e.add_argument("--magnitude", choices=tuple(MAGNITUDES),
                    help="linear (default), power, db (20 log10), db-power (10 log10), "
-                        "log (natural log), log1p")
+                        "log (natural log), log10, log1p")
     e.add_argument("--db-ref", type=float, metavar="REF",
                    help="reference of dB values (default 1.0; a power for db-power)")
+    e.add_argument("--eps", type=float, metavar="EPS",
+                   help="constant added before the log: log = ln(|S| + EPS), as tensorflow "
+                        "recipes store (default 0)")
     e.add_argument("--phase-unit", choices=tuple(PHASE_UNITS),
                    help="rad (default), deg or cycles; either range is accepted")
 
@@ -197,13 +222,38 @@ def open_source(args, n_mels: int | None = None) -> FrameSource:
         raise UsageError("the phase array is complex; give a complex spectrogram as MAG alone")
     stored = _take_stored(args, found, first.shape)
     layout = args.layout or stored.pop("layout", None) or (
-        mel_layout(first.shape, n_mels) if n_mels else guess_layout(first.shape, args.n_fft))
+        mel_layout(first.shape, n_mels) if n_mels else frames_layout(first.shape, args))
     # a phase saved transposed is read in its own layout (files.second_layout)
     source = FrameSource(first, second, layout)
     if source.second_layout != layout:
         log.info("the phase %s is the magnitude %s transposed: reading it as %s",
                  tuple(second.shape), tuple(first.shape), source.second_layout)
     return source
+
+
+def stored_bins(n_fft: int, no_nyquist: bool) -> tuple[int, ...]:
+    """Bin counts frames of ``n_fft`` may be stored with: one-sided
+    (``n_fft//2 + 1``), two-sided (``n_fft``), or one-sided without the Nyquist
+    bin (``n_fft//2``, when the user says so)."""
+    return (n_fft // 2,) if no_nyquist else (n_fft // 2 + 1, n_fft)
+
+
+def frames_layout(shape, args) -> str:
+    """The layout of an array of ``shape`` for the flags given: the axis whose
+    length is a bin count :func:`stored_bins` allows (one-sided first)."""
+    n_fft = args.n_fft
+    if n_fft is None or not getattr(args, "no_nyquist", None):
+        try:
+            return guess_layout(shape, n_fft)
+        except InputError:
+            if n_fft is None:
+                raise
+    for b in stored_bins(n_fft, bool(getattr(args, "no_nyquist", None))):
+        if shape[-1] == b and shape[-2] != b:
+            return "frames-bins"
+        if shape[-2] == b:
+            return "bins-frames"
+    return guess_layout(shape, n_fft)     # its error says what fits
 
 
 def _load(path, key, raw: dict, found: list):
@@ -263,8 +313,18 @@ def _stft_flags(args) -> dict:
     given = {k: getattr(args, k) for k in (
         "sample_rate", "n_fft", "hop_length", "win_length", "center", "channels", "scaling",
         "phase_origin") if getattr(args, k, None) is not None}
+    for k in ("first_sample", "gain", "window_align"):
+        if getattr(args, k, None) is not None:
+            given[k] = getattr(args, k)
+    if given.get("first_sample") and "center" not in given:
+        given["center"] = False       # a first sample of its own: not centred
     if getattr(args, "window", None) is not None:
         given["window"] = parse_window(args.window)
+    if getattr(args, "symmetric", None) is not None:
+        name = given.get("window", "hann")
+        if not isinstance(name, str):
+            raise UsageError("--symmetric applies to a window name, not to window values")
+        given["window"] = parse_window_name(name, args.symmetric).text
     return given
 
 
@@ -272,11 +332,17 @@ def spec_from_args(args, source: FrameSource | None = None) -> STFTSpec:
     """An STFTSpec from the flags given; what is not given comes from the preset or defaults."""
     given = _stft_flags(args)
     if source is not None:
+        no_nyq = bool(getattr(args, "no_nyquist", None))
         if "n_fft" not in given:
-            given["n_fft"] = n_fft_for_bins(source.n_bins)[0]
-        elif given["n_fft"] // 2 + 1 != source.n_bins:
-            raise UsageError(f"the frames have {source.n_bins} bins, which fit "
-                             f"{bins_fit(source.n_bins, '--n-fft ')}, not {given['n_fft']}")
+            given["n_fft"] = 2 * source.n_bins if no_nyq else n_fft_for_bins(source.n_bins)[0]
+        elif source.n_bins not in stored_bins(given["n_fft"], no_nyq):
+            half = given["n_fft"] // 2
+            raise UsageError(
+                f"the frames have {source.n_bins} bins, which fit "
+                f"{bins_fit(source.n_bins, '--n-fft ')}, not {given['n_fft']}"
+                + (f" (nor, two-sided, {source.n_bins})" if not no_nyq else "")
+                + ("; if the Nyquist bin is missing (Octave's specgram), add --no-nyquist"
+                   if source.n_bins == half and not no_nyq else ""))
         if "channels" not in given:
             given["channels"] = source.channels
         elif given["channels"] != source.channels:
@@ -294,9 +360,13 @@ def spec_from_args(args, source: FrameSource | None = None) -> STFTSpec:
 
 
 def encoding_from_args(args) -> Encoding:
-    return Encoding(magnitude=args.magnitude or "linear",
+    magnitude = args.magnitude or ("power" if getattr(args, "preset", None)
+                                   == "scipy-spectrogram" else "linear")
+    return Encoding(magnitude=magnitude,
                     db_ref=args.db_ref if args.db_ref is not None else 1.0,
-                    phase_unit=args.phase_unit or "rad")
+                    phase_unit=args.phase_unit or "rad",
+                    eps=getattr(args, "eps", None) or 0.0,
+                    nyquist=getattr(args, "no_nyquist", None) or "stored")
 
 
 def progress(total: int, desc: str, unit: str = "frame", quiet: bool = False):

@@ -30,8 +30,7 @@ import numpy as np
 
 from ..errors import SpecstreamError
 from ..protocol import DEFAULT_ENDPOINT
-from .common import (UsageError, add_file_args, add_stft_args, encoding_from_args, open_source,
-                     spec_from_args)
+from .common import UsageError, add_file_args, add_stft_args, encoding_from_args, spec_from_args
 
 if TYPE_CHECKING:
     from ..transport import AudioBlock, StreamStarted
@@ -582,6 +581,9 @@ def _add_send(sub):
                        help=f"{what} (default {default})")
     s.add_argument("-q", "--quiet", action="store_true", help="no summary")
     _security_args(p)
+    s.add_argument("--auto", action="store_true",
+                   help="infer the STFT parameters with 'specstream probe' and refuse when it "
+                        "cannot tell (without --hop-length this is the default); flags given win")
     add_stft_args(p)
     p.set_defaults(func=run_send)
 
@@ -614,10 +616,18 @@ def run_send(args) -> int:
         return _send_analyzed(args, factor, fpm)
     if args.mag is None:
         raise UsageError("give a spectrogram file MAG [PHASE], or --analyze AUDIO")
-    source = open_source(args)
-    spec = spec_from_args(args, source)
-    enc = encoding_from_args(args)
-    length = args.length if args.length is not None else spec.samples_for(source.n_frames)
+    # The parameters not given are inferred, the ones given checked, and the
+    # length is the signal's, as reconstruct finds them (both say the same).
+    from .infer import frames_from_args, say_notes
+    from .reconstruct import file_end
+    source, spec, enc, notes = frames_from_args(args, "send")
+    if enc.eps or enc.nyquist != "stored":
+        # the stream header names the units, not these (protocol version 1)
+        raise UsageError("frames stored as log(|S| + eps) or without their Nyquist bin cannot "
+                         "be sent as they are; reconstruct the file instead")
+    length = (args.length if args.length is not None else
+              file_end(source, spec, enc, bool(args.preset))[0])
+    say_notes(args, notes)
     if args.sample_rate is None and not args.preset:
         log.warning("sample rate not given: assuming %g Hz (set --sample-rate)", spec.sample_rate)
     return _send(args, spec, enc, length, fpm, factor, _file_blocks(source, fpm))

@@ -34,21 +34,25 @@ log = logging.getLogger("specstream")
 _FLAGS = (("mag_key", "--mag-key"), ("phase_key", "--phase-key"), ("dtype", "--dtype"),
           ("bins", "--bins"), ("layout", "--layout"), ("n_fft", "--n-fft"),
           ("hop_length", "--hop-length"), ("win_length", "--win-length"),
-          ("window", "--window"), ("center", "--center"), ("preset", "--preset"),
+          ("window", "--window"), ("window_align", "--window-align"), ("center", "--center"),
+          ("first_sample", "--first-sample"),
+          ("no_nyquist", "--no-nyquist"), ("preset", "--preset"), ("gain", "--gain"),
           ("phase_origin", "--phase-origin"), ("magnitude", "--magnitude"),
-          ("db_ref", "--db-ref"), ("phase_unit", "--phase-unit"), ("scaling", "--scaling"),
+          ("db_ref", "--db-ref"), ("eps", "--eps"), ("phase_unit", "--phase-unit"),
+          ("scaling", "--scaling"),
           ("sample_rate", "--sample-rate"), ("length", "--length"),
           ("normalize", "--normalize"))
 #: flags the printed command leaves out at these values (the library's defaults)...
 _DEFAULTS = {"phase_origin": STFTSpec.phase_origin, "scaling": STFTSpec.scaling,
              "magnitude": Encoding.magnitude, "db_ref": Encoding.db_ref,
-             "phase_unit": Encoding.phase_unit}
+             "phase_unit": Encoding.phase_unit, "first_sample": STFTSpec.first_sample,
+             "gain": STFTSpec.gain, "eps": Encoding.eps}
 #: ...except these when a preset is given: it has defaults of its own for them.
 _PRESET_DEFAULTS = ("phase_origin", "scaling")
 #: flags whose value the probe may use as known.
 _KNOWN = ("layout", "n_fft", "hop_length", "win_length", "window", "center", "magnitude",
           "db_ref", "phase_unit", "scaling", "phase_origin", "dtype", "bins", "mag_key",
-          "phase_key", "sample_rate", "length")
+          "phase_key", "sample_rate", "length", "first_sample", "gain", "eps")
 
 
 def register(sub):
@@ -73,6 +77,11 @@ def register(sub):
 def known_from_args(args) -> dict:
     """The flags the user gave, as the probe's ``known`` dict."""
     known = {k: getattr(args, k, None) for k in _KNOWN}
+    if known["window"] is not None and getattr(args, "symmetric", None) is not None:
+        from ..spec import parse_window_name
+        known["window"] = parse_window_name(known["window"], args.symmetric).text
+    if getattr(args, "no_nyquist", None):
+        known["nyquist"] = args.no_nyquist
     if getattr(args, "preset", None):
         from ..spec import preset
         s = preset(args.preset, **({"n_fft": args.n_fft} if args.n_fft else {}))
@@ -110,7 +119,8 @@ def run_probe(args) -> int:
 _ORDER = ("input", "mag_file", "mag_key", "phase_file", "phase_key", "dtype", "bins", "layout",
           "phase_layout", "onesided", "n_fft", "n_frames", "hop_length", "win_length", "window",
           "center",
-          "first_frame", "phase_origin", "magnitude", "top_db", "db_ref", "phase_unit",
+          "first_frame", "first_sample", "nyquist", "phase_origin", "magnitude", "top_db",
+          "db_ref", "eps", "phase_unit",
           "phase_range", "scaling", "sample_rate")
 
 
@@ -143,16 +153,17 @@ def reconstruct_flags(res: ProbeResult) -> dict:
     :meth:`~stream.probe.ProbeResult.parameters` make: the one translation
     the printed command line and ``--auto`` share.
 
-    Frame placements no flag names come as a preset: frames before sample 0
-    (``ShortTimeFFT``, ``scipy-sfft``) or a window at the start of a longer
-    frame (``scipy``).  A level the files have lost comes as
+    ShortTimeFFT's frames before sample 0 come as the ``scipy-sfft`` preset.  A level the files have lost comes as
     ``normalize=-1`` (dBFS).
     """
     flags = res.parameters()
+    if flags.pop("nyquist", "stored") != "stored":
+        flags["no_nyquist"] = "zero"
     first_frame, align = flags.pop("first_frame", 0), flags.pop("window_align", "center")
-    placement = "scipy-sfft" if first_frame else "scipy" if align == "left" else None
-    if placement:
-        flags["preset"] = placement
+    if first_frame:
+        flags["preset"] = "scipy-sfft"
+    elif align == "left":
+        flags["window_align"] = "left"
     if res.level_lost:
         flags["normalize"] = -1.0
     return flags
@@ -175,6 +186,10 @@ def command_line(res: ProbeResult, output: str = "OUT.wav") -> str | None:
             continue
         if attr == "center":
             cmd.append("--center" if value else "--no-center")
+        elif attr == "no_nyquist":
+            cmd.append(flag)
+        elif isinstance(value, int) and value < 0:
+            cmd.append(f"{flag}={value}")
         elif isinstance(value, float) and value < 0:      # the value must not look like a flag
             cmd.append(f"{flag}={_text(value)}")
         else:
@@ -231,7 +246,7 @@ def write_plot(res: ProbeResult, path: str):
 
 
 # ------------------------------------------------------------------- auto
-def apply_probe(args):
+def apply_probe(args, say=None):
     """Probe ``args.mag``/``args.phase`` and fill every flag left as None
     from :func:`reconstruct_flags` (what the printed command line gives).
 
@@ -239,12 +254,27 @@ def apply_probe(args):
     magnitude and the phase in (swapped, or the phase None when it is in the
     magnitude's ``.npz``); a two-sided spectrum or real/imaginary parts are
     made into a one-sided complex temporary .npy.  Raises :class:`SpecError`
-    saying what would settle it when the probe cannot tell.
+    saying what would settle it when the probe cannot tell.  ``say(line)``
+    is given what is announced (default: printed to stderr unless quiet).
     """
     res = _run(args)
     if not res.ok:
         raise SpecError("--auto cannot tell how these frames were made: "
                         + "; ".join(res.problems or ["see 'specstream probe'"]))
+    return fill_from_probe(args, res, say)
+
+
+def probe_args(args) -> ProbeResult:
+    """The probe on the files and flags of ``args`` (the flags given are known)."""
+    return _run(args)
+
+
+def fill_from_probe(args, res: ProbeResult, say=None) -> ProbeResult:
+    """Fill every flag of ``args`` left as None from what ``res`` found (the
+    roles, the readable copy, the parameters; :func:`apply_probe`'s work
+    once the probe has run).  ``say(line)``: as :func:`apply_probe`."""
+    if say is None:
+        say = _printer(args)
     flags = reconstruct_flags(res)
     _apply_roles(args, flags.pop("mag"), flags.pop("phase", None))
     for attr, value in flags.items():
@@ -253,15 +283,23 @@ def apply_probe(args):
             f = res.findings.get(attr)
             log.info("probe: %s = %s (%s)", attr, value, f.label if f else "from the findings")
             if attr == "normalize":
-                _announce_lost_level(args, res)
+                _announce_lost_level(args, res, say)
     if res.needs_copy:
-        _readable_copy(args, res)
+        _readable_copy(args, res, say)
     for name in ("scaling", "sample_rate"):
         if res.confidence(name) == 0:
             log.info("probe: %s: %s", name, res.findings[name].evidence)
-    if not getattr(args, "quiet", False):
-        print(f"specstream: probe: {summary(res)}", file=sys.stderr)
+    if res.ok:
+        say(f"specstream: probe: {summary(res)}")
     return res
+
+
+def _printer(args):
+    """Print a line to stderr, unless ``args.quiet``."""
+    def say(line):
+        if not getattr(args, "quiet", False):
+            print(line, file=sys.stderr)
+    return say
 
 
 def summary(res: ProbeResult) -> str:
@@ -278,13 +316,12 @@ def summary(res: ProbeResult) -> str:
     return " ".join(parts) + f" (confidence {res.overall:.2f}; flags given win)"
 
 
-def _announce_lost_level(args, res: ProbeResult):
+def _announce_lost_level(args, res: ProbeResult, say):
     """The files cannot say how loud the audio was: without a gain the output
     would sit wherever the stored numbers put it (-50 dBFS for dB re the
     maximum), so the peak goes to -1 dBFS (:func:`reconstruct_flags`)."""
     why = f"the absolute level is lost ({res.level_lost})"
-    if not getattr(args, "quiet", False):
-        print(f"specstream: {why}: --normalize {args.normalize:g} dBFS", file=sys.stderr)
+    say(f"specstream: {why}: --normalize {args.normalize:g} dBFS")
 
 
 def _apply_roles(args, mag, phase):
@@ -294,7 +331,7 @@ def _apply_roles(args, mag, phase):
     args.mag, args.phase = mag, phase
 
 
-def _readable_copy(args, res: ProbeResult):
+def _readable_copy(args, res: ProbeResult, say):
     """Write what the probe read as one-sided .npy files ``reconstruct`` can open:
     complex values from real/imag parts, bins 0..n_fft/2 of a two-sided spectrum."""
     n = res.value("n_fft")
@@ -315,5 +352,4 @@ def _readable_copy(args, res: ProbeResult):
     args.mag_key = args.phase_key = args.dtype = args.bins = None
     why = res.needs_copy
     log.info("probe: %s; readable copy in %s", why, tmp)
-    if not getattr(args, "quiet", False):
-        print(f"specstream: {why}: reading a one-sided complex copy", file=sys.stderr)
+    say(f"specstream: {why}: reading a one-sided complex copy")

@@ -11,10 +11,10 @@ import time
 import numpy as np
 
 from ..decode import Encoding
-from ..files import FrameSource
+from ..files import FrameSource, sparse_reads
 from ..spec import STFTSpec
 from .common import (UsageError, add_file_args, add_mel_args, add_stft_args, dbfs,
-                     encoding_from_args, mel_from_args, open_source, progress, spec_from_args)
+                     encoding_from_args, mel_from_args, open_source, progress)
 
 log = logging.getLogger("specstream")
 
@@ -42,7 +42,9 @@ def register(sub):
                    help="Griffin-Lim iterations after PGHI (default 32)")
     o.add_argument("--auto", action="store_true",
                    help="infer what is not given (layout, n_fft, hop, window, units, scaling) "
-                        "with 'specstream probe'; flags given explicitly win")
+                        "with 'specstream probe' and refuse when it cannot tell; without "
+                        "--hop-length or --preset this is done anyway (a magnitude alone then "
+                        "assumes librosa's hop and window); flags given explicitly win")
     o.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=run_reconstruct)
     return p
@@ -52,6 +54,9 @@ def _output_format(path: str, subtype: str | None):
     ext = os.path.splitext(path)[1].lower()
     if ext not in (".wav", ".flac"):
         raise UsageError(f"output {path!r}: use a .wav or .flac file name")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise UsageError(f"output {path!r}: no such directory {parent!r}")
     if subtype is None:
         subtype = "pcm24" if ext == ".flac" else "float"
     sf_subtype = SUBTYPES[subtype]
@@ -81,57 +86,82 @@ def reconstruct_blocks(source: FrameSource, pipeline, bar=None, block: int = 102
     yield pipeline.flush()
 
 
-def make_pipeline(args, source: FrameSource, spec: STFTSpec, enc: Encoding, mel=None):
+def file_end(source: FrameSource, spec: STFTSpec, enc: Encoding, preset: bool = False):
+    """``(length, how)``: the samples to write for a file when no ``--length``
+    is given, and a sentence on how they were found (:mod:`stream.ends`):
+    all the frames hold, less the end padding the last frames show.  With a
+    preset, the library's own ``istft`` length (``spec.samples_for``), the
+    end found said beside it."""
+    from ..decode import Decoder
+    from ..ends import SignalEnd, end_of_frames, tail_frames
+    n = source.n_frames
+    if frame_kind(source) == "magnitude":
+        # no phase to invert: all the frames hold (a rebuilt phase is not exact)
+        cover = spec.covered_samples(n)
+        end = SignalEnd(cover, "covered", cover, cover)
+    else:
+        k = min(n, tail_frames(spec))
+        sparse_reads(source.first, source.second)
+        try:
+            first = source.block(n - k, n)
+            second = None if source.second is None else source.block(n - k, n, source.second)
+        finally:
+            sparse_reads(source.first, source.second, on=False)
+        end = end_of_frames(Decoder(spec, enc).decode(first, second), spec, n)
+    if not preset or end.how == "inconsistent":
+        return end.length, end.describe()
+    own = spec.samples_for(n)
+    return own, (f"{own} samples, as the preset's library's istft returns them; "
+                 f"{end.describe()}" + (f" (--length {end.length} for that)"
+                                        if end.length != own else ""))
+
+
+def make_pipeline(args, source: FrameSource, spec: STFTSpec, enc: Encoding,
+                  length: int | None = None, mel=None):
     """The file's FramePipeline (made before the output file is, so that a bad
-    ``length`` is an error first), its phase stage and convergence meter."""
+    ``length`` is an error first), its phase stage and convergence meter.
+    ``length``: samples to write when ``--length`` is not given (default the
+    inverse's own, ``spec.samples_for``; :func:`file_end` finds the signal's)."""
     from .. import phase
     from ..pipeline import FramePipeline
     kind = frame_kind(source, mel)
     stage = meter = None
     if kind in ("magnitude", "mel"):
         method = args.phase_method or "pghi"
-        stage = phase.phase_stage(spec, method, args.iterations, rng=0,
-                                  callback=_iterations_bar(args, method))
+        # block by block, as the frames come: the frame bar shows the progress
+        stage = phase.phase_stage(spec, method, args.iterations, rng=0)
         meter = None if args.quiet else phase.ConvergenceMeter(spec)
-    length = args.length if args.length is not None else spec.samples_for(source.n_frames)
+    if args.length is not None:
+        length = args.length
+    elif length is None:
+        length = spec.samples_for(source.n_frames)
     its = getattr(args, "mel_iterations", None)
     pipe = FramePipeline(spec, enc, kind=kind, phase=stage, length=length, monitor=meter,
                          mel=mel, mel_iterations=32 if its is None else its)
     return pipe
 
 
-def _iterations_bar(args, method: str):
-    """A progress callback for the iterations of a whole-file phase method."""
-    total = 32 if args.iterations is None else args.iterations
-    if method not in ("pghi", "griffinlim") or total < 1:
-        return None
-    bar = progress(total, f"phase ({method})", unit="it", quiet=args.quiet)
-
-    def update(i):
-        bar.update(1)
-        if i >= total:
-            bar.close()
-    return update
-
-
 def run_reconstruct(args) -> int:
     t0 = time.perf_counter()
-    if args.auto:
-        from .probe import apply_probe
-        apply_probe(args)    # fills the flags left as None from the probe's answer
-    mel = None
+    from .infer import frames_from_args, say_notes
+    fmt, subtype = _output_format(args.output, args.subtype)
+    length = how = mel = None
+    notes = []
     if getattr(args, "mel", None):
+        # a mel recipe states its parameters: nothing to infer
         _, mel = mel_from_args(args)
         source = open_source(args, n_mels=mel.n_mels)
         spec, mel = mel_from_args(args, source)
+        enc = encoding_from_args(args)
     else:
-        source = open_source(args)
-        spec = spec_from_args(args, source)
-    enc = encoding_from_args(args)
-    fmt, subtype = _output_format(args.output, args.subtype)
-    if not args.quiet and args.sample_rate is None and mel is None:   # a recipe has its rate
-        log.warning("sample rate not given: assuming %g Hz (set --sample-rate)", spec.sample_rate)
-    pipe = make_pipeline(args, source, spec, enc, mel)
+        source, spec, enc, notes = frames_from_args(args, "reconstruct")
+        if args.length is None:
+            length, how = file_end(source, spec, enc, bool(args.preset))
+        if not args.quiet and args.sample_rate is None:
+            log.warning("sample rate not given: assuming %g Hz (set --sample-rate)",
+                        spec.sample_rate)
+    pipe = make_pipeline(args, source, spec, enc, length, mel)
+    say_notes(args, notes)
     bar = progress(source.n_frames, "reconstruct", quiet=args.quiet)
     blocks = reconstruct_blocks(source, pipe, bar)
     if args.normalize is not None:
@@ -147,6 +177,8 @@ def run_reconstruct(args) -> int:
     bar.close()
     if not args.quiet:
         _summary(args, source, spec, writer, pipe, time.perf_counter() - t0)
+        if how is not None:
+            print(f"  length: {how}", file=sys.stderr)
     return 0
 
 

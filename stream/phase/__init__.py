@@ -60,19 +60,21 @@ per frame of 5.3 ms, 150x real time on one core, frame by frame
 (``tools/bench_phase.py``).  Griffin-Lim runs on a whole-array STFT pair
 made once per file.
 
-Memory: :class:`RTPGHI` keeps a few frames.  :func:`pghi`, :func:`fgla` and
-the offline methods of :func:`reconstruct_phase` hold the whole magnitude
-and its complex frames in RAM (plus the signal, for Griffin-Lim).
+Memory: :class:`RTPGHI` keeps a few frames, :class:`BlockPhase` (the
+offline methods of :func:`phase_stage`, block by block) a block.  :func:`pghi`,
+:func:`fgla` and :func:`reconstruct_phase` hold the whole magnitude and its
+complex frames in RAM (plus the signal, for Griffin-Lim).
 """
 
 from .gradients import GAMMA_CONSTANTS, centre_shift, phase_gradients, window_centre, window_gamma
 from .kernels import kernels as _kernels  # noqa: F401  (the compile switch, for tests)
-from .offline import METHODS, WholeFilePhase, fgla, pghi, phase_stage, reconstruct_phase
+from .blocks import BlockPhase, phase_stage
+from .offline import METHODS, WholeFilePhase, fgla, pghi, reconstruct_phase
 from .quality import ConvergenceMeter, longest_length, spectral_convergence
 from .rtpghi import RTPGHI
 
 __all__ = [
     "GAMMA_CONSTANTS", "METHODS", "RTPGHI", "window_gamma", "window_centre",
     "centre_shift", "phase_gradients", "pghi", "fgla", "reconstruct_phase", "longest_length",
-    "spectral_convergence", "ConvergenceMeter", "WholeFilePhase", "phase_stage",
+    "spectral_convergence", "ConvergenceMeter", "WholeFilePhase", "BlockPhase", "phase_stage",
 ]

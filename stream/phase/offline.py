@@ -15,7 +15,7 @@ from .kernels import kernels
 from .quality import longest_length
 from .rtpghi import RTPGHI
 
-__all__ = ["METHODS", "pghi", "fgla", "reconstruct_phase", "WholeFilePhase", "phase_stage"]
+__all__ = ["METHODS", "pghi", "fgla", "reconstruct_phase", "WholeFilePhase"]
 
 METHODS = ("rtpghi", "pghi", "griffinlim", "zeros", "random")
 
@@ -322,15 +322,3 @@ class WholeFilePhase:
                                 callback=self.callback)
         self.seconds = time.perf_counter() - t0
         return out
-
-
-def phase_stage(spec: STFTSpec, method: str = "pghi", iterations: int | None = None,
-                rng=0, callback=None):
-    """The phase stage of a :class:`stream.pipeline.FramePipeline` for ``method``:
-    the streaming :class:`RTPGHI` (one frame of lookahead) or a
-    :class:`WholeFilePhase`."""
-    if method not in METHODS:
-        raise SpecError(f"phase method {method!r} is not one of {', '.join(METHODS)}")
-    if method == "rtpghi":
-        return RTPGHI(spec, lookahead=1, rng=rng)
-    return WholeFilePhase(spec, method, iterations, rng, callback)

@@ -41,17 +41,17 @@ import time
 import numpy as np
 
 from ..errors import SpecstreamError
-from ..files import other_layout
+from ..files import other_layout, sparse_reads
 from ..spec import SpecError
 from . import edges, framing
 from .arrays import check_pairable, check_stored, read_file, stored_scalars
 from .framing import WINDOW_CANDIDATES, consistency
 from .mel import mel_findings
-from .orientation import orient
+from .orientation import HEAD_FRAMES, orient
 from .raw import raw_hints, record_raw, share_row_length
 from .result import Candidate, Finding, ProbeResult
 from .roles import assign_roles, record_files, record_phase_layout
-from .units import magnitude_candidates, phase_unit, preview
+from .units import log_floor, magnitude_candidates, phase_unit, preview
 
 __all__ = ["Finding", "Candidate", "ProbeResult", "probe", "consistency", "WINDOW_CANDIDATES"]
 
@@ -101,8 +101,13 @@ def probe(mag_path, phase_path=None, *, known: dict | None = None, progress=None
         _run(mag_path, phase_path, known, res, bar)
         if _layout_open(res, known):
             res = _settle_layout(mag_path, phase_path, known, res, bar)
+        if _nyquist_open(res, known):
+            res = _settle_nyquist(mag_path, phase_path, known, res, bar)
     finally:
         bar.close()
+        for a in res.arrays:
+            if a is not None:
+                sparse_reads(a.data, on=False)
     res.seconds = time.perf_counter() - t0
     return res
 
@@ -110,8 +115,42 @@ def probe(mag_path, phase_path=None, *, known: dict | None = None, progress=None
 def _layout_open(res: ProbeResult, known) -> bool:
     """Both axes looked like frequency (e.g. torch's reflect-padded first
     frame is real too) and there is a phase to test them with."""
+    # The other reading must be an audio STFT too: n_fft at most 16384.
     return ("layout" not in known and res.confidence("layout") < 0.5
-            and res.value("input") != "magnitude" and res.value("n_frames", 0) >= 3)
+            and res.value("input") != "magnitude" and 3 <= res.value("n_frames", 0) <= 8193)
+
+
+def _nyquist_open(res: ProbeResult, known) -> bool:
+    """An odd n_fft was inferred from a last bin that is not real: it may be
+    an even n_fft whose Nyquist bin was not stored (Octave's specgram)."""
+    n = res.value("n_fft")
+    return ("n_fft" not in known and "nyquist" not in known and isinstance(n, int) and n % 2
+            and res.value("onesided") is not False and res.confidence("hop_length") < 0.95)
+
+
+def _settle_nyquist(mag_path, phase_path, known, res: ProbeResult, bar) -> ProbeResult:
+    """Run the search with n_fft = 2 * bins and the Nyquist bin set to zero;
+    keep it when the frames are more consistent so."""
+    bins = (res.value("n_fft") + 1) // 2
+    alt = ProbeResult()
+    try:
+        _run(mag_path, phase_path, {**known, "n_fft": 2 * bins, "nyquist": "zero",
+                                    "layout": res.value("layout")}, alt, bar)
+    except SpecstreamError:
+        return res
+    score = lambda r: r.candidates[0].relative if r.candidates else np.inf   # noqa: E731
+    if not score(alt) < score(res) / 2:
+        return res
+    c = alt.candidates[0].consistency
+    conf = min(alt.confidence("hop_length"), 0.9)
+    alt.findings["n_fft"] = Finding(2 * bins, f"{bins} bins whose last is not real, and with "
+                                    f"a zero Nyquist bin after them the frames are consistent "
+                                    f"({c:.2g}; as odd n_fft {2 * bins - 1}: "
+                                    f"{res.candidates[0].consistency:.2g})", conf)
+    alt.findings["nyquist"] = Finding("zero", f"bins 0..{bins - 1} stored, the Nyquist bin "
+                                      "missing (Octave's specgram); set to zero", conf)
+    alt.findings["layout"] = res.findings["layout"]
+    return alt
 
 
 def _settle_layout(mag_path, phase_path, known, res: ProbeResult, bar) -> ProbeResult:
@@ -142,6 +181,7 @@ def _run(mag_path, phase_path, known, res: ProbeResult, bar: _Progress):
     if phase_path is not None:
         arrays += read_file(phase_path, raw_hints(known), allow_complex=False)
     arrays = share_row_length(arrays)
+    sparse_reads(*(a.data for a in arrays))     # a few frames of each: no read-around
     if phase_path is not None:
         check_pairable(arrays, mag_path, phase_path)
     known = stored_scalars(arrays, known, res)
@@ -158,23 +198,29 @@ def _run(mag_path, phase_path, known, res: ProbeResult, bar: _Progress):
     record_raw(first, res)
     n_frames = fb.shape[0]
     res.findings["n_frames"] = Finding(n_frames, "frames in the file", 1.0)
+    # Units and framing from the first frames of a long file (flat memory);
+    # the edges read the first and the last frames themselves.
+    fh = fb[:HEAD_FRAMES]
+    ph_h = None if pb is None else pb[:HEAD_FRAMES]
     # magnitude units
-    mags = ["complex"] if np.iscomplexobj(fb) else magnitude_candidates(fb, known, res)
+    mags = ["complex"] if np.iscomplexobj(fb) else magnitude_candidates(fh, known, res)
     if mags == ["complex"]:
         res.findings["magnitude"] = Finding("linear", "complex values carry their magnitude", 1.0)
-    res.preview_db = preview(fb, mags[0], n_fft)
+    res.preview_db = preview(fh, mags[0], n_fft)
     bar.step()
     if ph is None and not np.iscomplexobj(fb):
         framing.magnitude_only(res, known, mags, n_fft)
         mel_findings(fb, known, res)
         return
     # framing, then edges, length and level with the best candidate
-    cands = framing.search(fb, pb, n_fft, mags, unit, known, res, bar)
+    cands = framing.search(fh, ph_h, n_fft, mags, unit, known, res, bar)
+    sparse_reads(fb, pb, on=False)             # the first frames were read: drop their pages
     spec = framing.conclude(cands, n_fft, known, res)
+    log_floor(fh, res)
     if spec is not None:
         mag = cands[0].magnitude
         edges.centre(fb, pb, spec, mag, unit, known, res)
         edges.check_length(known, n_frames, res)
         check_stored(res)
-        edges.guess_scaling(fb, pb, spec, mag, unit, known, res)
+        edges.guess_scaling(fh, ph_h, spec, mag, unit, known, res)
     bar.step()

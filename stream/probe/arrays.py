@@ -112,8 +112,15 @@ def check_pairable(arrays: list[Array], first_file, second_file):
 def sample(a: np.ndarray, n: int = 1 << 18) -> np.ndarray:
     """Up to ``n`` finite values spread over the array (cheap on memory maps)."""
     flat = a.reshape(-1) if a.flags.c_contiguous else np.ravel(a)
-    step = max(1, flat.shape[0] // n)
-    v = np.asarray(flat[::step][:n])
+    total = flat.shape[0]
+    if total <= n:
+        v = np.asarray(flat)
+    else:
+        # 64 contiguous runs spread over the array: a strided read would
+        # touch (and keep resident) every page of a memory-mapped file.
+        run = n // 64
+        starts = np.linspace(0, total - run, 64).astype(np.int64)
+        v = np.concatenate([np.asarray(flat[s:s + run]) for s in starts])
     return v[np.isfinite(v)]
 
 

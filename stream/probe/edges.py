@@ -22,12 +22,15 @@ from .units import decoded
 
 
 def centre(fb, pb, spec: STFTSpec, mag, unit, known, res: ProbeResult):
-    """Centre padding from the first frames: zeros (or a mirror) before the signal."""
-    if known.get("center") is not None:
-        res.findings["center"] = Finding(known["center"], "given", 2.0)
+    """Where frame 0 starts, from the first frames: after zeros (or a mirror)
+    the padding put before the signal, or at the signal's first sample."""
+    if known.get("center") is not None or known.get("first_sample") is not None:
+        c = known.get("center", not known.get("first_sample"))
+        res.findings["center"] = Finding(c, "given", 2.0)
         res.findings["first_frame"] = Finding(0, "given centre", 2.0)
+        res.findings["first_sample"] = Finding(known.get("first_sample", 0), "given", 2.0)
         return
-    n, h, wl = spec.n_fft, spec.hop_length, spec.win_length
+    n, h = spec.n_fft, spec.hop_length
     centred = spec.replace(center=True)
     half = centred.start_trim          # frame_span // 2: where centring puts sample 0
     t = fb.shape[0]
@@ -38,57 +41,103 @@ def centre(fb, pb, spec: STFTSpec, mag, unit, known, res: ProbeResult):
     i = np.arange(1, min(half, n - half))
     mirror = np.abs(y[0, half - i] - y[0, half + i]).sum() / max(np.abs(y[0]).sum(), 1e-300)
     est, est_end = _signal_estimate(y, spec, w), _signal_estimate(y_end, spec, w[::-1])
-    ff = -((wl - wl // 2 - 1) // h)    # ShortTimeFFT's p_min
-    # Where the signal starts in the first frame: after the centre padding,
-    # or that plus -p_min hops (ShortTimeFFT).  At the end, centring leaves
-    # at least frame_span/2 - hop silent samples in the last frame.
-    hyps = [(half, True, 0)]
-    if ff < 0:
-        hyps.append((centred.replace(first_frame=ff).start_trim, True, ff))
-    drops = {p: _drop(est, p, n) for p, _, _ in hyps}
-    valid = [hy for hy in hyps if drops[hy[0]] < 0.01]
+    hyps = _start_hypotheses(spec, centred, half)
+    onset = _onset(est)
+    # the level before each start against the sound after it (the signal's
+    # own silence, or the LSB noise of a 16-bit file, is no sound to compare with)
+    drops = {hy.pad: _drop(est, hy.pad, n, post_start=max(hy.pad, min(onset, len(est) - 1)))
+             for hy in hyps}
+    valid = [hy for hy in hyps if drops[hy.pad] < 0.01 and hy.pad <= onset + max(3, n // 128)]
     end_drop = (_drop(est_end, n - half - h, n, post_start=n - half)
                 if half - h >= max(spec.frame_span // 16, 1) else np.inf)
     level = _edge_level(fb, pb, n, mag, unit, k)
     floored = _floor_fraction(fb, k) if "top_db" in res.findings else 0.0
     silent = not np.any(est) or np.abs(y[0]).max() < 1e-6 * max(np.abs(y).max(), 1e-300)
-    c, first, conf, ev = _judge_centre(silent, mirror, valid, drops, half, h, end_drop, level,
-                                       floored)
-    c, first, ev, conf = _centre_from_length(known, spec, fb.shape[0], c, first, ev, conf)
+    hy, conf, ev = _judge_centre(silent, mirror, valid, drops, onset, hyps[0], end_drop, level,
+                                 floored)
+    c, first, ev, conf = _centre_from_length(known, spec, fb.shape[0], hy.center, hy.first_frame,
+                                             ev, conf)
     res.findings["center"] = Finding(c, ev, conf)
-    res.findings["first_frame"] = Finding(first, ev, conf)
+    res.findings["first_frame"] = Finding(first if c else 0, ev, conf)
+    res.findings["first_sample"] = Finding(0 if c else hy.first_sample, ev, conf)
 
 
-def _judge_centre(silent, mirror, valid, drops, half, h, end_drop, level, floored):
-    """Centre padding from the edge evidence, most telling first:
-    (center, first_frame, confidence, evidence)."""
+class _Start:
+    """One hypothesis of where frame 0 starts: ``pad`` samples of it before
+    the signal, as ``center``/``first_frame``/``first_sample`` say."""
+
+    def __init__(self, pad, center, first_frame, first_sample, how):
+        self.pad, self.center, self.first_frame = pad, center, first_frame
+        self.first_sample, self.how = first_sample, how
+
+
+def _start_hypotheses(spec: STFTSpec, centred: STFTSpec, half: int) -> list:
+    """The frame starts tools use: centred (librosa, torch, scipy, essentia),
+    ShortTimeFFT's ``p_min`` hops earlier, pyroomacoustics' ``n_fft - hop``
+    zeros, and none (tensorflow, MATLAB, Octave, audioflux, numpy loops)."""
+    n, h, wl = spec.n_fft, spec.hop_length, spec.win_length
+    out = [_Start(half, True, 0, 0, f"centre padding of {half}")]
+    ff = -((wl - wl // 2 - 1) // h)    # ShortTimeFFT's p_min
+    sfft = centred.replace(first_frame=ff).start_trim if ff < 0 else None
+    pra = n - h if n - h > half else None
+    if sfft is not None and (sfft != pra or spec.phase_origin == "window-center"):
+        out.append(_Start(sfft, True, ff, 0, f"centre padding of {half} and {-ff} hop(s) before "
+                          "sample 0 (ShortTimeFFT's p_min)"))
+    if pra is not None and not (pra == sfft and spec.phase_origin == "window-center"):
+        out.append(_Start(pra, False, 0, -pra, f"zero padding of n_fft - hop = {pra} before "
+                          "the signal (pyroomacoustics)"))
+    return out
+
+
+def _onset(est: np.ndarray) -> int:
+    """The first sample of the signal estimate that is not silent (its length if none)."""
+    a = np.abs(est)
+    top = float(a.max()) if a.size else 0.0
+    nz = np.flatnonzero(a > 1e-5 * top) if top > 0 else []
+    return int(nz[0]) if len(nz) else len(a)
+
+
+def _judge_centre(silent, mirror, valid, drops, onset, centred, end_drop, level, floored):
+    """Where frame 0 starts, from the edge evidence, most telling first:
+    (hypothesis, confidence, evidence)."""
+    none = _Start(0, False, 0, 0, "no padding")
+    half = centred.pad
     if silent:
-        c, first, conf = True, 0, 0.2
-        ev = ("the first frame is silent: the edges cannot show padding; assumed centred, "
-              "the libraries' default; give --center/--no-center")
-    elif mirror < 1e-2:
-        c, first, conf = True, 0, 0.9
-        ev = "the first frame is mirror-symmetric about its centre: reflect padding (torch)"
-    elif valid:
-        p, c, first = max(valid)
+        return centred, 0.2, ("the first frame is silent: the edges cannot show padding; "
+                              "assumed centred, the libraries' default; give --center/--no-center")
+    if mirror < 1e-2:
+        return centred, 0.9, ("the first frame is mirror-symmetric about its centre: reflect "
+                              "padding (torch)")
+    if valid:
+        # The start the sound begins at, if one does; else (the signal's own
+        # silence before it) centring, the libraries' default, if it fits.
+        exact = [v for v in valid if abs(onset - v.pad) <= 3]
+        hy = (exact[0] if exact else centred if centred in valid
+              else max(valid, key=lambda v: v.pad))
+        p = hy.pad
         conf = 0.9 if drops[p] < 1e-3 else 0.7
-        ev = (f"the first {p} samples of the first frame are silent ({_db(drops[p])} below "
-              f"what follows): centre padding of {half}"
-              + (f" and {-first} hop(s) before sample 0 (ShortTimeFFT's p_min)" if first else ""))
-    elif end_drop < 0.01:
-        c, first, conf = True, 0, 0.8
-        ev = (f"the last frame ends in {half - h}+ silent samples ({_db(end_drop)}): centre "
-              "padding")
-    elif drops[half] > 0.1 and floored < 0.2:
-        c, first, conf = False, 0, 0.85
-        ev = (f"the signal is already there in the first frame's first half ({_db(drops[half])} "
-              f"of the level after it, {_db(level)} re the loudest frame): no padding")
-    else:
-        c, first, conf = True, 0, 0.3
-        ev = (f"the edges are too quiet to show padding ({_db(level)} re the loudest frame"
-              + (f", {floored:.0%} of their bins at the dB floor" if floored else "")
-              + "): assumed centred, the libraries' default; give --center/--no-center")
-    return c, first, conf, ev
+        ev = (f"the first {p} samples of the first frame are silent "
+              f"({_db(drops[p])} below what follows): {hy.how}")
+        if onset > p + 3:
+            # the sound starts later than any padding would: the signal's own silence
+            conf = min(conf, 0.5)
+            ev += (f"; but the first sound is at sample {onset}, later: the signal may start "
+                   "with silence of its own, and frames from sample 0 fit as well; give "
+                   "--center or --no-center")
+        return hy, conf, ev
+    if drops[half] > 0.1 and floored < 0.2:
+        return none, 0.85, (f"the signal is already there in the first frame's first half "
+                            f"({_db(drops[half])} of the level after it, from sample {onset}; "
+                            f"{_db(level)} re the loudest frame): frames start at sample 0, "
+                            "no padding")
+    if end_drop < 0.01:
+        return centred, 0.8, (f"the last frame ends in silent samples ({_db(end_drop)}): "
+                              "centre padding")
+    return centred, 0.3, (f"the edges are too quiet to show padding ({_db(level)} re the "
+                          "loudest frame" + (f", {floored:.0%} of their bins at the dB floor"
+                                             if floored else "")
+                          + "): assumed centred, the libraries' default; give "
+                          "--center/--no-center")
 
 
 def _centre_from_length(known, spec: STFTSpec, n_frames, c, first, ev, conf):
@@ -116,8 +165,9 @@ def _frames_time(fb, pb, spec, mag, unit, sl) -> np.ndarray:
 def _edge_level(fb, pb, n_fft, mag, unit, k) -> float:
     """RMS of the first and last ``k`` frames over the loudest frame's (both edges' max)."""
     t = fb.shape[0]
-    step = max(1, t // 2000)
-    e = (np.abs(decoded(fb, pb, n_fft, mag, unit, slice(0, t, step))) ** 2).sum(1)
+    h = min(t, 4096)                  # the loudest of the first frames (one piece of a file)
+    e = np.concatenate([(np.abs(decoded(fb, pb, n_fft, mag, unit, slice(i, min(h, i + 256))))
+                         ** 2).sum(1) for i in range(0, h, 256)])
     ends = (np.abs(decoded(fb, pb, n_fft, mag, unit, slice(0, k))) ** 2).sum(1).mean(), \
         (np.abs(decoded(fb, pb, n_fft, mag, unit, slice(t - k, t))) ** 2).sum(1).mean()
     return float(np.sqrt(max(ends) / max(e.max(), 1e-300)))
@@ -147,7 +197,7 @@ def _signal_estimate(y: np.ndarray, spec: STFTSpec, w: np.ndarray) -> np.ndarray
 def _floor_fraction(fb, k: int) -> float:
     """Fraction of the stored values at the dB floor in the first or the last
     ``k`` frames (the larger)."""
-    lo = float(sample(fb).min())
+    lo = float(sample(fb[:4096]).min())
     ends = np.asarray(fb[:k]), np.asarray(fb[-k:])
     return max(float(np.mean(e == lo)) for e in ends)
 
@@ -157,10 +207,10 @@ def _drop(est: np.ndarray, p: int, n: int, post_start: int | None = None) -> flo
     (default ``p``); inf if nothing is there."""
     q = p if post_start is None else post_start
     pre, post = est[:p], est[q:q + max(n // 4, 1)]
-    pre = pre[pre != 0]
-    if post.size == 0 or not np.any(post):
+    pre = pre[pre != 0]          # exactly 0: no window weighs the sample (no evidence)
+    if post.size == 0 or not np.any(post) or pre.size == 0:
         return np.inf
-    r_pre = np.sqrt(np.mean(pre ** 2)) if pre.size else 0.0
+    r_pre = np.sqrt(np.mean(pre ** 2))
     return float(r_pre / np.sqrt(np.mean(post ** 2)))
 
 
@@ -174,7 +224,8 @@ def check_length(known, n_frames, res: ProbeResult):
     f = res.findings["hop_length"]
     c = res.value("center")
     spec = STFTSpec(n_fft=res.value("n_fft"), hop_length=f.value, window=res.value("window"),
-                    center=bool(c), first_frame=res.value("first_frame", 0) if c else 0)
+                    center=bool(c), first_frame=res.value("first_frame", 0) if c else 0,
+                    first_sample=0 if c else res.value("first_sample", 0))
     want = spec.frames_for(int(known["length"]))
     if want == n_frames:
         f.evidence += f"; {known['length']} samples make exactly {n_frames} frames: confirmed"
@@ -205,8 +256,17 @@ def guess_scaling(fb, pb, spec: STFTSpec, mag, unit, known, res: ProbeResult):
     y = istft(x[sl], spec, dtype=np.float64)
     peak = float(np.abs(y[len(y) // 4: 3 * len(y) // 4] if len(y) > 8 else y).max())
     w = spec.window_values
-    gains = {"none": 1.0, "window-sum": float(w.sum()), "sqrt-n": math.sqrt(spec.n_fft)}
+    gains = {"none": 1.0, "window-sum": float(w.sum()), "sqrt-n": math.sqrt(spec.n_fft),
+             "essentia": float(w.sum()) / 2}
     dist = {k: abs(math.log10(max(peak * g, 1e-30)) - math.log10(0.3)) for k, g in gains.items()}
+    # essentia's frames (Windowing: normalized, zeroPhase, symmetric by
+    # default) are the only ones with a symmetric window and a window-centre
+    # phase: its 2/sum(w) then beats window-sum, 6 dB away, when both fit.
+    tool = ("essentia" if spec.window_symmetric and spec.phase_origin == "window-center"
+            else "window-sum")
+    other = "window-sum" if tool == "essentia" else "essentia"
+    if dist[tool] < 1.0:
+        dist[other] = max(dist[other], dist[tool] + 0.5)
     order = sorted(dist, key=dist.get)
     best, second = order[0], order[1]
     implied = peak * gains[best]

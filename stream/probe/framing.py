@@ -18,15 +18,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..engine import istft, stft
+from ..engine import consistency
 from ..spec import SpecError, STFTSpec
 from .arrays import sample, sample_rate_finding
 from .result import Candidate, Finding, ProbeResult
 from .units import decoded
 
-#: Windows the search tries (all periodic, as the libraries make them).
+#: Windows the search tries: periodic, as the libraries make them, and
+#: symmetric (MATLAB, Octave, np.hamming, essentia), which differ from the
+#: periodic ones by a point and so by tens of dB of consistency; Tukey 0.25
+#: is scipy.signal.spectrogram's default.
 WINDOW_CANDIDATES = ("hann", "hamming", "blackman", "rectangular", "bartlett", "sine",
-                     "sqrt-hann")
+                     "sqrt-hann", "hann-sym", "hamming-sym", "blackman-sym", "bartlett-sym",
+                     "sine-sym", "sqrt-hann-sym", "tukey:0.25")
 #: Consistency below this is "an STFT made this way"; above _NOT_CONSISTENT, "not".
 _CONSISTENT = 0.02
 _NOT_CONSISTENT = 0.1
@@ -192,42 +196,37 @@ def _hop_candidates(score: np.ndarray, k: int = 3) -> list[int]:
 
 
 # ------------------------------------------------------- refine: engine
-def consistency(frames: np.ndarray, spec: STFTSpec, margin: int | None = None,
-                mask: np.ndarray | None = None) -> float:
-    """``||X - STFT(ISTFT(X))|| / ||X||`` on the interior frames of a block.
+def loud_slice(power: np.ndarray, length: int, step: int = 1, total: int | None = None) -> slice:
+    """``length`` consecutive frames around the loudest stretch.
 
-    ``frames``: complex ``(n_frames, bins)`` in ``spec``'s conventions.  The
-    block is treated as uncentred (a slice from inside the file); the first
-    and last ``margin`` frames (default: frames one window spans) are left
-    out, since fewer frames overlap there.  ``mask`` (same shape as
-    ``frames``, bool) limits the measure to the bins it marks.
-    """
-    spec = spec.replace(center=False, first_frame=0)
-    x = np.asarray(frames, dtype=np.complex128)
-    y = istft(x, spec, dtype=np.float64)
-    z = stft(y, spec, dtype=np.float64)
-    r = -(-spec.n_fft // spec.hop_length) if margin is None else margin
-    t = min(len(x), len(z))
-    if t - 2 * r < 1:
-        r = max(0, (t - 1) // 2)
-    a, b = x[r:t - r], z[r:t - r]
-    if mask is not None:
-        # Only the bins that were stored faithfully: a dB floor (top_db)
-        # replaced the others by a constant, which no signal would make.
-        m = np.asarray(mask)[r:t - r]
-        a, b = a * m, b * m
-    den = np.linalg.norm(a)
-    return float(np.linalg.norm(a - b) / den) if den > 0 else float("inf")
-
-
-def loud_slice(power: np.ndarray, length: int) -> slice:
-    """``length`` consecutive frames around the loudest stretch."""
-    t = len(power)
+    ``power``: the power of every ``step``-th frame of ``total`` (a long
+    file is sampled, not read whole: :func:`frame_power`)."""
+    t = len(power) * step if total is None else total
     if t <= length:
         return slice(0, t)
+    if step > 1:
+        i = int(np.argmax(power)) * step
+        i = min(max(i - length // 2, 0), t - length)
+        return slice(i, i + length)
     c = np.convolve(power, np.ones(length), mode="valid")
     i = int(np.argmax(c))
     return slice(i, i + length)
+
+
+#: Frames the probe decodes at most to find the loud stretches of a file.
+MAX_POWER_FRAMES = 4096
+
+
+def frame_power(fb, pb, n_fft, mag, unit) -> tuple[np.ndarray, int, int]:
+    """``(power, step, n_frames)``: the power of every ``step``-th frame, at
+    most :data:`MAX_POWER_FRAMES` of them (a long file costs no more)."""
+    n = fb.shape[0]
+    step = max(1, -(-n // MAX_POWER_FRAMES))
+    power = []
+    for i in range(0, n, 256 * step):        # a few MB at a time
+        x = decoded(fb, pb, n_fft, mag, unit, slice(i, min(n, i + 256 * step), step))
+        power.append((np.abs(x) ** 2).sum(1))
+    return (np.concatenate(power) if power else np.zeros(0)), step, n
 
 
 # ------------------------------------------------------------ the search
@@ -242,9 +241,8 @@ def search(fb, pb, n_fft, mags, unit, known, res, bar) -> list[Candidate]:
     windows = [known["window"]] if known.get("window") else list(WINDOW_CANDIDATES)
     origins = ([known["phase_origin"]] if known.get("phase_origin")
                else ["frame-start", "window-center"])
-    power = np.abs(decoded(fb, pb, n_fft, mags[0], unit, slice(None, None, 1))) ** 2 \
-        if n_frames <= 4096 else None
-    sl = loud_slice(power.sum(1) if power is not None else np.ones(n_frames), 25)
+    power = frame_power(fb, pb, n_fft, mags[0], unit)
+    sl = loud_slice(*power[:1], 25, *power[1:])
     cands: list[Candidate] = []
     for mag in mags:
         scan = _PairScan(decoded(fb, pb, n_fft, mag, unit, sl), n_fft)
@@ -270,6 +268,13 @@ def search(fb, pb, n_fft, mags, unit, known, res, bar) -> list[Candidate]:
     return _refine(fb, pb, n_fft, unit, cands, known, power, floor)
 
 
+def _twin(window: str) -> str | None:
+    """The symmetric window of a periodic name and the other way round."""
+    if ":" in window or window == "rectangular":
+        return None
+    return window[:-4] if window.endswith("-sym") else window + "-sym"
+
+
 def candidate_spec(c: Candidate, n_fft: int) -> STFTSpec:
     return STFTSpec(n_fft=n_fft, hop_length=c.hop, window=c.window, center=False,
                     phase_origin=c.phase_origin, win_length=c.win_length or n_fft,
@@ -287,10 +292,18 @@ def _refine(fb, pb, n_fft, unit, cands, known, power, floor=None) -> list[Candid
         top.append(c)
         if len(top) >= 12:
             break
+    # The symmetric and the periodic window of a name pair-score alike: the
+    # engine check must see both of the best few.
+    for c in list(top[:4]):
+        twin = _twin(c.window)
+        k = (c.hop, twin, c.phase_origin, c.magnitude, c.win_length, c.align)
+        if twin and k not in seen:
+            seen.add(k)
+            top.append(Candidate(c.hop, twin, c.phase_origin, c.magnitude, c.pair_score,
+                                 n_fft=c.n_fft, win_length=c.win_length, align=c.align))
     for c in top:
         r = -(-n_fft // c.hop)
-        n = fb.shape[0]
-        sl = loud_slice(power.sum(1) if power is not None else np.ones(n), 2 * r + 16)
+        sl = loud_slice(*power[:1], 2 * r + 16, *power[1:])
         try:
             spec = candidate_spec(c, n_fft)
         except SpecError:
@@ -299,8 +312,27 @@ def _refine(fb, pb, n_fft, unit, cands, known, power, floor=None) -> list[Candid
         mask = None if floor is None else np.asarray(fb[sl]) != floor
         c.consistency = consistency(decoded(fb, pb, n_fft, c.magnitude, unit, sl), spec,
                                     mask=mask)
+    top = _distinct(top, n_fft)
     top.sort(key=lambda c: c.relative)
     return top + [c for c in cands if c not in top]
+
+
+def _distinct(cands: list, n_fft: int) -> list:
+    """One candidate per distinct frame model: a symmetric window of w + 1
+    points whose last is 0 is the periodic one of w points (hann, bartlett),
+    the same hypothesis twice; the periodic name stays."""
+    out, seen = [], {}
+    for c in sorted(cands, key=lambda c: c.window.endswith("-sym")):
+        try:
+            w = candidate_spec(c, n_fft).padded_window
+        except SpecError:
+            out.append(c)
+            continue
+        key = (c.hop, c.phase_origin, c.magnitude, np.round(w, 12).tobytes())
+        if key not in seen:
+            seen[key] = c
+            out.append(c)
+    return out
 
 
 # ------------------------------------------------------------- findings
@@ -317,9 +349,11 @@ def conclude(cands: list[Candidate], n_fft: int, known, res: ProbeResult) -> STF
     if best is None or not (best.consistency < _NOT_CONSISTENT and best.relative < 0.2):
         _cannot_tell(res, best, known, n_fft)
         return None
+    best, sym_txt, sym_conf = _symmetry(cands, best)
+    twin = _twin(best.window)
     alt = next((c for c in cands[1:] if c.consistency is not None
-                and (c.hop, c.window, c.win_length) != (best.hop, best.window, best.win_length)),
-               None)
+                and (c.hop, c.window, c.win_length) != (best.hop, best.window, best.win_length)
+                and not (c.hop == best.hop and c.window == twin)), None)
     ratio = (alt.relative / max(best.relative, 1e-12)) if alt else np.inf
     conf = (0.97 if best.consistency < 1e-3 and best.relative < 1e-2 and ratio > 100 else
             0.85 if best.consistency < _CONSISTENT and best.relative < 0.05 and ratio > 5 else
@@ -329,7 +363,9 @@ def conclude(cands: list[Candidate], n_fft: int, known, res: ProbeResult) -> STF
           f"{best.window} window{alt_txt}")
     given = lambda k: 2.0 if known.get(k) is not None else conf   # noqa: E731
     res.findings["hop_length"] = Finding(best.hop, ev, given("hop_length"))
-    res.findings["window"] = Finding(best.window, ev, given("window"))
+    res.findings["window"] = Finding(best.window, ev + sym_txt,
+                                     given("window") if known.get("window") else
+                                     min(conf, sym_conf))
     res.findings["phase_origin"] = Finding(
         best.phase_origin, "phases referenced to the " +
         ("window centre (ShortTimeFFT)" if best.phase_origin == "window-center" else
@@ -343,6 +379,26 @@ def conclude(cands: list[Candidate], n_fft: int, known, res: ProbeResult) -> STF
                                "can be inferred" if best.hop > 7 * n_fft // 8 else ""))
     _window_length_finding(best, n_fft, known, res)
     return candidate_spec(best, n_fft)
+
+
+def _symmetry(cands: list, best: Candidate) -> tuple[Candidate, str, float]:
+    """The symmetric and the periodic window of the best name, told apart by
+    consistency: ``(candidate, evidence, confidence)``.  When they fit about
+    equally (a dB floor or noise hides the one point they differ by), the
+    periodic one, the libraries' default, is taken and said to be a guess."""
+    twin = next((c for c in cands if c.hop == best.hop and c.window == _twin(best.window)
+                 and c.phase_origin == best.phase_origin and c.magnitude == best.magnitude
+                 and c.consistency is not None), None)
+    if twin is None:
+        return best, "", 1.0
+    ratio = twin.relative / max(best.relative, 1e-12)
+    sym = best.window.endswith("-sym")
+    text = (f"; {'symmetric' if sym else 'periodic'}: {best.consistency:.2g}, "
+            f"{'periodic' if sym else 'symmetric'} {twin.window}: {twin.consistency:.2g}")
+    if ratio >= 3:
+        return best, text, 1.0
+    pick = twin if sym else best
+    return pick, text + "; they fit about equally: periodic assumed (the libraries' default)", 0.6
 
 
 def _window_length_finding(best: Candidate, n_fft: int, known, res: ProbeResult):

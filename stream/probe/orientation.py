@@ -24,13 +24,35 @@ def orient(first, phase, unit, known, res: ProbeResult):
     period = phase_period(unit)
     f2 = first[0] if first.ndim == 3 else first        # channel 0 speaks for all
     p2 = None if phase is None else (phase[0] if phase.ndim == 3 else phase)
-    axis, layout_f = _frequency_axis(f2, p2, period, known, res)
+    # A long file is judged by its first frames (the long axis: bins are at
+    # most 8193), read in one piece: flat memory for a file of any length.
+    fh, ph = head(f2), None if p2 is None else head(p2)
+    axis, layout_f = _frequency_axis(fh, ph, period, known, res, f2.shape)
     res.findings["layout"] = layout_f
     fb = np.swapaxes(f2, 0, 1) if axis == 0 else f2
     pb = None if p2 is None else (np.swapaxes(p2, 0, 1) if axis == 0 else p2)
     # n_fft may lean on the Nyquist bin once the chosen axis starts with real DC bins
-    dc_ok = (pb is not None or np.iscomplexobj(fb)) and _dc_realness(fb, pb, 1, 0, period) >= 0.9
+    fbh, pbh = fb[:HEAD_FRAMES], None if pb is None else pb[:HEAD_FRAMES]
+    dc_ok = (pb is not None or np.iscomplexobj(fb)) and _dc_realness(fbh, pbh, 1, 0,
+                                                                    period) >= 0.9
     return _sides_and_n_fft(fb, pb, period, known, dc_ok, res)
+
+
+#: Frames a long file is judged by (its first ones, read in one piece).
+HEAD_FRAMES = 4096
+
+
+def head(a: np.ndarray, limit: int = HEAD_FRAMES) -> np.ndarray:
+    """A 2-D array with its long axis (frames, when the other holds at most
+    8193 bins) cut to its first ``limit`` entries; others as they are."""
+    if a.ndim != 2:
+        return a
+    r, c = a.shape
+    if r > max(limit, 8193) and c <= 8193:
+        return a[:limit]
+    if c > max(limit, 8193) and r <= 8193:
+        return a[:, :limit]
+    return a
 
 
 def _dc_realness(first: np.ndarray, phase: np.ndarray | None, axis: int, index: int,
@@ -82,13 +104,14 @@ def _hermitian(first, phase, axis: int, period: float) -> float:
     return float(d)
 
 
-def _frequency_axis(f2, p2, period, known, res) -> tuple[int, Finding]:
-    """Which axis is frequency: the one whose first bin is real in every frame."""
-    shape = f2.shape
+def _frequency_axis(f2, p2, period, known, res, shape=None) -> tuple[int, Finding]:
+    """Which axis is frequency: the one whose first bin is real in every frame.
+    ``shape``: the whole array's (``f2`` may be its first frames)."""
+    shape = f2.shape if shape is None else tuple(shape)
     if known.get("layout"):
         return _axis(known["layout"]), Finding(known["layout"], "given", 2.0)
     if p2 is None and not np.iscomplexobj(f2):
-        return _axis_without_phase(f2, period, known)
+        return _axis_without_phase(f2, period, known, shape)
     dc = [_dc_realness(f2, p2, ax, 0, period) for ax in (0, 1)]
     ok = [ax for ax in (0, 1) if dc[ax] >= 0.9]        # nan (silent) fails too
     if len(ok) == 1:
@@ -117,13 +140,13 @@ def _frequency_axis(f2, p2, period, known, res) -> tuple[int, Finding]:
                        "signal, or the phase is not what it seems", 0.0)
 
 
-def _axis_without_phase(f2, period, known) -> tuple[int, Finding]:
+def _axis_without_phase(f2, period, known, shape) -> tuple[int, Finding]:
     """Magnitude only: a mirror-symmetric axis (two-sided), else the sizes."""
     sym = [_hermitian(f2, None, a, period) < 1e-6 for a in (0, 1)]
     if any(sym) and not all(sym):
         return sym.index(True), Finding(_layout_name(sym.index(True)), "magnitude only: axis "
                                         f"{sym.index(True)} is mirror-symmetric (two-sided)", 0.6)
-    ax, why, clear = _size_guess(f2.shape, known)
+    ax, why, clear = _size_guess(shape, known)
     return ax, Finding(_layout_name(ax), f"magnitude only: no phase to test; {why}",
                        0.5 if clear else 0.3)
 
@@ -133,11 +156,15 @@ def _sides_and_n_fft(fb, pb, period, known, confirmed, res):
     n = fb.shape[1]
     even, odd = n_fft_for_bins(n)
     given = known.get("n_fft")
+    if given and known.get("nyquist") and given == 2 * n:      # the Nyquist bin not stored
+        res.findings["onesided"] = Finding(True, "given: the Nyquist bin is not stored", 2.0)
+        res.findings["n_fft"] = Finding(given, "given", 2.0)
+        return fb, pb, given
     if given and given not in (n, even, odd):
         raise SpecError(f"n_fft={given} does not fit frames of {n} bins: they fit "
                         f"{bins_fit(n)} one-sided, or n_fft={n} two-sided")
-    step = max(1, fb.shape[0] // 256)           # a few hundred frames settle symmetry
-    herm = _hermitian(fb[::step], None if pb is None else pb[::step], 1, period)
+    k = min(fb.shape[0], 256)                    # a few hundred frames settle symmetry
+    herm = _hermitian(fb[:k], None if pb is None else pb[:k], 1, period)
     if (given == n) or (not given and herm < 1e-3 and n >= 4):
         cut = n // 2 + 1
         res.findings["onesided"] = Finding(False, f"the {n} bins are Hermitian-symmetric "
@@ -151,7 +178,8 @@ def _sides_and_n_fft(fb, pb, period, known, confirmed, res):
     if given:
         res.findings["n_fft"] = Finding(given, "given", 2.0)
         return fb, pb, given
-    nyq = _dc_realness(fb, pb, 1, n - 1, period) if confirmed else float("nan")
+    nyq = (_dc_realness(fb[:HEAD_FRAMES], None if pb is None else pb[:HEAD_FRAMES], 1, n - 1,
+                        period) if confirmed else float("nan"))
     if confirmed and nyq < 0.5:      # nan: a silent Nyquist bin shows nothing
         res.findings["n_fft"] = Finding(odd, f"{n} bins and the last one is not real "
                                         f"(only {nyq:.0%} of frames): odd n_fft = 2*bins-1", 0.8)

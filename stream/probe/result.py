@@ -25,9 +25,10 @@ __all__ = ["Finding", "Candidate", "ProbeResult"]
 SOURCE_PARAMETERS = ("mag", "phase", "mag_key", "phase_key", "layout", "dtype", "bins")
 #: :class:`STFTSpec` fields a finding gives.
 SPEC_PARAMETERS = ("n_fft", "hop_length", "win_length", "window", "center", "window_align",
-                   "first_frame", "scaling", "phase_origin", "sample_rate")
+                   "first_frame", "first_sample", "scaling", "gain", "phase_origin",
+                   "sample_rate")
 #: :class:`Encoding` fields a finding gives.
-ENCODING_PARAMETERS = ("magnitude", "db_ref", "phase_unit")
+ENCODING_PARAMETERS = ("magnitude", "db_ref", "phase_unit", "eps", "nyquist")
 
 
 @dataclass
@@ -191,7 +192,8 @@ class ProbeResult:
         best = self.candidates[0].consistency if self.candidates else None
         out["consistency"] = None if best is None else float(best)
         out["confidence"] = round(self.overall, 3)
-        for k in ("phase_origin", "window_align", "first_frame", "phase_range", "top_db",
+        for k in ("phase_origin", "window_align", "first_frame", "first_sample", "phase_range",
+                  "top_db", "nyquist", "eps",
                   "sample_rate", "stored",
                   "input", "mag_file", "mag_key", "phase_file", "phase_key", "phase_layout",
                   "dtype",

@@ -63,7 +63,7 @@ def magnitude_candidates(mag: np.ndarray, known: dict, res: ProbeResult) -> list
     at_floor = float(np.mean(v == lo))
     if lo < 0:
         # 20 log10|X| and 10 log10|X|^2 are the same numbers: 'db' stands for both.
-        cands = ["db", "log"]
+        cands = ["db", "log", "log10"]
         if at_floor > 1e-3 and hi - lo <= 150:
             res.findings["top_db"] = Finding(
                 round(hi - lo, 2), f"{at_floor:.1%} of the values sit exactly at the minimum, "
@@ -115,8 +115,10 @@ def phase_unit(phase: np.ndarray | None, known: dict, res: ProbeResult):
 def _decoder(n_fft: int, mag_unit: str, phase_unit: str | None) -> Decoder:
     """decode's Decoder for these units ('complex': the values are the bins)."""
     spec = STFTSpec(n_fft=n_fft, hop_length=max(1, n_fft // 4))
+    # nyquist='zero': frames of n_fft/2 bins (no Nyquist bin stored) get a zero one
     return Decoder(spec, Encoding(magnitude=mag_unit if mag_unit != "complex" else "linear",
-                                  phase_unit=phase_unit or "rad"), dtype=np.complex128)
+                                  phase_unit=phase_unit or "rad", nyquist="zero"),
+                   dtype=np.complex128)
 
 
 def decoded(fb, pb, n_fft, mag_unit, phase_unit, sl) -> np.ndarray:
@@ -126,10 +128,33 @@ def decoded(fb, pb, n_fft, mag_unit, phase_unit, sl) -> np.ndarray:
         first, None if pb is None else np.asarray(pb[sl]))
 
 
-def preview(fb, mag_unit, n_fft, max_frames: int = 2000) -> np.ndarray:
+def preview(fb, mag_unit, n_fft, max_frames: int = 1000) -> np.ndarray:
     """The magnitude in dB (frames x bins, at most ``max_frames``), for plots."""
     step = max(1, fb.shape[0] // max_frames)
-    v = np.asarray(fb[::step])
-    m = np.abs(v) if np.iscomplexobj(v) else _decoder(n_fft, mag_unit, None).magnitude(v)
-    m = m.astype(np.float64)
-    return 20 * np.log10(np.maximum(m, 1e-10 * max(m.max(), 1e-30)))
+    dec = _decoder(n_fft, mag_unit, None)
+    parts = []
+    for i in range(0, fb.shape[0], 256 * step):     # a few MB at a time
+        v = np.asarray(fb[i:i + 256 * step:step])
+        m = np.abs(v) if np.iscomplexobj(v) else dec.magnitude(v)
+        parts.append(m.astype(np.float32))
+    m = np.concatenate(parts) if parts else np.zeros((0, fb.shape[1]), np.float32)
+    top = float(m.max()) if m.size else 0.0
+    np.maximum(m, np.float32(1e-10 * max(top, 1e-30)), out=m)
+    np.log10(m, out=m)
+    m *= 20
+    return m
+
+
+def log_floor(fb, res: ProbeResult):
+    """Log magnitudes that stop at a floor many values sit on exactly are
+    ``ln(|S| + eps)`` (tensorflow recipes: 1e-6), the floor ``ln(eps)``
+    where the magnitude was 0: the eps finding (not a top_db clipping)."""
+    unit = res.value("magnitude")
+    if unit not in ("log", "log10") or "top_db" not in res.findings:
+        return
+    lo = float(sample(fb).min())
+    eps = float(np.exp(lo) if unit == "log" else 10.0 ** lo)
+    del res.findings["top_db"]
+    res.findings["eps"] = Finding(float(f"{eps:.3g}"), f"{unit} values stop at {lo:.4g}, many "
+                                  f"of them exactly: {unit}(|S| + eps) with eps = {eps:.3g} "
+                                  "where |S| was 0", 0.8)

@@ -1,0 +1,141 @@
+"""What ``reconstruct`` and ``send`` do with the parameters not given.
+
+* Not given (no ``--hop-length`` and no ``--preset``), or ``--auto``: the
+  probe infers them from the files (the flags given are known to it and
+  win); what it assumed and how sure it is goes to stderr.  When it cannot
+  tell, the command refuses with the probe's reasons and the flags that would
+  settle it -- except for a magnitude alone, which no file can show a hop
+  for: librosa's defaults are assumed and said to be.
+* Given: no probe, but a few frames are checked for the classic mistakes
+  (:mod:`stream.probe.checks`), each warned about with its fix; frames far
+  from consistent are probed to name the parameters that fit.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from ..spec import SpecError
+from .common import UsageError, encoding_from_args, open_source, spec_from_args
+
+log = logging.getLogger("specstream")
+
+__all__ = ["frames_from_args", "say_notes"]
+
+
+def _stated(args) -> bool:
+    """The user said how the frames were made (a hop, or a preset, which has one)."""
+    return args.hop_length is not None or bool(getattr(args, "preset", None))
+
+
+def frames_from_args(args, command: str):
+    """``(source, spec, encoding, notes)`` for the files of ``args``: the
+    parameters inferred where not given, checked where given.  ``notes``: what
+    was assumed, to print once the command line has proved good (so that a
+    bad flag is still one line of error)."""
+    notes: list[str] = []
+    stated = _stated(args) and not getattr(args, "auto", False)
+    if getattr(args, "auto", False):
+        from .probe import apply_probe
+        apply_probe(args, say=notes.append)   # --auto: refuses when the probe cannot tell
+        source = open_source(args)
+    elif stated:
+        source = open_source(args)
+    else:
+        # A bad file or flag is reported as such, before any probe (a raw
+        # file's shape is --bins' or --auto's to give).
+        source = open_source(args)
+        spec_from_args(args, source)
+        encoding_from_args(args)
+        _infer(args, command, notes)
+        source = open_source(args)          # the probe may have swapped or copied the files
+    spec = spec_from_args(args, source)
+    enc = encoding_from_args(args)
+    if stated:
+        _check(args, source, spec, enc)
+    return source, spec, enc, notes
+
+
+def _infer(args, command: str, notes: list):
+    """Fill the flags not given from the probe (what it assumed goes to ``notes``)."""
+    from .probe import fill_from_probe, probe_args
+    res = probe_args(args)
+    magnitude_only = res.value("input") == "magnitude"
+    if not res.ok and not magnitude_only:
+        why = "; ".join(res.problems or ["see 'specstream probe'"])
+        raise UsageError(f"cannot tell how these frames were made: {why}. "
+                         f"'specstream probe {_files(args)}' shows the evidence; give "
+                         "--hop-length and --window (and --center or --no-center) to settle it")
+    fill_from_probe(args, res, say=notes.append)
+    if magnitude_only and args.hop_length is None:
+        notes.append(f"specstream {command}: a magnitude alone cannot show how its frames "
+                     "overlap: assuming librosa's defaults (hop n_fft/4, hann window, "
+                     "centred); give --hop-length and --window if you know them")
+    else:
+        for name in ("window", "center", "scaling", "magnitude"):
+            f = res.findings.get(name)
+            if f is not None and 0 < f.confidence < 0.7 and not (name == "scaling"
+                                                                  and f.value == "none"):
+                notes.append(f"specstream {command}: probe: {name} = {f.value} is a guess: "
+                             f"{f.evidence}")
+
+
+def say_notes(args, notes: list):
+    """Print what was assumed (unless quiet)."""
+    if getattr(args, "quiet", False):
+        return
+    for n in notes:
+        print(n, file=sys.stderr)
+
+
+def _files(args) -> str:
+    return " ".join(str(f) for f in (args.mag, args.phase) if f is not None)
+
+
+def _check(args, source, spec, enc):
+    """Warn about the classic mistakes the given parameters make (cheap)."""
+    from ..probe.checks import check_frames
+    found = check_frames(source, spec, enc)
+    for c in found:
+        fix = c.fix
+        if c.consistency is not None:
+            fix = _probe_fix(args, spec, enc) or fix
+        log.warning("%s; %s", c.what, fix)
+
+
+def _probe_fix(args, spec, enc) -> str | None:
+    """The flags the probe finds for frames that the given ones do not fit."""
+    from types import SimpleNamespace
+
+    from .probe import probe_args, reconstruct_flags
+    bare = SimpleNamespace(**{k: None for k in vars(args)})
+    for k in ("mag", "phase", "mag_key", "phase_key", "dtype", "bins", "layout",
+              "sample_rate"):
+        setattr(bare, k, getattr(args, k, None))
+    bare.quiet = True
+    try:
+        res = probe_args(bare)
+    except SpecError:
+        return None
+    if not res.ok:
+        return None
+    flags = reconstruct_flags(res)
+    names = {"hop_length": "--hop-length", "window": "--window", "win_length": "--win-length",
+             "center": "--center", "first_sample": "--first-sample",
+             "magnitude": "--magnitude", "phase_unit": "--phase-unit",
+             "phase_origin": "--phase-origin", "n_fft": "--n-fft"}
+    diff = []
+    for k, flag in names.items():
+        v = flags.get(k)
+        mine = getattr(enc if k in ("magnitude", "phase_unit") else spec, k)
+        if v is None or mine == v:
+            continue
+        if k == "center":
+            diff.append("--center" if v else "--no-center")
+        else:
+            diff.append(f"{flag} {v}")
+    if not diff:
+        return None
+    return (f"the probe finds that these fit: {' '.join(diff)} (consistency "
+            f"{res.candidates[0].consistency:.2g}); or leave the flags out to have them inferred")
