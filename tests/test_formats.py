@@ -617,3 +617,15 @@ def test_octave_stft_is_two_sided(tmp_path, capsys):
                        "--hop-length", HOP, "--window", tmp_path / "hamming.npy",
                        "--no-center", "-r", FS)
     assert snr_db(y, signal(), covered(29, np.hamming(N))) >= 60
+
+
+def test_window_values_with_the_hop_in_the_file_need_no_probe(tmp_path, capsys):
+    """A MAT file's T gives the hop: with --window FILE the frames are stated
+    and reconstruct; the probe, which tries windows by name, says what to add."""
+    files = [_fixture("spectrogram_v7.mat")]
+    np.save(tmp_path / "hamming.npy", np.hamming(N))
+    y, _ = reconstruct(capsys, tmp_path, files, "--window", tmp_path / "hamming.npy",
+                       "--no-center")
+    assert snr_db(y, signal(), covered(29, np.hamming(N))) >= 60
+    rc, err = cli(capsys, "probe", *files, "--window", tmp_path / "hamming.npy")
+    one_line(rc, err, "--hop-length")

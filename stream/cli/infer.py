@@ -45,11 +45,13 @@ def frames_from_args(args, command: str):
     else:
         # A bad file or flag is reported as such, before any probe (a raw
         # file's shape is --bins' or --auto's to give).
-        source = open_source(args)
+        source = open_source(args)          # fills what the file stores (fs, F, T...)
         spec_from_args(args, source)
         encoding_from_args(args)
-        _infer(args, command, notes)
-        source = open_source(args)          # the probe may have swapped or copied the files
+        stated = _stated(args)
+        if not stated:
+            _infer(args, command, notes)
+            source = open_source(args)      # the probe may have swapped or copied the files
     spec = spec_from_args(args, source)
     enc = encoding_from_args(args)
     if stated:

@@ -23,6 +23,7 @@ import numpy as np
 
 from ..decode import Encoding
 from ..spec import SpecError, STFTSpec
+from .common import UsageError
 
 if TYPE_CHECKING:
     from ..probe import ProbeResult
@@ -77,6 +78,11 @@ def register(sub):
 def known_from_args(args) -> dict:
     """The flags the user gave, as the probe's ``known`` dict."""
     known = {k: getattr(args, k, None) for k in _KNOWN}
+    if known["window"] is not None:
+        from ..files import parse_window
+        if not isinstance(parse_window(known["window"]), str):
+            raise UsageError("the probe tries windows by name; with window values "
+                             f"(--window {known['window']}) give --hop-length as well")
     if known["window"] is not None and getattr(args, "symmetric", None) is not None:
         from ..spec import parse_window_name
         known["window"] = parse_window_name(known["window"], args.symmetric).text
