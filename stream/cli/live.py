@@ -454,6 +454,7 @@ _RECORD_KEYS = {"queue_ms": "buffer_ms", "target_ms": "target_ms",
                 "factor_ppm": "factor_ppm", "jitter_peak_ms": "jitter_peak_ms",
                 "jitter_mean_ms": "jitter_mean_ms", "dac_delay_ms": "dac_delay_ms",
                 "drift_locked": "drift_locked", "catch_ups": "catch_ups",
+                "drift_holds": "drift_holds", "drift_excursions": "drift_excursions",
                 "device_clock_ppm": "device_clock_ppm",
                 "producer_clock_ppm": "producer_clock_ppm"}
 

@@ -66,7 +66,9 @@ allocates a sample buffer.
   why)), ``output_latency_ms`` (the mean, over the last second, of the
   time from a write to its first sample at the DAC), ``ratio_ppm`` (the
   estimate; > 0: the producer is fast), ``factor_ppm`` (what it resamples
-  by now), ``drift_locked``, ``jitter_peak_ms`` / ``jitter_mean_ms``,
+  by now), ``drift_locked``, ``drift_holds`` (jumps of the queue the
+  controller restarted from) and ``drift_excursions`` (departures it waited
+  out), ``jitter_peak_ms`` / ``jitter_mean_ms``,
   ``device_clock_ppm`` / ``producer_clock_ppm`` (each clock against the
   system's, once 30 s are fitted), ``device_resizes``.
 - *Underrun*: when the ring runs dry the callback fades the last samples it
@@ -821,6 +823,8 @@ class SoundDeviceSink(Sink):
             "drift_locked": ctl.locked,
             "ratio_ppm": ctl.ppm,
             "factor_ppm": (ctl.factor - 1.0) * 1e6,
+            "drift_holds": ctl.holds,
+            "drift_excursions": ctl.excursions,
             "resampling": self.resampler is not None and self.resampler.used,
             "device_resizes": self.device_resizes,
             "device_clock_ppm": meter.device_ppm,

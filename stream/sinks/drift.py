@@ -23,8 +23,11 @@ of audio on the mean of the queue measurements in it:
   (2000 ppm), holds the queue at the reference; the feedforward (the
   reference's own slope) makes the queue follow the reference as it moves.
   The integrator takes the error clipped to ``linear_s`` (5 ms), only while
-  the reference stands still, and an error beyond 2 x ``linear_s``
-  restarts the reference.  So a jump of the
+  the reference stands still.  An error beyond 2 x ``linear_s`` that no
+  event explains (a producer's stall and the burst after it, a late block)
+  is waited out for up to ``excursion_s`` (1 s) with the factor at the
+  estimate alone: a queue that comes back was no jump, and nothing is
+  corrected; one that stays away restarts the reference.  So a jump of the
   queue (what a step of a second-order loop's input would turn into an
   excursion of the estimate of ``wn`` x the step) is glided back at a
   bounded rate and leaves the estimate alone.
@@ -95,6 +98,9 @@ class DriftController:
     gather_s : float
         After a jump, and when the loop engages, the queue is averaged over
         this long (s, default 0.25) for the reference to start from.
+    excursion_s : float
+        How long a departure of the queue beyond 2 x ``linear_s`` that no
+        :meth:`hold` announced may last and still be waited out (s, default 1).
 
     Call :meth:`observe` with every queue measurement; it returns the
     resampling factor (input frames per output frame; resample by its
@@ -108,7 +114,7 @@ class DriftController:
                  wide_s: float = 20.0, narrow_s: float = 60.0, max_ppm: float = 5000.0,
                  max_correction_ppm: float = 2000.0, slew: float = 0.0015,
                  smooth_s: float = 1.0, linear_s: float = 0.005, gather_s: float = 0.25,
-                 kp_min: float = 0.1):
+                 kp_min: float = 0.1, excursion_s: float = 1.0):
         self.rate = float(rate)
         self.interval = float(interval)
         self.settle_s = float(settle_s)
@@ -123,6 +129,9 @@ class DriftController:
         self.jump = 2.0 * self.linear
         self.gather_s = float(gather_s)
         self.kp_min = float(kp_min)
+        self.excursion_s = float(excursion_s)
+        self.holds = 0            # jumps of the queue the loop restarted from (a counter)
+        self.excursions = 0       # departures waited out (a counter)
         self.reset()
 
     def reset(self):
@@ -136,6 +145,7 @@ class DriftController:
         self.error = 0.0          # the last update's error against the reference (s)
         self.ref = None           # the queue the loop holds now (s); moves to the setpoint
         self._e_lp = 0.0
+        self._away_s = 0.0        # how long the queue has been beyond a jump of the reference
         self._gather = self._gather_n = self._gather_s = 0.0
         self._acc = self._acc_n = self._acc_dt = 0.0
         self._fit_restart()
@@ -148,8 +158,10 @@ class DriftController:
         self._acc = self._acc_n = self._acc_dt = 0.0
         if not self.locked:
             self._fit_restart()
+        self.holds += 1
         self.ref = None
         self._e_lp = 0.0
+        self._away_s = 0.0
         self._gather = self._gather_n = self._gather_s = 0.0
 
     @property
@@ -184,7 +196,15 @@ class DriftController:
         self.locked_s += dt
         sp = setpoint / self.rate
         if self.ref is not None and abs(q - self.ref) > self.jump:
-            self.hold()                         # a jump of the queue: glide back from it
+            if self._away_s == 0.0:
+                self.excursions += 1
+            self._away_s += dt
+            if self._away_s <= self.excursion_s:
+                self.factor = self.ratio        # wait: a queue that comes back was no jump
+                return self.factor
+            self.excursions -= 1
+            self.hold()                         # it stayed: a jump, glide back from it
+        self._away_s = 0.0
         if self.ref is None:
             # Where the queue stands now: the mean over gather_s, measured
             # with the estimate alone at work.
