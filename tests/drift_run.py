@@ -165,6 +165,8 @@ def piece_correlations(capture: np.ndarray, ref: np.ndarray, starts, lags,
     for s, lag in zip(starts, lags):
         for p in range(s, s + CHUNK - piece + 1, piece):
             seg = r[p:p + piece]
+            if float(np.dot(seg, seg)) < 1e-3 * piece * 0.09:      # the fade, the silent tail
+                continue
             base = max(0, p + lag - search)
             win = cap[base:p + lag + search + piece]
             if len(win) < piece:

@@ -31,6 +31,7 @@ import json
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -67,10 +68,12 @@ def resampler_table():
 
 
 def judge(sig, factor, log, recs, cap, settled_s):
-    from drift_run import chunk_lags, ideal_output, summary_number, true_factor
+    from drift_run import (chunk_lags, ideal_output, piece_correlations, summary_number,
+                           true_factor)
     factor, device = true_factor(factor, recs)      # against the device's own clock
     truth = (factor - 1) * 1e6
-    starts, lags, corr = chunk_lags(cap, ideal_output(sig, factor))
+    ideal = ideal_output(sig, factor)
+    starts, lags, corr = chunk_lags(cap, ideal)
     jumps = np.abs(np.diff(lags))
     late = [r for r in recs if r["time"] >= settled_s and r.get("ratio_ppm") is not None]
     ppm = np.array([r["ratio_ppm"] for r in late]) - truth
@@ -89,6 +92,9 @@ def judge(sig, factor, log, recs, cap, settled_s):
         "chunks": int(len(starts)), "lag_jump_max_ms": 1e3 * float(jumps.max()) / RATE,
         "lag_spread_settled_ms": 1e3 * float(np.ptp(lags[settled])) / RATE,
         "correlation_min_settled": float(corr[settled].min()),
+        "piece_20ms_correlation_min_settled": float(piece_correlations(
+            cap, ideal, starts[settled], lags[settled]).min()),
+        "drift_holds": recs[-2].get("drift_holds") if len(recs) > 1 else None,
     }
     return out
 
@@ -105,24 +111,37 @@ def drift_runs(args):
         return 1
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    root = Path(tempfile.mkdtemp(prefix="specstream-drift-"))   # short: unix socket path
-    server = PulseServer(root)
-    results = {}
+    # Both directions at once, each into a PulseAudio server of its own.
+    roots = [Path(tempfile.mkdtemp(prefix="specstream-drift-")) for _ in range(2)]  # short:
+    servers = [PulseServer(root) for root in roots]                 # unix socket paths
+    results, runs = {}, {}
     try:
-        server.start()
+        for server in servers:
+            server.start()
         sig = drift_signal(args.minutes * 60)
-        wav = root / "noise.wav"
+        wav = roots[0] / "noise.wav"
         sf.write(wav, sig.T, RATE, subtype="FLOAT")
-        for sign in (+1, -1):
-            factor = 1 + sign * args.ppm * 1e-6
-            t0 = time.monotonic()
+        t0 = time.monotonic()
+
+        def play(sign, server, root):
             try:
-                log, recs, cap = send_and_play(server, root, wav, factor,
-                                               ["--latency", str(args.latency)],
-                                               timeout=args.minutes * 60 * 1.5 + 120)
+                runs[sign] = send_and_play(server, root, wav, 1 + sign * args.ppm * 1e-6,
+                                           ["--latency", str(args.latency)],
+                                           timeout=args.minutes * 60 * 1.5 + 120)
             except AssertionError as e:           # the run failed: say why, go on
                 print(f"producer {sign * args.ppm:+g} ppm: the run failed: {e}", flush=True)
+
+        threads = [threading.Thread(target=play, args=a)
+                   for a in zip((+1, -1), servers, roots)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for sign in (+1, -1):
+            if sign not in runs:
                 continue
+            factor = 1 + sign * args.ppm * 1e-6
+            log, recs, cap = runs[sign]
             res = judge(sig, factor, log, recs, cap, args.settled)
             res["wall_s"] = time.monotonic() - t0
             name = f"drift{sign * args.ppm:+g}ppm"
@@ -138,8 +157,9 @@ def drift_runs(args):
             results[name] = res
             print(name, json.dumps(res, indent=1), flush=True)
     finally:
-        server.stop()
-        shutil.rmtree(root, ignore_errors=True)
+        for server, root in zip(servers, roots):
+            server.stop()
+            shutil.rmtree(root, ignore_errors=True)
     (out / "drift.json").write_text(json.dumps(results, indent=1))
     return 0
 
