@@ -11,6 +11,7 @@ make them, from a real recording.
 """
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -114,6 +115,7 @@ def test_committed_tool_with_its_conventions_stated(name, tmp_path, capsys, capl
     n_frames = c["shape"][0 if c["layout"] == "frames-bins" else 1]
     mask = covered(spec, n_frames, len(x))
     assert mask.sum() > 0.9 * len(x)
+    print(f"{name}: stated flags {snr(x, y, mask):.1f} dB", file=sys.__stderr__)
     assert snr(x, y, mask) >= 60, (name, snr(x, y, mask))
 
 
@@ -133,6 +135,7 @@ def test_committed_tool_with_no_parameters(name, tmp_path, capsys):
     y = read(out)
     n_frames = c["shape"][0 if c["layout"] == "frames-bins" else 1]
     mask = covered(_tool_spec(c), n_frames, len(x))
+    print(f"{name}: no parameters {snr(x, y, mask, gain_fit=True):.1f} dB after a gain fit", file=sys.__stderr__)
     assert snr(x, y, mask, gain_fit=True) >= 40, (name, snr(x, y, mask, gain_fit=True))
     found = probe_json(capsys, FIX / name)
     for k in NAMED:
@@ -259,12 +262,15 @@ def test_tool_files_explicit_and_with_no_parameters(kind, clip, tmp_path, capsys
     assert not warnings(caplog), warnings(caplog)
     y = read(out)
     scale = "scipy-spectrogram" == kind          # fs given to scipy: psd scaling
+    print(f"{kind}: stated flags {snr(x, y, mask):.1f} dB ({snr(x, y, mask, True):.1f} after a "
+          "gain fit)", file=sys.__stderr__)
     assert snr(x, y, mask) >= 60 or scale and snr(x, y, mask, True) >= 60, \
         (kind, snr(x, y, mask))
     out = tmp_path / "auto.wav"
     rc, err = cli("reconstruct", *paths, "-o", out, "-r", sr, capsys=capsys)
     assert rc == 0, err
     y = read(out)
+    print(f"{kind}: no parameters {snr(x, y, mask, gain_fit=True):.1f} dB after a gain fit", file=sys.__stderr__)
     assert snr(x, y, mask, gain_fit=True) >= 40, (kind, snr(x, y, mask, gain_fit=True))
     found = probe_json(capsys, *paths)
     for k, v in want.items():
@@ -298,6 +304,8 @@ def test_centred_frames_give_back_the_whole_signal_without_length(tool, clip, tm
         assert rc == 0, err
         y = read(out)
         assert len(y) == len(x), (tool, len(y), len(x), err)
+        print(f"{tool} centred, {'stated' if extra else 'inferred'}, no --length: {len(y)} "
+              f"samples of {len(x)}, {snr(x, y):.1f} dB", file=sys.__stderr__)
         assert snr(x, y) >= 60, (tool, snr(x, y))
         assert ("zeros" if how == "zeros" else "mirror") in err and str(len(x)) in err, err
 
