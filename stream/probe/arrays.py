@@ -111,6 +111,10 @@ def check_pairable(arrays: list[Array], first_file, second_file):
 
 def sample(a: np.ndarray, n: int = 1 << 18) -> np.ndarray:
     """Up to ``n`` finite values spread over the array (cheap on memory maps)."""
+    # The values in the file's own order (a set of values: the order does not
+    # matter): a transposed view of a memory map is not copied whole.
+    if not a.flags.c_contiguous and a.T.flags.c_contiguous:
+        a = a.T
     flat = a.reshape(-1) if a.flags.c_contiguous else np.ravel(a)
     total = flat.shape[0]
     if total <= n:
