@@ -36,7 +36,7 @@ def pghi(mag, spec: STFTSpec, tol: float = 1e-5, phase=None, known=None, rng=0,
     kn, kp = _known(a, phase, known, spec)
     if gamma is None:
         gamma, _ = window_gamma(spec)
-    integrate = kernels()[0]
+    integrate, polar = kernels()[0], kernels()[4]
     gen = _rng(rng)
     shift = centre_shift(spec)
     c, t, b = a.shape
@@ -51,9 +51,9 @@ def pghi(mag, spec: STFTSpec, tol: float = 1e-5, phase=None, known=None, rng=0,
             ph = np.where(kn[ch] == 1, kp[ch], ph)
         ph = np.ascontiguousarray(ph)
         heap = np.empty(t * b, np.int64)
-        integrate(a[ch].ravel().copy(), tg.ravel(), fg.ravel(), ph.ravel(), state.ravel(),
-                  heap, b)
-        out[ch] = a[ch] * np.exp(1j * (ph + shift))
+        key = np.ascontiguousarray(a[ch]).reshape(-1)
+        integrate(key.copy(), tg.ravel(), fg.ravel(), ph.ravel(), state.ravel(), heap, b)
+        polar(key, ph.reshape(-1), shift, out[ch].reshape(-1))
     return _unblock(out, spec)
 
 
@@ -158,15 +158,15 @@ class _Consistent:
         b = min(t, _FGLA_BATCH)
         self._inv_plan = fft.irfft_plan((c, b), n, np.float32, planning="measure")
         self._fwd_plan = fft.rfft_plan((c, b), n, np.float32, planning="measure")
-        self._acc = np.zeros((c, t + self._r - 1, h), np.float32)
-        self._y = np.empty((c, t, n), np.float32)
+        self._acc = np.zeros((c, (t + self._r - 1) * h), np.float32)
         self._out = np.empty((c, t, spec.n_bins), np.complex64)
+        self._hop_rows = kernels()[3]
 
     def __call__(self, frames) -> np.ndarray:
-        spec, t = self.spec, self.t
-        c, n, h, r = spec.channels, spec.n_fft, spec.hop_length, self._r
-        x = as_block(frames, spec)
-        y = self._y
+        t, h = self.t, self.spec.hop_length
+        x = as_block(frames, self.spec)
+        acc = self._acc
+        acc[:] = 0.0
         inv_in, inv_out = self._inv_plan.input_array, self._inv_plan.output_array
         b = inv_in.shape[1]
         for i in range(0, t, b):
@@ -176,22 +176,12 @@ class _Consistent:
             else:
                 np.multiply(x[:, i:i + k], self._inv, out=inv_in[:, :k])
             self._inv_plan.execute()
-            np.multiply(inv_out[:, :k], self._synth, out=y[:, i:i + k])
-        acc = self._acc
-        acc[:] = 0.0
-        pad = r * h - n
-        for k in range(r):                        # overlap-add, one hop of each frame at a time
-            stop = n if k == r - 1 else (k + 1) * h
-            if k == r - 1 and pad:
-                acc[:, k:k + t, :h - pad] += y[:, :, k * h:stop]
-            else:
-                acc[:, k:k + t] += y[:, :, k * h:stop]
-        sig = acc.reshape(c, -1)[:, :self._span] * self._gain
-        seg = np.lib.stride_tricks.sliding_window_view(sig, n, axis=1)[:, ::h][:, :t]
+            self._hop_rows(inv_out, self._synth, acc, i, k, h, True)
+        acc[:, :self._span] *= self._gain       # the frames read no further than the span
         fwd_in, fwd_out, out = self._fwd_plan.input_array, self._fwd_plan.output_array, self._out
         for i in range(0, t, b):
             k = min(b, t - i)
-            np.multiply(seg[:, i:i + k], self._w, out=fwd_in[:, :k])
+            self._hop_rows(fwd_in, self._w, acc, i, k, h, False)
             self._fwd_plan.execute()
             if self._fwd is None:
                 np.copyto(out[:, i:i + k], fwd_out[:, :k])
