@@ -27,7 +27,6 @@ import numpy as np
 
 from ..spec import SpecError, STFTSpec
 from ._shapes import _as_block, _rng
-from .kernels import kernels
 from .offline import METHODS, _Consistent, pghi
 from .rtpghi import RTPGHI
 
@@ -156,28 +155,13 @@ class BlockPhase:
         on the frames held fixed or phased again by the next block.  The
         consistency step is :class:`~stream.phase.offline._Consistent` of the
         block's size (its FFT plans made once, for every block of that size)."""
-        t, b = m.shape
+        t = m.shape[0]
         c = np.ascontiguousarray(c, np.complex64)
         if self.iterations == 0 or t == 0:
             return c
-        consistent = self._consistent(t)
-        step = kernels()[2]
-        mom = float(self.momentum)
-        mf = np.ascontiguousarray(m, np.float32).reshape(-1)
-        prev, out, nxt = c.reshape(-1).copy(), np.empty(t * b, np.complex64), \
-            np.empty(t * b, np.complex64)
-        kb = k * b
-        held = np.ascontiguousarray(fixed, np.complex64).reshape(-1)[:kb]
-        x = prev.reshape(1, t, b)
-        for _ in range(self.iterations):
-            y = consistent(x)
-            step(mf, y.reshape(-1), prev, mom, out, nxt)
-            if kb:
-                out[:kb] = held
-                nxt[:kb] = held + np.complex64(mom) * (held - prev[:kb])
-            x = nxt.reshape(1, t, b)
-            prev, out = out, prev       # this projection is the next step's prev
-        return prev.reshape(t, b)
+        held = np.ascontiguousarray(fixed[None, :k], np.complex64) if k else None
+        return self._consistent(t).iterate(np.ascontiguousarray(m, np.float32)[None], c[None],
+                                           self.iterations, self.momentum, held)[0]
 
     def _consistent(self, t: int) -> _Consistent:
         """The consistency step for blocks of ``t`` frames (at most two sizes
