@@ -239,8 +239,12 @@ class _Consistent:
             np.multiply(y, self._fwd, out=y)
 
 
-#: Frames per FFT batch of Griffin-Lim's whole-array step.
-_FGLA_BATCH = 64
+#: Frames per FFT batch of Griffin-Lim's whole-array step: a batch's frames
+#: stay in cache from its analysis to its synthesis.  Measured (32 iterations
+#: of _Consistent.iterate, 344 frames of n_fft 1024, best of 9, on a shared
+#: machine): 40 ms at 32 frames, 43 at 64, 45 at 128; the same within noise at
+#: n_fft 2048 and 400.
+_FGLA_BATCH = 32
 
 
 def reconstruct_phase(mag, spec: STFTSpec, method: str = "pghi", iterations: int | None = None,
