@@ -441,6 +441,34 @@ def test_griffin_lims_whole_array_step_is_the_engines_stft_of_istft(kw, speech):
     np.testing.assert_allclose(got, want, atol=1e-6 * np.abs(want).max())
 
 
+@pytest.mark.parametrize("kw,held", [
+    (dict(n_fft=1024, hop_length=256), 0), (dict(n_fft=512, hop_length=128), 70),
+    (dict(n_fft=511, win_length=401, hop_length=100, phase_origin="window-center"), 5),
+    (dict(n_fft=512, hop_length=128, scaling="window-sum", channels=2), 3),
+])
+def test_griffin_lims_one_pass_iterations_are_the_plain_loop(kw, held, speech):
+    """``_Consistent.iterate`` (analysis, projection and synthesis a batch at a
+    time) against the textbook loop on the whole-array step, first frames held."""
+    from stream.phase.offline import _Consistent
+    spec = STFTSpec(sample_rate=16000, **kw)
+    x = speech if spec.channels == 1 else np.stack([speech, speech[::-1].copy()])
+    m = np.abs(stft(x, spec)).reshape(spec.channels, -1, spec.n_bins).astype(np.float32)
+    t = m.shape[1]
+    rng = np.random.default_rng(1)
+    c = (m * np.exp(1j * rng.uniform(-np.pi, np.pi, m.shape))).astype(np.complex64)
+    kept = c[:, :held].copy() if held else None
+    step = _Consistent(spec, t, phase.longest_length(spec, t))
+    got = step.iterate(m, c, 5, 0.99, kept)
+    prev = x_ = c
+    for _ in range(5):
+        y = step(x_)
+        out = (m * y / np.where(np.abs(y) > 0, np.abs(y), 1)).astype(np.complex64)
+        if held:
+            out[:, :held] = kept
+        x_, prev = out + np.complex64(0.99) * (out - prev), out
+    np.testing.assert_allclose(got, prev, atol=1e-4 * np.abs(prev).max())
+
+
 def test_rtpghis_linear_passes_give_the_heaps_phases():
     """One frame after a known one: the widest-path passes of the streaming
     kernel against the offline heap integration on the same two rows."""

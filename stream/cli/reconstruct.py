@@ -12,6 +12,7 @@ import numpy as np
 
 from ..decode import Encoding
 from ..files import FrameSource, sparse_reads
+from ..mel import preset_samples_for
 from ..spec import STFTSpec
 from .common import (UsageError, add_file_args, add_mel_args, add_stft_args, dbfs,
                      encoding_from_args, mel_from_args, open_source, progress)
@@ -153,6 +154,7 @@ def run_reconstruct(args) -> int:
         source = open_source(args, n_mels=mel.n_mels)
         spec, mel = mel_from_args(args, source)
         enc = encoding_from_args(args)
+        length = preset_samples_for(args.mel, spec, source.n_frames)
     else:
         source, spec, enc, notes = frames_from_args(args, "reconstruct")
         if args.length is None:

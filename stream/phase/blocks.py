@@ -25,10 +25,9 @@ import time
 
 import numpy as np
 
-from ..engine import istft, stft
 from ..spec import SpecError, STFTSpec
 from ._shapes import _as_block, _rng
-from .offline import METHODS, pghi
+from .offline import METHODS, _Consistent, pghi
 from .rtpghi import RTPGHI
 
 __all__ = ["BlockPhase", "BLOCK_METHODS", "phase_stage"]
@@ -80,6 +79,7 @@ class BlockPhase:
         c, b = spec.channels, spec.n_bins
         self._mag = np.zeros((c, 0, b), np.float32)     # frames not yet final (and context)
         self._fixed = np.zeros((c, 0, b), np.complex64)  # the last final frames, for the seam
+        self._steps = {}                                 # frames -> _Consistent
         self.seconds = 0.0
         self.blocks = 0
 
@@ -152,22 +152,27 @@ class BlockPhase:
 
         Each block is analysed as the file is (its centring and edges): at the
         file's start and end that is right, and inside the file the edges fall
-        on the frames held fixed or phased again by the next block."""
-        spec = self.spec.replace(channels=1)
+        on the frames held fixed or phased again by the next block.  The
+        consistency step is :class:`~stream.phase.offline._Consistent` of the
+        block's size (its FFT plans made once, for every block of that size)."""
         t = m.shape[0]
-        prev = out = c.astype(np.complex64)
-        mom = np.complex64(self.momentum)
-        for _ in range(self.iterations):
-            y = stft(istft(c, spec, length=spec.max_samples_for(t)), spec)[:t]
-            if y.shape[0] < t:
-                y = np.concatenate([y, np.zeros((t - y.shape[0], y.shape[1]), y.dtype)])
-            ay = np.abs(y)
-            out = (m * np.where(ay > 0, y / np.where(ay > 0, ay, 1), 1)).astype(np.complex64)
-            if k:
-                out[:k] = fixed
-            c = out + mom * (out - prev) if self.momentum else out
-            prev = out
-        return out
+        c = np.ascontiguousarray(c, np.complex64)
+        if self.iterations == 0 or t == 0:
+            return c
+        held = np.ascontiguousarray(fixed[None, :k], np.complex64) if k else None
+        return self._consistent(t).iterate(np.ascontiguousarray(m, np.float32)[None], c[None],
+                                           self.iterations, self.momentum, held)[0]
+
+    def _consistent(self, t: int) -> _Consistent:
+        """The consistency step for blocks of ``t`` frames (at most two sizes
+        are in use: the full block and the file's last)."""
+        cons = self._steps.get(t)
+        if cons is None:
+            spec = self.spec.replace(channels=1)
+            if len(self._steps) >= 2:
+                self._steps.pop(next(iter(self._steps)))
+            cons = self._steps[t] = _Consistent(spec, t, spec.max_samples_for(t))
+        return cons
 
     def _join(self, outs) -> np.ndarray:
         if not outs:

@@ -17,13 +17,18 @@ from ..jit import compiler
 __all__ = ["kernels"]
 
 _TWO_PI = 2.0 * np.pi
+#: Islands of the heap integration found by a scan before the rest are sorted.
+_SCANNED_ISLANDS = 16
 
 
 def _heap_push(heap, hkey, size, idx, v):
-    """Push ``idx`` with priority ``v`` on a binary max-heap (keys kept inline)."""
+    """Push ``idx`` with priority ``v`` on a 4-ary max-heap (keys kept inline).
+
+    Four children a node: half a binary heap's levels, the whole-file
+    integration 20 % faster (the same pops but for the order of equal keys)."""
     i = size
     while i > 0:
-        p = (i - 1) >> 1
+        p = (i - 1) >> 2
         if hkey[p] >= v:
             break
         heap[i] = heap[p]
@@ -43,15 +48,16 @@ def _heap_pop(heap, hkey, size):
         v = hkey[size]
         i = 0
         while True:
-            c = 2 * i + 1
+            c = 4 * i + 1
             if c >= size:
                 break
             kc = hkey[c]
-            if c + 1 < size:
-                k2 = hkey[c + 1]
-                if k2 > kc:
-                    c += 1
-                    kc = k2
+            e = min(c + 4, size)
+            for d in range(c + 1, e):
+                kd = hkey[d]
+                if kd > kc:
+                    c = d
+                    kc = kd
             if kc <= v:
                 break
             heap[i] = heap[c]
@@ -104,14 +110,22 @@ def _integrate(key, tgrad, fgrad, phase, state, heap, n_bins):
             size = _heap_push(heap, hkey, size, i, key[i])
     order = np.empty(0, np.int64)
     ptr = 0
+    islands = 0
     while remaining > 0:
         if size == 0:
-            # A new island: its strongest coefficient starts at phase 0.
-            if n <= 8192:       # a frame or two (RTPGHI): a scan is cheaper than a sort
+            # A new island: its strongest coefficient starts at phase 0.  A
+            # scan costs n: scan for the first islands, which are all most
+            # grids have; past them sort the coefficients still waiting
+            # (after the first islands, a few: sorting the whole grid took
+            # 10 ms for 350 frames of 513 bins).  The same choice either
+            # way: the largest key, ties to the lowest index.
+            islands += 1
+            if n <= 8192 or islands <= _SCANNED_ISLANDS:
                 i = _strongest(state, key, n)
             else:
                 if order.shape[0] == 0:
-                    order = np.argsort(-key, kind="mergesort")
+                    order = np.flatnonzero(state == 0)
+                    order = order[np.argsort(-key[order], kind="mergesort")]
                 while state[order[ptr]] != 0:
                     ptr += 1
                 i = order[ptr]
@@ -395,35 +409,92 @@ def _gla_step_numpy(m, y, prev, momentum, out, c):
     return 0
 
 
+def _hop_rows(rows, window, sig, first, k, hop, add):
+    """Frames of a signal and back, the first ``k`` rows of ``rows``
+    ``(channels, batch, n)`` against ``sig`` ``(channels, samples)`` (a whole
+    number of hops long), row ``f`` at sample ``(first + f) * hop``:
+    ``add``: overlap-add each row times ``window`` into ``sig``; else cut each
+    row out of ``sig``, times ``window``."""
+    n = rows.shape[2]
+    for c in range(rows.shape[0]):
+        for f in range(k):
+            # Rows as views: the loops index from 0, so numba emits no
+            # negative-index check and they vectorise (6x faster).
+            base = (first + f) * hop
+            seg = sig[c, base:base + n]
+            row = rows[c, f]
+            if add:
+                for j in range(n):
+                    seg[j] += row[j] * window[j]
+            else:
+                for j in range(n):
+                    row[j] = seg[j] * window[j]
+    return 0
+
+
+def _hop_rows_numpy(rows, window, sig, first, k, hop, add):
+    """:func:`_hop_rows` in numpy (overlap-add one hop of every row at a time)."""
+    n = rows.shape[2]
+    if not add:
+        seg = np.lib.stride_tricks.sliding_window_view(sig, n, axis=1)[:, first * hop::hop]
+        np.multiply(seg[:, :k], window, out=rows[:, :k])
+        return 0
+    hops = sig.reshape(sig.shape[0], -1, hop)           # a view: sig holds whole hops
+    for q in range(-(-n // hop)):
+        a, b = q * hop, min((q + 1) * hop, n)
+        hops[:, first + q:first + q + k, :b - a] += rows[:, :k, a:b] * window[a:b]
+    return 0
+
+
+def _polar(a, phase, shift, out):
+    """``out = a * exp(i (phase + shift))``, flat arrays, ``shift`` per bin
+    (its length is the row's): :func:`_cis` on the phase wrapped to +-pi."""
+    b = shift.shape[0]
+    for i in range(a.shape[0]):
+        p = phase[i]
+        p = p - _TWO_PI * math.floor(p / _TWO_PI + 0.5)
+        c, s = _cis(p + shift[i % b])
+        out[i] = complex(a[i] * c, a[i] * s)
+    return 0
+
+
+def _polar_numpy(a, phase, shift, out):
+    """:func:`_polar` in numpy."""
+    b = shift.shape[0]
+    out[:] = a * np.exp(1j * (phase.reshape(-1, b) + shift)).reshape(-1)
+    return 0
+
+
 _KERNELS = None
 
 
 def kernels():
-    """``(integrate, rt_run, gla_step)``, numba-compiled (and cached on disk) when
-    numba is there."""
-    global _KERNELS, _heap_push, _heap_pop, _open, _strongest, _integrate, _integrate_frame
-    global _rt_run, _cis, _prepare_rows, _gla_step
+    """``(integrate, rt_run, gla_step, hop_rows, polar)``, numba-compiled (and
+    cached on disk) when numba is there."""
+    global _KERNELS
     if _KERNELS is not None:
         return _KERNELS
     jit = compiler()
     if jit is None:
-        _KERNELS = (_integrate, _rt_run, _gla_step_numpy)
+        _KERNELS = (_integrate, _rt_run, _gla_step_numpy, _hop_rows_numpy, _polar_numpy)
         return _KERNELS
     # Module globals are what compiled code calls: bind the compiled versions.
-    _heap_push = jit(_heap_push)
-    _heap_pop = jit(_heap_pop)
-    _open = jit(_open)
-    _strongest = jit(_strongest)
-    _integrate = jit(_integrate)
-    _integrate_frame = jit(_integrate_frame)
-    _cis = jit(_cis)
-    _prepare_rows = jit(_prepare_rows)
-    _rt_run = jit(_rt_run)
-    _gla_step = jit(_gla_step)
-    _KERNELS = (_integrate, _rt_run, _gla_step)
-    _warm_up(_integrate, _rt_run)
+    names = globals()
+    for name in ("_heap_push", "_heap_pop", "_open", "_strongest", "_integrate",
+                 "_integrate_frame", "_cis", "_prepare_rows", "_rt_run", "_gla_step",
+                 "_hop_rows", "_polar"):
+        names[name] = jit(names[name])
+    _KERNELS = tuple(names[k] for k in ("_integrate", "_rt_run", "_gla_step", "_hop_rows",
+                                         "_polar"))
+    _warm_up(*_KERNELS[:2])
     z = np.zeros(2, np.complex64)
     _gla_step(np.ones(2, np.float32), z, z.copy(), 0.99, z.copy(), z.copy())
+    # Griffin-Lim's consistency step: float32 plan buffers (channels, batch, n).
+    rows, sig, w = np.zeros((1, 2, 4), np.float32), np.zeros((1, 8), np.float32), \
+        np.zeros(4, np.float32)
+    _hop_rows(rows, w, sig, 0, 2, 2, True)
+    _hop_rows(rows, w, sig, 0, 2, 2, False)
+    _polar(np.ones(4), np.zeros(4), np.zeros(2), np.empty(4, np.complex64))
     return _KERNELS
 
 

@@ -36,7 +36,7 @@ def pghi(mag, spec: STFTSpec, tol: float = 1e-5, phase=None, known=None, rng=0,
     kn, kp = _known(a, phase, known, spec)
     if gamma is None:
         gamma, _ = window_gamma(spec)
-    integrate = kernels()[0]
+    integrate, polar = kernels()[0], kernels()[4]
     gen = _rng(rng)
     shift = centre_shift(spec)
     c, t, b = a.shape
@@ -51,9 +51,9 @@ def pghi(mag, spec: STFTSpec, tol: float = 1e-5, phase=None, known=None, rng=0,
             ph = np.where(kn[ch] == 1, kp[ch], ph)
         ph = np.ascontiguousarray(ph)
         heap = np.empty(t * b, np.int64)
-        integrate(a[ch].ravel().copy(), tg.ravel(), fg.ravel(), ph.ravel(), state.ravel(),
-                  heap, b)
-        out[ch] = a[ch] * np.exp(1j * (ph + shift))
+        key = np.ascontiguousarray(a[ch]).reshape(-1)
+        integrate(key.copy(), tg.ravel(), fg.ravel(), ph.ravel(), state.ravel(), heap, b)
+        polar(key, ph.reshape(-1), shift, out[ch].reshape(-1))
     return _unblock(out, spec)
 
 
@@ -96,18 +96,7 @@ def fgla(mag, spec: STFTSpec, init_phase=None, iterations: int = 32, momentum: f
     if iterations == 0 or t == 0:
         return _unblock(c, spec)
     consistent = _Consistent(spec, t, longest_length(spec, t))
-    step = kernels()[2]
-    mf = np.ascontiguousarray(m).reshape(-1)
-    prev, out, nxt = c.reshape(-1).copy(), np.empty(mf.shape, np.complex64), \
-        np.empty(mf.shape, np.complex64)
-    for it in range(iterations):
-        y = consistent(c)
-        step(mf, np.ascontiguousarray(y).reshape(-1), prev, float(momentum), out, nxt)
-        c = nxt.reshape(m.shape)
-        prev, out = out, prev           # this iteration's projection is the next one's prev
-        if callback is not None:
-            callback(it + 1)
-    return _unblock(prev.reshape(m.shape).copy(), spec)
+    return _unblock(consistent.iterate(m, c, iterations, momentum, callback=callback), spec)
 
 
 class _Consistent:
@@ -158,50 +147,104 @@ class _Consistent:
         b = min(t, _FGLA_BATCH)
         self._inv_plan = fft.irfft_plan((c, b), n, np.float32, planning="measure")
         self._fwd_plan = fft.rfft_plan((c, b), n, np.float32, planning="measure")
-        self._acc = np.zeros((c, t + self._r - 1, h), np.float32)
-        self._y = np.empty((c, t, n), np.float32)
+        self._acc = np.zeros((c, (t + self._r - 1) * h), np.float32)
+        self._acc2 = np.zeros_like(self._acc)
         self._out = np.empty((c, t, spec.n_bins), np.complex64)
+        self._hop_rows, self._step = kernels()[3], kernels()[2]
 
     def __call__(self, frames) -> np.ndarray:
-        spec, t = self.spec, self.t
-        c, n, h, r = spec.channels, spec.n_fft, spec.hop_length, self._r
-        x = as_block(frames, spec)
-        y = self._y
-        inv_in, inv_out = self._inv_plan.input_array, self._inv_plan.output_array
-        b = inv_in.shape[1]
+        t = self.t
+        acc = self._synthesise(as_block(frames, self.spec), self._acc)
+        fwd_out, out = self._fwd_plan.output_array, self._out
+        b = fwd_out.shape[1]
         for i in range(0, t, b):
             k = min(b, t - i)
-            if self._inv is None:
-                np.copyto(inv_in[:, :k], x[:, i:i + k])
-            else:
-                np.multiply(x[:, i:i + k], self._inv, out=inv_in[:, :k])
-            self._inv_plan.execute()
-            np.multiply(inv_out[:, :k], self._synth, out=y[:, i:i + k])
-        acc = self._acc
-        acc[:] = 0.0
-        pad = r * h - n
-        for k in range(r):                        # overlap-add, one hop of each frame at a time
-            stop = n if k == r - 1 else (k + 1) * h
-            if k == r - 1 and pad:
-                acc[:, k:k + t, :h - pad] += y[:, :, k * h:stop]
-            else:
-                acc[:, k:k + t] += y[:, :, k * h:stop]
-        sig = acc.reshape(c, -1)[:, :self._span] * self._gain
-        seg = np.lib.stride_tricks.sliding_window_view(sig, n, axis=1)[:, ::h][:, :t]
-        fwd_in, fwd_out, out = self._fwd_plan.input_array, self._fwd_plan.output_array, self._out
-        for i in range(0, t, b):
-            k = min(b, t - i)
-            np.multiply(seg[:, i:i + k], self._w, out=fwd_in[:, :k])
-            self._fwd_plan.execute()
-            if self._fwd is None:
-                np.copyto(out[:, i:i + k], fwd_out[:, :k])
-            else:
-                np.multiply(fwd_out[:, :k], self._fwd, out=out[:, i:i + k])
+            self._analyse(acc, i, k)
+            np.copyto(out[:, i:i + k], fwd_out[:, :k])
         return out                                # valid until the next call
 
+    def iterate(self, mag, c, iterations: int, momentum: float, held=None,
+                callback=None) -> np.ndarray:
+        """Fast Griffin-Lim: ``iterations`` of ``t = P_mag(self(c))``, ``c = t +
+        momentum * (t - t_prev)`` from ``c``; the last ``t`` (a new array).
 
-#: Frames per FFT batch of Griffin-Lim's whole-array step.
-_FGLA_BATCH = 64
+        ``mag`` float32 and ``c`` complex64, ``(channels, n_frames, bins)``;
+        ``held``: the first frames, held at these values ``(channels, k, bins)``
+        (the seam of :class:`~stream.phase.blocks.BlockPhase`).  One pass per
+        iteration, a batch of frames at a time: analysed, projected, and
+        synthesised at once into the next iteration's signal (a second
+        buffer), so the frames go through memory once an iteration."""
+        t, ch = self.t, self.spec.channels
+        k_held = 0 if held is None else held.shape[1]
+        prev = np.array(c, np.complex64)
+        out = np.empty_like(prev)
+        cur, nxt = self._synthesise(prev, self._acc), self._acc2
+        inv_in, fwd_out = self._inv_plan.input_array, self._fwd_plan.output_array
+        b = fwd_out.shape[1]
+        mom = np.complex64(momentum)
+        for it in range(iterations):
+            last = it == iterations - 1
+            if not last:
+                nxt[:] = 0.0
+            for i in range(0, t, b):
+                k = min(b, t - i)
+                self._analyse(cur, i, k)
+                for q in range(ch):     # out = the projection, inv_in = the next c
+                    self._step(mag[q, i:i + k].reshape(-1), fwd_out[q, :k].reshape(-1),
+                               prev[q, i:i + k].reshape(-1), float(momentum),
+                               out[q, i:i + k].reshape(-1), inv_in[q, :k].reshape(-1))
+                if i < k_held:
+                    j = min(k_held - i, k)
+                    kept = held[:, i:i + j]
+                    out[:, i:i + j] = kept
+                    inv_in[:, :j] = kept + mom * (kept - prev[:, i:i + j])
+                if not last:
+                    self._synthesise_batch(nxt, i, k)
+            if not last:
+                nxt[:, :self._span] *= self._gain
+                cur, nxt = nxt, cur
+            prev, out = out, prev           # this projection is the next step's prev
+            if callback is not None:
+                callback(it + 1)
+        return prev
+
+    def _synthesise(self, x, acc) -> np.ndarray:
+        """The signal of frames ``x`` (the inverse STFT, overlap-added) into ``acc``."""
+        acc[:] = 0.0
+        inv_in = self._inv_plan.input_array
+        b = inv_in.shape[1]
+        for i in range(0, self.t, b):
+            k = min(b, self.t - i)
+            np.copyto(inv_in[:, :k], x[:, i:i + k])
+            self._synthesise_batch(acc, i, k)
+        acc[:, :self._span] *= self._gain       # the frames read no further than the span
+        return acc
+
+    def _synthesise_batch(self, acc, i: int, k: int):
+        """Overlap-add the inverse FFT of the plan's input (frames ``i .. i+k``) into ``acc``."""
+        inv_in = self._inv_plan.input_array
+        if self._inv is not None:
+            np.multiply(inv_in[:, :k], self._inv, out=inv_in[:, :k])
+        self._inv_plan.execute()
+        self._hop_rows(self._inv_plan.output_array, self._synth, acc, i, k,
+                       self.spec.hop_length, True)
+
+    def _analyse(self, acc, i: int, k: int):
+        """Frames ``i .. i+k`` of the signal ``acc`` into the forward plan's output."""
+        self._hop_rows(self._fwd_plan.input_array, self._w, acc, i, k, self.spec.hop_length,
+                       False)
+        self._fwd_plan.execute()
+        if self._fwd is not None:
+            y = self._fwd_plan.output_array[:, :k]
+            np.multiply(y, self._fwd, out=y)
+
+
+#: Frames per FFT batch of Griffin-Lim's whole-array step: a batch's frames
+#: stay in cache from its analysis to its synthesis.  Measured (32 iterations
+#: of _Consistent.iterate, 344 frames of n_fft 1024, best of 9, on a shared
+#: machine): 40 ms at 32 frames, 43 at 64, 45 at 128; the same within noise at
+#: n_fft 2048 and 400.
+_FGLA_BATCH = 32
 
 
 def reconstruct_phase(mag, spec: STFTSpec, method: str = "pghi", iterations: int | None = None,
