@@ -20,11 +20,15 @@ samples (fewer frames overlap there) and in the tail that :meth:`flush`
 returns; its inverse is precomputed for both.  Where it is zero (the edges of
 a window that reaches zero) the numerator is left as it is, as librosa does.
 
-Blocks of frames go through one batched FFTW plan and a vectorised
-overlap-add (``ceil(S/H)`` strided adds for the whole block), adding in the
-same order as frame by frame; the samples are the same as frame by frame to
-the rounding of the FFT (FFTW may pick a different algorithm for one frame
-than for a batch; where it does not, they are equal bit for bit).
+Blocks of frames go through batched FFTW plans and a vectorised overlap-add
+that adds the same products in the same order as frame by frame: a short
+block by ``ceil(S/H)`` strided adds of hop-sized pieces into the buffer, a
+block of ``2*ceil(S/H)`` frames or more by one ``einsum`` over a strided view
+of the FFT output itself, which windows and sums the pieces of each hop in
+one pass (see :meth:`Reconstructor._overlap_interior`; the two give the same
+samples bit for bit).  The samples are the same as frame by frame to the
+rounding of the FFT (FFTW may pick a different algorithm for one frame than
+for a batch; where it does not, they are equal bit for bit).
 
 Frame by frame, the per-call Python is most of the cost (the FFT of 1024
 samples takes ~1 us): once the head is out, :meth:`Reconstructor.push` of one
@@ -163,6 +167,12 @@ class Reconstructor:
         # Synthesis window with FFTW's missing 1/n_fft; the analysis scale s and
         # the phase reference r become one factor per bin, applied on the copy.
         self._synth = (ws / n).astype(self.dtype)
+        # The same over all n_fft samples (zero outside the support): a block's
+        # frames are windowed in one contiguous multiply, ~3x faster in numpy
+        # than one on the support's strided view, with the same products.
+        self._synth_full = np.zeros(n, self.dtype)
+        self._synth_full[self._lead:self._lead + self._S] = self._synth
+        self._ola_weights = self._make_ola_weights()
         self._bin_factor = self._make_bin_factor()
 
         period = _window_sumsquare(ws2, h, self._R * h, (self._R + 1) * h, -1 << 40, 1 << 40)
@@ -179,6 +189,7 @@ class Reconstructor:
         self.frames = 0        # frames pushed so far; support sample frames * H is next final
         self._plan1 = fft.irfft_plan((c,), n, self.dtype, threads=1, planning=self.planning)
         self._plans = {}
+        self._carry = None     # (batch, frames): its first R-1 rows are the frames before
         # Output bookkeeping in signal samples: n = u + lead, then the centre trim.
         self._skip = max(spec.start_trim - self._lead, 0)
         self._zeros_first = max(self._lead - spec.start_trim, 0)
@@ -197,7 +208,7 @@ class Reconstructor:
         h, lead, s, c = self._hop, self._lead, self._S, self.spec.channels
         plan = self._plan1
         # The same plan as a batch of one frame, for _push_block.
-        self._one = (plan.input_array[:, None, :], plan.output_array[:, None, :], plan.execute)
+        self._one = _Batch.of_plan(plan)
         fill = plan.input_array[0] if c == 1 else plan.input_array
         out = plan.output_array[0] if c == 1 else plan.output_array
         acc = self._acc[0] if c == 1 else self._acc
@@ -329,6 +340,17 @@ class Reconstructor:
         return out
 
     # ------------------------------------------------------------- internals
+    def _make_ola_weights(self):
+        # _overlap_interior's window, piece j of the oldest frame first: row j
+        # is synth[(R-1-j)*H:(R-j)*H]; the oldest piece has `last` samples.
+        h, r = self._hop, self._R
+        last = self._S - (r - 1) * h
+        rows = np.zeros((r, h), self.dtype)
+        for j in range(r):
+            piece = self._synth[(r - 1 - j) * h:(r - j) * h]
+            rows[j, :len(piece)] = piece
+        return rows[:, :last].copy(), rows[1:, last:].copy(), last
+
     def _make_bin_factor(self):
         spec = self.spec
         gain = 1.0 / spec.scale
@@ -347,48 +369,118 @@ class Reconstructor:
                             "with stream.Decoder, or rebuild a phase with stream.phase")
         return as_block(x, self.spec)
 
-    def _batch(self, t: int):
-        """``(input, output, execute)`` of an FFTW plan for ``t`` frames."""
+    def _batch(self, t: int) -> "_Batch":
+        """The FFTW plans, buffers and views for a block of ``t`` frames."""
         if t == 1:
             return self._one
         batch = self._plans.get(t)
         if batch is None:
             if len(self._plans) > 4:
                 self._plans.clear()
-            # Measure only the plan every full block uses; odd sizes (the last
+            # Measure only the plans every full block uses; odd sizes (the last
             # block of a file) are planned by estimate, in microseconds.
-            plan = fft.irfft_plan((self.spec.channels, t), self.spec.n_fft, self.dtype,
-                                  self.threads, planning=self.planning
-                                  if t == self.block_frames else "estimate")
-            batch = self._plans[t] = (plan.input_array, plan.output_array, plan.execute)
+            batch = self._plans[t] = _Batch(self, t, self.planning
+                                            if t == self.block_frames else "estimate")
         return batch
 
-    def _push_block(self, x) -> np.ndarray:
+    def _push_block(self, x, dest=None) -> np.ndarray | None:
+        """The ``t`` frames of ``x`` in: the ``t`` hops they complete, ``(c, t*H)``,
+        or written into ``dest`` (a ``(c, t*H)`` view) and None."""
         c, t, _ = x.shape
-        h, lead, s, r = self._hop, self._lead, self._S, self._R
-        inp, out, execute = self._batch(t)
-        if self._bin_factor is None:
-            inp[...] = x
+        h = self._hop
+        batch = self._batch(t)
+        batch.transform(x, self._bin_factor)
+        if batch.views is not None:
+            num = self._overlap_interior(batch)
         else:
-            np.multiply(x, self._bin_factor, out=inp)
-        execute()
-        seg = out[:, :, lead:lead + s]
-        seg *= self._synth
-        # The last frame must end inside _acc; one frame at a time, the hot
-        # path's views end at _hot_hops.
-        if self._k + t - 1 > (self.block_frames if t > 1 else self._hot_hops):
-            self._rewind()
-        p = self._k * h
+            # The last frame must end inside _acc; one frame at a time, the hot
+            # path's views end at _hot_hops.
+            if self._k + t - 1 > (self.block_frames if t > 1 else self._hot_hops):
+                self._rewind()
+            num = self._overlap_pieces(batch.out, self._k * h)
+            self._k += t
+        inv = self._inverse(self.frames * h, t)
+        self.frames += t
+        if dest is None:
+            return (num * inv).reshape(c, t * h)
+        np.multiply(num, inv, out=dest.reshape(c, t, h))
+        return None
+
+    def _push_into(self, x, dest) -> bool:
+        """:meth:`push` of a block whose samples would leave untrimmed, written
+        into ``dest`` (``(c, t*H)``) instead of a new array; False (nothing done)
+        for any other block."""
+        t = x.shape[1]
+        if (self._skip or self._zeros_first or self._held is not None or self._flushed
+                or self._length is None or t > self.block_frames
+                or self.samples_out + t * self._hop > self._length):
+            return False
+        self._push_block(x, dest)
+        self.samples_out += t * self._hop
+        return True
+
+    def _overlap_pieces(self, out, p) -> np.ndarray:
+        """The numerator of the ``t`` hops a block completes, ``(c, t, H)``: ``R``
+        strided adds into ``_acc``, which keeps what later frames add to."""
+        c, t, _ = out.shape
+        h, s, r = self._hop, self._S, self._R
+        out *= self._synth_full
+        seg = out[:, :, self._lead:self._lead + s]
         view = self._acc[:, p:p + (t + r - 1) * h].reshape(c, t + r - 1, h)
         # Hop-sized pieces of every frame at once, the oldest frame's piece
         # first: the same order of additions as frame by frame, same rounding.
         for j in reversed(range(r)):
             piece = seg[:, :, j * h:min((j + 1) * h, s)]
             view[:, j:j + t, :piece.shape[2]] += piece
-        y = view[:, :t] * self._inverse(self.frames * h, t)
-        self._k += t
-        self.frames += t
-        return y.reshape(c, t * h)
+        return view[:, :t]
+
+    def _overlap_interior(self, batch) -> np.ndarray:
+        """:meth:`_overlap_pieces` for a block of at least ``2R`` frames: the
+        same products added in the same order, in fewer passes over memory.
+
+        Each hop is ``sum_j w_j * piece_j`` over the ``R`` frames that overlap
+        it, oldest first: one ``einsum`` over a strided view of the raw FFT
+        output (no windowed copy, no adds into ``_acc``).  The view starts
+        ``R-1`` rows before the block's frames, where the batch holds the
+        previous block's last frames, and ends ``R-1`` zero rows after them,
+        which gives the partial sums that later frames add to.  When the frames
+        before came another way, the first ``R-1`` hops add to the partial
+        sums in ``_acc`` instead.  Afterwards ``_acc`` holds the partial sums
+        from its start (``_k`` = 0), as if rewound.
+        """
+        c, t = self.spec.channels, batch.t
+        h, r = self._hop, self._R
+        a, b, last = self._ola_weights
+        y = batch.num
+        carried = self._carry is not None and self._carry[1] == self.frames
+        if carried and self._carry[0] is not batch:
+            batch.buf[:, :r - 1] = self._carry[0].buf[:, :r - 1]
+        va, vb = batch.views
+        k0 = 0 if carried else r - 1
+        np.einsum("ckji,ji->cki", va[:, k0:], a, out=y[:, k0:, :last])
+        if vb is not None:    # the oldest piece ends with the support: one frame fewer
+            np.einsum("ckji,ji->cki", vb[:, k0:], b, out=y[:, k0:, last:])
+        p = self._k * h
+        if not carried:
+            self._add_to_overlap(batch.out[:, :r - 1], p, y[:, :r - 1])
+        if p:    # what was written since the last rewind (the head added in place)
+            self._acc[:, :p + (r - 1) * h] = 0
+        self._acc[:, :(r - 1) * h] = y[:, t:].reshape(c, -1)
+        self._k = 0
+        batch.buf[:, :r - 1] = batch.buf[:, t:t + r - 1]
+        self._carry = (batch, self.frames + t)
+        return y[:, :t]
+
+    def _add_to_overlap(self, first, p, y):
+        """The first ``R-1`` hops of a block into ``y``: the partial sums in
+        ``_acc`` from ``p`` plus the block's first ``R-1`` frames ``first``."""
+        c = first.shape[0]
+        h, s, r, lead = self._hop, self._S, self._R, self._lead
+        seg = first[:, :, lead:lead + s] * self._synth
+        head = self._acc[:, p:p + (r - 1) * h].reshape(c, r - 1, h)
+        for j in reversed(range(r - 1)):
+            head[:, j:] += seg[:, :r - 1 - j, j * h:(j + 1) * h]
+        y[...] = head
 
     def _inverse(self, u: int, t: int) -> np.ndarray:
         """1 / window-sum-square for the ``t`` hops of support samples from ``u``
@@ -436,6 +528,76 @@ class Reconstructor:
                 y = y[:, :limit]
         self.samples_out += y.shape[1]
         return y[0] if self.spec.channels == 1 else y
+
+
+class _Batch:
+    """The FFTW plans for a block of ``t`` frames and the views that read them.
+
+    The c2r output of the block's frames is rows ``R-1 .. R-1+t`` of ``buf``
+    ``(channels, t + 2(R-1), n_fft)``: :meth:`Reconstructor._overlap_interior`
+    reads the previous block's last frames in the rows before and zeros in
+    the rows after.  Frames go through FFTW ``FFT_ROWS`` at a time: a plan of
+    64 frames of 1024 samples keeps its input and output in the L2 cache,
+    ~20% faster per frame than one of 256.
+    """
+
+    FFT_ROWS = 64
+
+    def __init__(self, eng: "Reconstructor", t: int, planning: str):
+        c, n, r = eng.spec.channels, eng.spec.n_fft, eng._R
+        self.t = t
+        self.inp = fft.empty_aligned((c, t, eng.spec.n_bins), eng.cdtype)
+        self.buf = fft.empty_aligned((c, t + 2 * (r - 1), n), eng.dtype, zero=True)
+        self.out = self.buf[:, r - 1:r - 1 + t]
+        self.parts = []
+        for i in range(0, t, self.FFT_ROWS):
+            j = min(i + self.FFT_ROWS, t)
+            plan = fft.irfft_plan((c, j - i), n, eng.dtype, eng.threads, planning,
+                                  input_array=self.inp[:, i:j], output_array=self.out[:, i:j])
+            self.parts.append((i, j, plan.execute))
+        self.views = self._views(eng) if t >= 2 * r else None
+        # The numerators of its t hops and of the R-1 after (their partial sums).
+        self.num = np.empty((c, t + r - 1, eng._hop), eng.dtype) if self.views else None
+
+    @classmethod
+    def of_plan(cls, plan) -> "_Batch":
+        """One frame through ``plan`` (its arrays ``(channels, ...)``)."""
+        self = cls.__new__(cls)
+        self.t = 1
+        self.inp = plan.input_array[:, None, :]
+        self.out = plan.output_array[:, None, :]
+        self.parts = [(0, 1, plan.execute)]
+        self.views = None
+        return self
+
+    def transform(self, x, factor):
+        """``x`` (``(channels, t, bins)``, times ``factor`` per bin) into ``out``."""
+        for i, j, execute in self.parts:
+            if factor is None:
+                self.inp[:, i:j] = x[:, i:j]
+            else:
+                np.multiply(x[:, i:j], factor, out=self.inp[:, i:j])
+            execute()
+
+    def _views(self, eng):
+        # va[:, k, j, i] = support sample (R-1-j)*H + i of buffer row k + j:
+        # the R pieces hop k sums, the oldest frame's first, each H samples
+        # but the oldest one's (`last`); vb: the samples past `last`, from the
+        # R-1 newer frames.  Neither reaches outside a frame's support.
+        h, r, lead = eng._hop, eng._R, eng._lead
+        last = eng._ola_weights[2]
+        rows = self.t + r - 1
+        st, it = self.buf.strides, self.buf.itemsize
+        strides = (st[0], st[1], st[1] - h * it, it)
+        c = eng.spec.channels
+        va = np.lib.stride_tricks.as_strided(self.buf[:, :, lead + (r - 1) * h:],
+                                             (c, rows, r, last), strides, writeable=False)
+        vb = None
+        if last < h:
+            vb = np.lib.stride_tricks.as_strided(self.buf[:, 1:, lead + (r - 2) * h + last:],
+                                                 (c, rows, r - 1, h - last), strides,
+                                                 writeable=False)
+        return va, vb
 
 
 class Analyzer:
@@ -531,21 +693,25 @@ def istft(frames, spec: STFTSpec, length: int | None = None, dtype=np.float32) -
     if length is None:   # a whole array: we know the end, trim its padding exactly
         length = spec.samples_for(x.shape[1])
     r = Reconstructor(spec, length=length, dtype=dtype)
+    x = r._as_block(x)
     # The output is written in place, block by block: the signal is in RAM
-    # once, not once in pieces and again joined.
+    # once, not once in pieces and again joined; a block whose samples leave
+    # untrimmed is normalised straight into it.
     c = spec.channels
     out = np.empty((c, length) if c > 1 else (length,), r.dtype)
+    flat = out.reshape(c, length)
     step = r.block_frames
-
-    def pieces():
-        for i in range(0, x.shape[1], step):
-            yield r.push(x[:, i:i + step, :])
-        yield r.flush()
-
     pos = 0
-    for y in pieces():
+    for i in range(0, x.shape[1], step):
+        block = x[:, i:i + step, :]
+        if r._push_into(block, flat[:, pos:pos + block.shape[1] * spec.hop_length]):
+            pos += block.shape[1] * spec.hop_length
+            continue
+        y = r.push(block)
         out[..., pos:pos + y.shape[-1]] = y
         pos += y.shape[-1]
+    y = r.flush()
+    out[..., pos:pos + y.shape[-1]] = y
     return out
 
 
