@@ -23,12 +23,16 @@ a window that reaches zero) the numerator is left as it is, as librosa does.
 Blocks of frames go through batched FFTW plans and a vectorised overlap-add
 that adds the same products in the same order as frame by frame: a short
 block by ``ceil(S/H)`` strided adds of hop-sized pieces into the buffer, a
-block of ``2*ceil(S/H)`` frames or more by one ``einsum`` over a strided view
-of the FFT output itself, which windows and sums the pieces of each hop in
-one pass (see :meth:`Reconstructor._overlap_interior`; the two give the same
-samples bit for bit).  The samples are the same as frame by frame to the
-rounding of the FFT (FFTW may pick a different algorithm for one frame than
-for a batch; where it does not, they are equal bit for bit).
+block that follows one (or of ``2*ceil(S/H)`` frames or more) by one
+``einsum`` over a strided view of the FFT output itself, which windows and
+sums the pieces of each hop in one pass (see
+:meth:`Reconstructor._sum_pieces`; the two give the same samples bit for
+bit).  A push of more than :data:`SEGMENT_BLOCKS` blocks goes in segments
+that transform again the frames before them, so that threads can take them
+at once (``workers``; the samples do not depend on how many, beyond one).  The samples
+are the same as frame by frame to the rounding of the FFT (FFTW may pick a
+different algorithm for one frame than for a batch; where it does not, they
+are equal bit for bit).
 
 Frame by frame, the per-call Python is most of the cost (the FFT of 1024
 samples takes ~1 us): once the head is out, :meth:`Reconstructor.push` of one
@@ -40,10 +44,12 @@ end that ``length`` sets); every other call takes the general path.
 from __future__ import annotations
 
 import os
+import threading
 
 import numpy as np
 
 from . import fft
+from .batch import FFT_ROWS, Batch
 from .spec import SpecError, STFTSpec
 
 __all__ = ["Reconstructor", "Analyzer", "istft", "stft", "consistency"]
@@ -72,6 +78,12 @@ def as_block(x, spec: STFTSpec, what: str = "frames", dtype=None) -> np.ndarray:
 def _support(w: np.ndarray) -> tuple[int, int]:
     nz = np.flatnonzero(w)
     return int(nz[0]), int(nz[-1] - nz[0] + 1)
+
+
+def overlap_hops(spec: STFTSpec) -> int:
+    """``R``: the hops one frame's window support spans (the frames that
+    overlap each sample, at most)."""
+    return -(-_support(spec.padded_window)[1] // spec.hop_length)
 
 
 def _window_sumsquare(ws2: np.ndarray, hop: int, u0: int, u1: int, t_first: int,
@@ -110,6 +122,27 @@ def _default_threads() -> int:
     return max(1, min(n, os.cpu_count() or 1))
 
 
+def _default_workers() -> int:
+    # Threads for the segments of a long push: SPECSTREAM_BLOCK_THREADS, else
+    # the CPUs this process may use, at most 4 (beyond, memory bandwidth).
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    try:
+        n = int(os.environ.get("SPECSTREAM_BLOCK_THREADS", "0"))
+    except ValueError:
+        n = 0
+    return max(1, n if n > 0 else min(cpus, 4))
+
+
+#: Blocks per segment of a long push: segments are independent (each
+#: transforms again the R-1 frames before it), so threads take them in any
+#: order; ~10 ms of work at 256 frames of 1024, so that a thread the machine
+#: has not scheduled holds back little.
+SEGMENT_BLOCKS = 16
+
+
 class Reconstructor:
     """Streaming least-squares inverse STFT.
 
@@ -135,6 +168,16 @@ class Reconstructor:
         'wisdom' (measured plans only for sizes the wisdom file knows, else by
         estimate, the file never written: a receiver's choice for sizes a
         remote peer picked, so that no header can stall it), 'estimate'.
+    workers : int
+        Threads for a push of more than :data:`SEGMENT_BLOCKS` blocks
+        (``stream.istft``, a long file).  With more than one, it goes in
+        segments of that many blocks, each of which transforms again the
+        ``R-1`` frames before it, so that segments run at once (FFTW and
+        numpy release the GIL); any number of threads gives the same samples,
+        bit for bit, and one (all on the caller's thread, no segments) the
+        same to the rounding of the FFT.  Default: the CPUs this process may
+        use, at most 4, or ``SPECSTREAM_BLOCK_THREADS``.  Frames one by one and
+        shorter pushes stay on the caller's thread.
 
     Output arrays are ``(n_samples,)`` for one channel and
     ``(channels, n_samples)`` for more.
@@ -142,7 +185,7 @@ class Reconstructor:
 
     def __init__(self, spec: STFTSpec, length: int | None = None, dtype=np.float32,
                  block_frames: int = 256, threads: int | None = None,
-                 planning: str = "measure"):
+                 planning: str = "measure", workers: int | None = None):
         self.spec = spec
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
@@ -154,6 +197,7 @@ class Reconstructor:
         self.block_frames = max(1, int(block_frames))
         self._hop = spec.hop_length
         self.threads = _default_threads() if threads is None else max(1, int(threads))
+        self.workers = _default_workers() if workers is None else max(1, int(workers))
         if planning not in fft.PLANNING:
             raise SpecError(f"planning={planning!r} is not one of {', '.join(fft.PLANNING)}")
         self.planning = planning
@@ -163,7 +207,7 @@ class Reconstructor:
         self._lead, self._S = _support(w)
         ws = w[self._lead:self._lead + self._S]
         ws2 = ws ** 2
-        self._R = -(-self._S // h)                    # hops one frame's support spans
+        self._R = overlap_hops(spec)                  # hops one frame's support spans
         # Synthesis window with FFTW's missing 1/n_fft; the analysis scale s and
         # the phase reference r become one factor per bin, applied on the copy.
         self._synth = (ws / n).astype(self.dtype)
@@ -189,7 +233,12 @@ class Reconstructor:
         self.frames = 0        # frames pushed so far; support sample frames * H is next final
         self._plan1 = fft.irfft_plan((c,), n, self.dtype, threads=1, planning=self.planning)
         self._plans = {}
-        self._carry = None     # (batch, frames): its first R-1 rows are the frames before
+        # Each segment thread's batches (this thread's first) for later segments.
+        self._stores = [{} for _ in range(self.workers)]
+        # The raw FFT output of the last R-1 frames, when the last block left it
+        # (einsum path): valid while frames == _carried_at.
+        self._carried = None
+        self._carried_at = -1
         # Output bookkeeping in signal samples: n = u + lead, then the centre trim.
         self._skip = max(spec.start_trim - self._lead, 0)
         self._zeros_first = max(self._lead - spec.start_trim, 0)
@@ -207,8 +256,8 @@ class Reconstructor:
         # so the hop returned needs no [0].
         h, lead, s, c = self._hop, self._lead, self._S, self.spec.channels
         plan = self._plan1
-        # The same plan as a batch of one frame, for _push_block.
-        self._one = _Batch.of_plan(plan)
+        # The same plan as a batch of one frame, for _finish.
+        self._one = Batch.of_plan(plan)
         fill = plan.input_array[0] if c == 1 else plan.input_array
         out = plan.output_array[0] if c == 1 else plan.output_array
         acc = self._acc[0] if c == 1 else self._acc
@@ -256,7 +305,7 @@ class Reconstructor:
         """
         if self.frames < self._hot_until and type(frames) is np.ndarray:
             # The streaming hot path: one frame whose hop _deliver would pass
-            # through unchanged (see _arm), the arithmetic of _push_block.
+            # through unchanged (see _arm), the arithmetic of _finish.
             shape, fill, factor, execute, seg, synth, adds, finals, inv, hop = self._hot
             if frames.shape == shape and frames.dtype.kind == "c":
                 k = self._k
@@ -287,10 +336,9 @@ class Reconstructor:
         t = x.shape[1]
         if t == 0:   # nothing ready yet (e.g. a phase rebuilder's lookahead)
             return self._deliver(np.zeros((x.shape[0], 0), self.dtype))
-        outs = []
-        for i in range(0, t, self.block_frames):
-            outs.append(self._push_block(x[:, i:i + self.block_frames, :]))
-        return self._deliver(np.concatenate(outs, axis=1) if len(outs) > 1 else outs[0])
+        y = np.empty((x.shape[0], t * self._hop), self.dtype)
+        self._run_blocks(x, y)
+        return self._deliver(y)
 
     def _arm(self):
         """Set how many frames the hot path of :meth:`push` may take from here.
@@ -351,6 +399,28 @@ class Reconstructor:
             rows[j, :len(piece)] = piece
         return rows[:, :last].copy(), rows[1:, last:].copy(), last
 
+    def _views(self, batch) -> tuple:
+        """:meth:`_overlap_interior`'s strided views of ``batch.buf``.
+
+        ``va[:, k, j, i]`` is support sample ``(R-1-j)*H + i`` of buffer row
+        ``k + j``: the ``R`` pieces that hop ``k`` sums, the oldest frame's
+        first, ``last`` samples each; ``vb``: the samples past ``last``, from
+        the ``R-1`` newer frames.  Neither reaches outside a frame's support.
+        """
+        h, r, lead, c = self._hop, self._R, self._lead, self.spec.channels
+        last = self._ola_weights[2]
+        rows = batch.t + r - 1
+        st, it = batch.buf.strides, batch.buf.itemsize
+        strides = (st[0], st[1], st[1] - h * it, it)
+        va = np.lib.stride_tricks.as_strided(batch.buf[:, :, lead + (r - 1) * h:],
+                                             (c, rows, r, last), strides, writeable=False)
+        vb = None
+        if last < h:
+            vb = np.lib.stride_tricks.as_strided(batch.buf[:, 1:, lead + (r - 2) * h + last:],
+                                                 (c, rows, r - 1, h - last), strides,
+                                                 writeable=False)
+        return va, vb
+
     def _make_bin_factor(self):
         spec = self.spec
         gain = 1.0 / spec.scale
@@ -369,29 +439,138 @@ class Reconstructor:
                             "with stream.Decoder, or rebuild a phase with stream.phase")
         return as_block(x, self.spec)
 
-    def _batch(self, t: int) -> "_Batch":
-        """The FFTW plans, buffers and views for a block of ``t`` frames."""
-        if t == 1:
-            return self._one
-        batch = self._plans.get(t)
+    def _batch(self, t: int, store: dict | None = None, views: bool = False) -> Batch:
+        """The FFTW plans, buffers and views for a block of ``t`` frames, from
+        ``store`` (a segment's; default the stream's own).  The views of the
+        einsum path (:meth:`_sum_pieces`) come with blocks of ``4(R-1)`` frames
+        or more, whose buffer they make at most half as large again, or when
+        asked for (a segment's blocks)."""
+        views = views or t >= 4 * (self._R - 1)
+        if store is None:
+            store = self._plans
+            if t == 1 and not views:
+                return self._one
+        batch = store.get((t, views))
         if batch is None:
-            if len(self._plans) > 4:
-                self._plans.clear()
-            # Measure only the plans every full block uses; odd sizes (the last
-            # block of a file) are planned by estimate, in microseconds.
-            batch = self._plans[t] = _Batch(self, t, self.planning
-                                            if t == self.block_frames else "estimate")
+            if len(store) > 4:
+                store.clear()
+            # Measure only the plans every full block uses (FFT_ROWS frames
+            # each); odd sizes (the last block of a file, a live stream's
+            # messages) are one plan by estimate, in microseconds, whose rounding
+            # measured wisdom for another size does not change.
+            c, r = self.spec.channels, self._R
+            full = t == self.block_frames
+            batch = Batch(self.spec.n_fft, (c, t, self.spec.n_bins), self.dtype, self.threads,
+                          self.planning if full else "estimate", r - 1 if views else 0,
+                          FFT_ROWS if full else t)
+            if views:
+                batch.views = self._views(batch)
+                # The numerators of its t hops and of the R-1 after (their partial sums).
+                batch.num = np.empty((c, t + r - 1, self._hop), self.dtype)
+            store[t, views] = batch
         return batch
 
-    def _push_block(self, x, dest=None) -> np.ndarray | None:
-        """The ``t`` frames of ``x`` in: the ``t`` hops they complete, ``(c, t*H)``,
-        or written into ``dest`` (a ``(c, t*H)`` view) and None."""
-        c, t, _ = x.shape
+    def _run_blocks(self, x, dest):
+        """The frames of ``x`` (``(c, t, bins)``) in, block by block; the ``t*H``
+        samples they complete written into ``dest`` (``(c, t*H)``, before any
+        trim: :meth:`_deliver` does that).
+
+        More than :data:`SEGMENT_BLOCKS` blocks, with ``workers`` > 1, go in
+        segments: the first goes on from the frames before, on this thread; the
+        others transform again the ``R-1`` frames before them and run on up to
+        ``workers`` threads; afterwards the state is the last segment's.
+        """
+        t, step, r = x.shape[1], self.block_frames, self._R
+        span = SEGMENT_BLOCKS * step
+        if self.workers == 1 or t <= span or step < 16 or span < 2 * r:
+            self._sequential(x, dest)
+            return
+        u0 = self.frames * self._hop
+        later = list(range(span, t, span))
+        ends = {}
+        lock = threading.Lock()
+
+        def run(store):
+            while True:
+                with lock:
+                    if not later:
+                        return
+                    f0 = later.pop(0)
+                ends[f0] = self._segment(x, f0, min(f0 + span, t), dest, u0, store)
+
+        errors = []
+
+        def thread(store):
+            try:
+                run(store)
+            except BaseException as e:      # re-raised on the caller's thread
+                errors.append(e)
+                with lock:
+                    later.clear()
+
+        threads = [threading.Thread(target=thread, args=(store,), name="specstream-segment",
+                                    daemon=True)
+                   for store in self._stores[1:min(self.workers, len(later))]]
+        for th in threads:
+            th.start()
+        try:
+            self._sequential(x[:, :span], dest[:, :span * self._hop])
+            run(self._stores[0])
+        except BaseException:
+            with lock:
+                later.clear()
+            raise
+        finally:
+            for th in threads:
+                th.join()
+        if errors:
+            raise errors[0]
+        tail, raw = ends[max(ends)]
+        self.frames += t - span
+        self._acc[...] = 0
+        self._acc[:, :tail.shape[1] * self._hop] = tail.reshape(tail.shape[0], -1)
+        self._k = 0
+        self._carried = raw
+        self._carried_at = self.frames
+
+    def _sequential(self, x, dest):
+        """:meth:`_run_blocks` on this thread, each block going on from the last."""
         h = self._hop
-        batch = self._batch(t)
-        batch.transform(x, self._bin_factor)
-        if batch.views is not None:
-            num = self._overlap_interior(batch)
+        for i in range(0, x.shape[1], self.block_frames):
+            block = x[:, i:i + self.block_frames]
+            batch = self._batch(block.shape[1])
+            batch.transform(block, self._bin_factor)
+            self._finish(batch, dest[:, i * h:(i + block.shape[1]) * h])
+
+    def _segment(self, x, f0, f1, dest, u0, store):
+        """Frames ``f0 .. f1`` of ``x`` (``f0 >= R-1``) with no state but the
+        frames before them, transformed again; samples into ``dest``.  Returns
+        the partial sums of the ``R-1`` hops after and the raw FFT output of
+        the last ``R-1`` frames (the state the last segment leaves)."""
+        c, h, r, step = self.spec.channels, self._hop, self._R, self.block_frames
+        raw = None
+        for i in range(f0, f1, step):
+            t = min(step, f1 - i)
+            batch = self._batch(t, store, views=True)
+            batch.transform(x[:, i:i + t], self._bin_factor)
+            if raw is None:
+                batch.transform_before(x[:, i - (r - 1):i], self._bin_factor)
+            elif raw is not batch:
+                batch.buf[:, :r - 1] = raw.buf[:, :r - 1]
+            num = self._sum_pieces(batch, 0)
+            np.multiply(num[:, :t], self._inverse(u0 + i * h, t),
+                        out=dest[:, i * h:(i + t) * h].reshape(c, t, h))
+            batch.buf[:, :r - 1] = batch.buf[:, t:t + r - 1]
+            raw = batch
+        return num[:, t:].copy(), raw.buf[:, :r - 1].copy()
+
+    def _finish(self, batch, dest):
+        """The overlap-add of a transformed block, going on from the state: the
+        ``t`` hops it completes into ``dest`` (a ``(c, t*H)`` view)."""
+        c, t, h = self.spec.channels, batch.t, self._hop
+        carried = self._carried_at == self.frames
+        if batch.views is not None and (carried or t >= 2 * self._R):
+            num = self._overlap_interior(batch, carried)
         else:
             # The last frame must end inside _acc; one frame at a time, the hot
             # path's views end at _hot_hops.
@@ -399,25 +578,16 @@ class Reconstructor:
                 self._rewind()
             num = self._overlap_pieces(batch.out, self._k * h)
             self._k += t
-        inv = self._inverse(self.frames * h, t)
+        np.multiply(num, self._inverse(self.frames * h, t), out=dest.reshape(c, t, h))
         self.frames += t
-        if dest is None:
-            return (num * inv).reshape(c, t * h)
-        np.multiply(num, inv, out=dest.reshape(c, t, h))
-        return None
 
-    def _push_into(self, x, dest) -> bool:
-        """:meth:`push` of a block whose samples would leave untrimmed, written
-        into ``dest`` (``(c, t*H)``) instead of a new array; False (nothing done)
-        for any other block."""
-        t = x.shape[1]
-        if (self._skip or self._zeros_first or self._held is not None or self._flushed
-                or self._length is None or t > self.block_frames
-                or self.samples_out + t * self._hop > self._length):
-            return False
-        self._push_block(x, dest)
-        self.samples_out += t * self._hop
-        return True
+    def _untrimmed(self, t: int) -> bool:
+        """Whether the samples of the next ``t`` frames leave as they are (no
+        trim, no zeros before them, nothing held, within ``length``): then
+        they may be written where the caller says, :meth:`_deliver` skipped."""
+        return not (self._skip or self._zeros_first or self._held is not None
+                    or self._flushed or self._length is None
+                    or self.samples_out + t * self._hop > self._length)
 
     def _overlap_pieces(self, out, p) -> np.ndarray:
         """The numerator of the ``t`` hops a block completes, ``(c, t, H)``: ``R``
@@ -434,32 +604,35 @@ class Reconstructor:
             view[:, j:j + t, :piece.shape[2]] += piece
         return view[:, :t]
 
-    def _overlap_interior(self, batch) -> np.ndarray:
-        """:meth:`_overlap_pieces` for a block of at least ``2R`` frames: the
-        same products added in the same order, in fewer passes over memory.
-
-        Each hop is ``sum_j w_j * piece_j`` over the ``R`` frames that overlap
-        it, oldest first: one ``einsum`` over a strided view of the raw FFT
-        output (no windowed copy, no adds into ``_acc``).  The view starts
-        ``R-1`` rows before the block's frames, where the batch holds the
-        previous block's last frames, and ends ``R-1`` zero rows after them,
-        which gives the partial sums that later frames add to.  When the frames
-        before came another way, the first ``R-1`` hops add to the partial
-        sums in ``_acc`` instead.  Afterwards ``_acc`` holds the partial sums
-        from its start (``_k`` = 0), as if rewound.
-        """
-        c, t = self.spec.channels, batch.t
-        h, r = self._hop, self._R
+    def _sum_pieces(self, batch: Batch, k0: int) -> np.ndarray:
+        """``batch.num`` from hop ``k0`` on: each hop ``sum_j w_j * piece_j`` over
+        the ``R`` frames of ``batch.buf`` that overlap it, oldest first (the
+        order of :meth:`_overlap_pieces`' additions), by ``einsum`` over the
+        strided views of :meth:`_views`: windowed and summed in one pass."""
         a, b, last = self._ola_weights
-        y = batch.num
-        carried = self._carry is not None and self._carry[1] == self.frames
-        if carried and self._carry[0] is not batch:
-            batch.buf[:, :r - 1] = self._carry[0].buf[:, :r - 1]
         va, vb = batch.views
-        k0 = 0 if carried else r - 1
+        y = batch.num
         np.einsum("ckji,ji->cki", va[:, k0:], a, out=y[:, k0:, :last])
         if vb is not None:    # the oldest piece ends with the support: one frame fewer
             np.einsum("ckji,ji->cki", vb[:, k0:], b, out=y[:, k0:, last:])
+        return y
+
+    def _overlap_interior(self, batch: Batch, carried: bool) -> np.ndarray:
+        """:meth:`_overlap_pieces` by :meth:`_sum_pieces`: the same products
+        added in the same order, in fewer passes over memory.
+
+        The rows before the block's own in ``batch.buf`` hold the last ``R-1``
+        frames' raw output when the last block left it (``carried``); else
+        (``t >= 2R``) the first ``R-1`` hops add the block's first frames to
+        the partial sums in ``_acc``.  The zero rows after give the partial
+        sums of the ``R-1`` hops after the block, which go to ``_acc`` from its
+        start (``_k`` = 0, as if rewound).
+        """
+        c, t = self.spec.channels, batch.t
+        h, r = self._hop, self._R
+        if carried:
+            batch.buf[:, :r - 1] = self._carried
+        y = self._sum_pieces(batch, 0 if carried else r - 1)
         p = self._k * h
         if not carried:
             self._add_to_overlap(batch.out[:, :r - 1], p, y[:, :r - 1])
@@ -467,8 +640,8 @@ class Reconstructor:
             self._acc[:, :p + (r - 1) * h] = 0
         self._acc[:, :(r - 1) * h] = y[:, t:].reshape(c, -1)
         self._k = 0
-        batch.buf[:, :r - 1] = batch.buf[:, t:t + r - 1]
-        self._carry = (batch, self.frames + t)
+        self._carried = batch.buf[:, t:t + r - 1].copy()
+        self._carried_at = self.frames + t
         return y[:, :t]
 
     def _add_to_overlap(self, first, p, y):
@@ -528,76 +701,6 @@ class Reconstructor:
                 y = y[:, :limit]
         self.samples_out += y.shape[1]
         return y[0] if self.spec.channels == 1 else y
-
-
-class _Batch:
-    """The FFTW plans for a block of ``t`` frames and the views that read them.
-
-    The c2r output of the block's frames is rows ``R-1 .. R-1+t`` of ``buf``
-    ``(channels, t + 2(R-1), n_fft)``: :meth:`Reconstructor._overlap_interior`
-    reads the previous block's last frames in the rows before and zeros in
-    the rows after.  Frames go through FFTW ``FFT_ROWS`` at a time: a plan of
-    64 frames of 1024 samples keeps its input and output in the L2 cache,
-    ~20% faster per frame than one of 256.
-    """
-
-    FFT_ROWS = 64
-
-    def __init__(self, eng: "Reconstructor", t: int, planning: str):
-        c, n, r = eng.spec.channels, eng.spec.n_fft, eng._R
-        self.t = t
-        self.inp = fft.empty_aligned((c, t, eng.spec.n_bins), eng.cdtype)
-        self.buf = fft.empty_aligned((c, t + 2 * (r - 1), n), eng.dtype, zero=True)
-        self.out = self.buf[:, r - 1:r - 1 + t]
-        self.parts = []
-        for i in range(0, t, self.FFT_ROWS):
-            j = min(i + self.FFT_ROWS, t)
-            plan = fft.irfft_plan((c, j - i), n, eng.dtype, eng.threads, planning,
-                                  input_array=self.inp[:, i:j], output_array=self.out[:, i:j])
-            self.parts.append((i, j, plan.execute))
-        self.views = self._views(eng) if t >= 2 * r else None
-        # The numerators of its t hops and of the R-1 after (their partial sums).
-        self.num = np.empty((c, t + r - 1, eng._hop), eng.dtype) if self.views else None
-
-    @classmethod
-    def of_plan(cls, plan) -> "_Batch":
-        """One frame through ``plan`` (its arrays ``(channels, ...)``)."""
-        self = cls.__new__(cls)
-        self.t = 1
-        self.inp = plan.input_array[:, None, :]
-        self.out = plan.output_array[:, None, :]
-        self.parts = [(0, 1, plan.execute)]
-        self.views = None
-        return self
-
-    def transform(self, x, factor):
-        """``x`` (``(channels, t, bins)``, times ``factor`` per bin) into ``out``."""
-        for i, j, execute in self.parts:
-            if factor is None:
-                self.inp[:, i:j] = x[:, i:j]
-            else:
-                np.multiply(x[:, i:j], factor, out=self.inp[:, i:j])
-            execute()
-
-    def _views(self, eng):
-        # va[:, k, j, i] = support sample (R-1-j)*H + i of buffer row k + j:
-        # the R pieces hop k sums, the oldest frame's first, each H samples
-        # but the oldest one's (`last`); vb: the samples past `last`, from the
-        # R-1 newer frames.  Neither reaches outside a frame's support.
-        h, r, lead = eng._hop, eng._R, eng._lead
-        last = eng._ola_weights[2]
-        rows = self.t + r - 1
-        st, it = self.buf.strides, self.buf.itemsize
-        strides = (st[0], st[1], st[1] - h * it, it)
-        c = eng.spec.channels
-        va = np.lib.stride_tricks.as_strided(self.buf[:, :, lead + (r - 1) * h:],
-                                             (c, rows, r, last), strides, writeable=False)
-        vb = None
-        if last < h:
-            vb = np.lib.stride_tricks.as_strided(self.buf[:, 1:, lead + (r - 2) * h + last:],
-                                                 (c, rows, r - 1, h - last), strides,
-                                                 writeable=False)
-        return va, vb
 
 
 class Analyzer:
@@ -687,29 +790,40 @@ def stft(x, spec: STFTSpec, dtype=np.float32) -> np.ndarray:
     return np.concatenate(parts, axis=-2)
 
 
-def istft(frames, spec: STFTSpec, length: int | None = None, dtype=np.float32) -> np.ndarray:
-    """Whole-array inverse: frames ``(n_frames, bins)`` or ``(channels, n_frames, bins)``."""
+def istft(frames, spec: STFTSpec, length: int | None = None, dtype=np.float32,
+          workers: int | None = None) -> np.ndarray:
+    """Whole-array inverse: frames ``(n_frames, bins)`` or ``(channels, n_frames, bins)``
+    (``workers``: :class:`Reconstructor`'s)."""
     x = as_block(frames, spec)                       # (channels, n_frames, bins)
     if length is None:   # a whole array: we know the end, trim its padding exactly
         length = spec.samples_for(x.shape[1])
-    r = Reconstructor(spec, length=length, dtype=dtype)
+    r = Reconstructor(spec, length=length, dtype=dtype, workers=workers)
     x = r._as_block(x)
-    # The output is written in place, block by block: the signal is in RAM
-    # once, not once in pieces and again joined; a block whose samples leave
-    # untrimmed is normalised straight into it.
-    c = spec.channels
+    # The output is written in place: the signal is in RAM once, not once in
+    # pieces and again joined.  The frames whose samples leave untrimmed (all
+    # but the first block's and the last few) are normalised straight into it.
+    c, h, step, n = spec.channels, spec.hop_length, r.block_frames, x.shape[1]
     out = np.empty((c, length) if c > 1 else (length,), r.dtype)
     flat = out.reshape(c, length)
-    step = r.block_frames
-    pos = 0
-    for i in range(0, x.shape[1], step):
-        block = x[:, i:i + step, :]
-        if r._push_into(block, flat[:, pos:pos + block.shape[1] * spec.hop_length]):
-            pos += block.shape[1] * spec.hop_length
-            continue
+    pos = i = 0
+
+    def push(block):
+        nonlocal pos
         y = r.push(block)
         out[..., pos:pos + y.shape[-1]] = y
         pos += y.shape[-1]
+
+    while i < n and not r._untrimmed(min(step, n - i)):
+        push(x[:, i:i + step])
+        i += step
+    body = min(n - i, max(length - r.samples_out, 0) // h) if i < n else 0
+    if body:
+        r._run_blocks(x[:, i:i + body], flat[:, pos:pos + body * h])
+        r.samples_out += body * h
+        pos += body * h
+        i += body
+    for j in range(i, n, step):
+        push(x[:, j:j + step])
     y = r.flush()
     out[..., pos:pos + y.shape[-1]] = y
     return out
