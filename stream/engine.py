@@ -20,11 +20,19 @@ samples (fewer frames overlap there) and in the tail that :meth:`flush`
 returns; its inverse is precomputed for both.  Where it is zero (the edges of
 a window that reaches zero) the numerator is left as it is, as librosa does.
 
-Blocks of frames go through one batched FFTW plan and a vectorised
-overlap-add (``ceil(S/H)`` strided adds for the whole block), adding in the
-same order as frame by frame; the samples are the same as frame by frame to
-the rounding of the FFT (FFTW may pick a different algorithm for one frame
-than for a batch; where it does not, they are equal bit for bit).
+Blocks of frames go through batched FFTW plans and a vectorised overlap-add
+that adds the same products in the same order as frame by frame: a short
+block by ``ceil(S/H)`` strided adds of hop-sized pieces into the buffer, a
+block that follows one (or of ``2*ceil(S/H)`` frames or more) by one
+``einsum`` over a strided view of the FFT output itself, which windows and
+sums the pieces of each hop in one pass (see
+:meth:`Reconstructor._sum_pieces`; the two give the same samples bit for
+bit).  A push of more than :data:`SEGMENT_BLOCKS` blocks goes in segments
+that transform again the frames before them, so that threads can take them
+at once (``workers``; the samples do not depend on how many, beyond one).  The samples
+are the same as frame by frame to the rounding of the FFT (FFTW may pick a
+different algorithm for one frame than for a batch; where it does not, they
+are equal bit for bit).
 
 Frame by frame, the per-call Python is most of the cost (the FFT of 1024
 samples takes ~1 us): once the head is out, :meth:`Reconstructor.push` of one
@@ -36,10 +44,12 @@ end that ``length`` sets); every other call takes the general path.
 from __future__ import annotations
 
 import os
+import threading
 
 import numpy as np
 
 from . import fft
+from .batch import FFT_ROWS, Batch
 from .spec import SpecError, STFTSpec
 
 __all__ = ["Reconstructor", "Analyzer", "istft", "stft", "consistency"]
@@ -68,6 +78,12 @@ def as_block(x, spec: STFTSpec, what: str = "frames", dtype=None) -> np.ndarray:
 def _support(w: np.ndarray) -> tuple[int, int]:
     nz = np.flatnonzero(w)
     return int(nz[0]), int(nz[-1] - nz[0] + 1)
+
+
+def overlap_hops(spec: STFTSpec) -> int:
+    """``R``: the hops one frame's window support spans (the frames that
+    overlap each sample, at most)."""
+    return -(-_support(spec.padded_window)[1] // spec.hop_length)
 
 
 def _window_sumsquare(ws2: np.ndarray, hop: int, u0: int, u1: int, t_first: int,
@@ -106,6 +122,27 @@ def _default_threads() -> int:
     return max(1, min(n, os.cpu_count() or 1))
 
 
+def _default_workers() -> int:
+    # Threads for the segments of a long push: SPECSTREAM_BLOCK_THREADS, else
+    # the CPUs this process may use, at most 4 (beyond, memory bandwidth).
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    try:
+        n = int(os.environ.get("SPECSTREAM_BLOCK_THREADS", "0"))
+    except ValueError:
+        n = 0
+    return max(1, n if n > 0 else min(cpus, 4))
+
+
+#: Blocks per segment of a long push: segments are independent (each
+#: transforms again the R-1 frames before it), so threads take them in any
+#: order; ~10 ms of work at 256 frames of 1024, so that a thread the machine
+#: has not scheduled holds back little.
+SEGMENT_BLOCKS = 16
+
+
 class Reconstructor:
     """Streaming least-squares inverse STFT.
 
@@ -131,6 +168,16 @@ class Reconstructor:
         'wisdom' (measured plans only for sizes the wisdom file knows, else by
         estimate, the file never written: a receiver's choice for sizes a
         remote peer picked, so that no header can stall it), 'estimate'.
+    workers : int
+        Threads for a push of more than :data:`SEGMENT_BLOCKS` blocks
+        (``stream.istft``, a long file).  With more than one, it goes in
+        segments of that many blocks, each of which transforms again the
+        ``R-1`` frames before it, so that segments run at once (FFTW and
+        numpy release the GIL); any number of threads gives the same samples,
+        bit for bit, and one (all on the caller's thread, no segments) the
+        same to the rounding of the FFT.  Default: the CPUs this process may
+        use, at most 4, or ``SPECSTREAM_BLOCK_THREADS``.  Frames one by one and
+        shorter pushes stay on the caller's thread.
 
     Output arrays are ``(n_samples,)`` for one channel and
     ``(channels, n_samples)`` for more.
@@ -138,7 +185,7 @@ class Reconstructor:
 
     def __init__(self, spec: STFTSpec, length: int | None = None, dtype=np.float32,
                  block_frames: int = 256, threads: int | None = None,
-                 planning: str = "measure"):
+                 planning: str = "measure", workers: int | None = None):
         self.spec = spec
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
@@ -150,6 +197,7 @@ class Reconstructor:
         self.block_frames = max(1, int(block_frames))
         self._hop = spec.hop_length
         self.threads = _default_threads() if threads is None else max(1, int(threads))
+        self.workers = _default_workers() if workers is None else max(1, int(workers))
         if planning not in fft.PLANNING:
             raise SpecError(f"planning={planning!r} is not one of {', '.join(fft.PLANNING)}")
         self.planning = planning
@@ -159,10 +207,16 @@ class Reconstructor:
         self._lead, self._S = _support(w)
         ws = w[self._lead:self._lead + self._S]
         ws2 = ws ** 2
-        self._R = -(-self._S // h)                    # hops one frame's support spans
+        self._R = overlap_hops(spec)                  # hops one frame's support spans
         # Synthesis window with FFTW's missing 1/n_fft; the analysis scale s and
         # the phase reference r become one factor per bin, applied on the copy.
         self._synth = (ws / n).astype(self.dtype)
+        # The same over all n_fft samples (zero outside the support): a block's
+        # frames are windowed in one contiguous multiply, ~3x faster in numpy
+        # than one on the support's strided view, with the same products.
+        self._synth_full = np.zeros(n, self.dtype)
+        self._synth_full[self._lead:self._lead + self._S] = self._synth
+        self._ola_weights = self._make_ola_weights()
         self._bin_factor = self._make_bin_factor()
 
         period = _window_sumsquare(ws2, h, self._R * h, (self._R + 1) * h, -1 << 40, 1 << 40)
@@ -179,6 +233,12 @@ class Reconstructor:
         self.frames = 0        # frames pushed so far; support sample frames * H is next final
         self._plan1 = fft.irfft_plan((c,), n, self.dtype, threads=1, planning=self.planning)
         self._plans = {}
+        # Each segment thread's batches (this thread's first) for later segments.
+        self._stores = [{} for _ in range(self.workers)]
+        # The raw FFT output of the last R-1 frames, when the last block left it
+        # (einsum path): valid while frames == _carried_at.
+        self._carried = None
+        self._carried_at = -1
         # Output bookkeeping in signal samples: n = u + lead, then the centre trim.
         self._skip = max(spec.start_trim - self._lead, 0)
         self._zeros_first = max(self._lead - spec.start_trim, 0)
@@ -196,8 +256,8 @@ class Reconstructor:
         # so the hop returned needs no [0].
         h, lead, s, c = self._hop, self._lead, self._S, self.spec.channels
         plan = self._plan1
-        # The same plan as a batch of one frame, for _push_block.
-        self._one = (plan.input_array[:, None, :], plan.output_array[:, None, :], plan.execute)
+        # The same plan as a batch of one frame, for _finish.
+        self._one = Batch.of_plan(plan)
         fill = plan.input_array[0] if c == 1 else plan.input_array
         out = plan.output_array[0] if c == 1 else plan.output_array
         acc = self._acc[0] if c == 1 else self._acc
@@ -245,7 +305,7 @@ class Reconstructor:
         """
         if self.frames < self._hot_until and type(frames) is np.ndarray:
             # The streaming hot path: one frame whose hop _deliver would pass
-            # through unchanged (see _arm), the arithmetic of _push_block.
+            # through unchanged (see _arm), the arithmetic of _finish.
             shape, fill, factor, execute, seg, synth, adds, finals, inv, hop = self._hot
             if frames.shape == shape and frames.dtype.kind == "c":
                 k = self._k
@@ -276,10 +336,9 @@ class Reconstructor:
         t = x.shape[1]
         if t == 0:   # nothing ready yet (e.g. a phase rebuilder's lookahead)
             return self._deliver(np.zeros((x.shape[0], 0), self.dtype))
-        outs = []
-        for i in range(0, t, self.block_frames):
-            outs.append(self._push_block(x[:, i:i + self.block_frames, :]))
-        return self._deliver(np.concatenate(outs, axis=1) if len(outs) > 1 else outs[0])
+        y = np.empty((x.shape[0], t * self._hop), self.dtype)
+        self._run_blocks(x, y)
+        return self._deliver(y)
 
     def _arm(self):
         """Set how many frames the hot path of :meth:`push` may take from here.
@@ -329,6 +388,39 @@ class Reconstructor:
         return out
 
     # ------------------------------------------------------------- internals
+    def _make_ola_weights(self):
+        # _overlap_interior's window, piece j of the oldest frame first: row j
+        # is synth[(R-1-j)*H:(R-j)*H]; the oldest piece has `last` samples.
+        h, r = self._hop, self._R
+        last = self._S - (r - 1) * h
+        rows = np.zeros((r, h), self.dtype)
+        for j in range(r):
+            piece = self._synth[(r - 1 - j) * h:(r - j) * h]
+            rows[j, :len(piece)] = piece
+        return rows[:, :last].copy(), rows[1:, last:].copy(), last
+
+    def _views(self, batch) -> tuple:
+        """:meth:`_overlap_interior`'s strided views of ``batch.buf``.
+
+        ``va[:, k, j, i]`` is support sample ``(R-1-j)*H + i`` of buffer row
+        ``k + j``: the ``R`` pieces that hop ``k`` sums, the oldest frame's
+        first, ``last`` samples each; ``vb``: the samples past ``last``, from
+        the ``R-1`` newer frames.  Neither reaches outside a frame's support.
+        """
+        h, r, lead, c = self._hop, self._R, self._lead, self.spec.channels
+        last = self._ola_weights[2]
+        rows = batch.t + r - 1
+        st, it = batch.buf.strides, batch.buf.itemsize
+        strides = (st[0], st[1], st[1] - h * it, it)
+        va = np.lib.stride_tricks.as_strided(batch.buf[:, :, lead + (r - 1) * h:],
+                                             (c, rows, r, last), strides, writeable=False)
+        vb = None
+        if last < h:
+            vb = np.lib.stride_tricks.as_strided(batch.buf[:, 1:, lead + (r - 2) * h + last:],
+                                                 (c, rows, r - 1, h - last), strides,
+                                                 writeable=False)
+        return va, vb
+
     def _make_bin_factor(self):
         spec = self.spec
         gain = 1.0 / spec.scale
@@ -347,48 +439,221 @@ class Reconstructor:
                             "with stream.Decoder, or rebuild a phase with stream.phase")
         return as_block(x, self.spec)
 
-    def _batch(self, t: int):
-        """``(input, output, execute)`` of an FFTW plan for ``t`` frames."""
-        if t == 1:
-            return self._one
-        batch = self._plans.get(t)
+    def _batch(self, t: int, store: dict | None = None, views: bool = False) -> Batch:
+        """The FFTW plans, buffers and views for a block of ``t`` frames, from
+        ``store`` (a segment's; default the stream's own).  The views of the
+        einsum path (:meth:`_sum_pieces`) come with blocks of ``4(R-1)`` frames
+        or more, whose buffer they make at most half as large again, or when
+        asked for (a segment's blocks)."""
+        views = views or t >= 4 * (self._R - 1)
+        if store is None:
+            store = self._plans
+            if t == 1 and not views:
+                return self._one
+        batch = store.get((t, views))
         if batch is None:
-            if len(self._plans) > 4:
-                self._plans.clear()
-            # Measure only the plan every full block uses; odd sizes (the last
-            # block of a file) are planned by estimate, in microseconds.
-            plan = fft.irfft_plan((self.spec.channels, t), self.spec.n_fft, self.dtype,
-                                  self.threads, planning=self.planning
-                                  if t == self.block_frames else "estimate")
-            batch = self._plans[t] = (plan.input_array, plan.output_array, plan.execute)
+            if len(store) > 4:
+                store.clear()
+            # Measure only the plans every full block uses (FFT_ROWS frames
+            # each); odd sizes (the last block of a file, a live stream's
+            # messages) are one plan by estimate, in microseconds, whose rounding
+            # measured wisdom for another size does not change.
+            c, r = self.spec.channels, self._R
+            full = t == self.block_frames
+            batch = Batch(self.spec.n_fft, (c, t, self.spec.n_bins), self.dtype, self.threads,
+                          self.planning if full else "estimate", r - 1 if views else 0,
+                          FFT_ROWS if full else t)
+            if views:
+                batch.views = self._views(batch)
+                # The numerators of its t hops and of the R-1 after (their partial sums).
+                batch.num = np.empty((c, t + r - 1, self._hop), self.dtype)
+            store[t, views] = batch
         return batch
 
-    def _push_block(self, x) -> np.ndarray:
-        c, t, _ = x.shape
-        h, lead, s, r = self._hop, self._lead, self._S, self._R
-        inp, out, execute = self._batch(t)
-        if self._bin_factor is None:
-            inp[...] = x
+    def _run_blocks(self, x, dest):
+        """The frames of ``x`` (``(c, t, bins)``) in, block by block; the ``t*H``
+        samples they complete written into ``dest`` (``(c, t*H)``, before any
+        trim: :meth:`_deliver` does that).
+
+        More than :data:`SEGMENT_BLOCKS` blocks, with ``workers`` > 1, go in
+        segments: the first goes on from the frames before, on this thread; the
+        others transform again the ``R-1`` frames before them and run on up to
+        ``workers`` threads; afterwards the state is the last segment's.
+        """
+        t, step, r = x.shape[1], self.block_frames, self._R
+        span = SEGMENT_BLOCKS * step
+        if self.workers == 1 or t <= span or step < 16 or span < 2 * r:
+            self._sequential(x, dest)
+            return
+        u0 = self.frames * self._hop
+        later = list(range(span, t, span))
+        ends = {}
+        lock = threading.Lock()
+
+        def run(store):
+            while True:
+                with lock:
+                    if not later:
+                        return
+                    f0 = later.pop(0)
+                ends[f0] = self._segment(x, f0, min(f0 + span, t), dest, u0, store)
+
+        errors = []
+
+        def thread(store):
+            try:
+                run(store)
+            except BaseException as e:      # re-raised on the caller's thread
+                errors.append(e)
+                with lock:
+                    later.clear()
+
+        threads = [threading.Thread(target=thread, args=(store,), name="specstream-segment",
+                                    daemon=True)
+                   for store in self._stores[1:min(self.workers, len(later))]]
+        for th in threads:
+            th.start()
+        try:
+            self._sequential(x[:, :span], dest[:, :span * self._hop])
+            run(self._stores[0])
+        except BaseException:
+            with lock:
+                later.clear()
+            raise
+        finally:
+            for th in threads:
+                th.join()
+        if errors:
+            raise errors[0]
+        tail, raw = ends[max(ends)]
+        self.frames += t - span
+        self._acc[...] = 0
+        self._acc[:, :tail.shape[1] * self._hop] = tail.reshape(tail.shape[0], -1)
+        self._k = 0
+        self._carried = raw
+        self._carried_at = self.frames
+
+    def _sequential(self, x, dest):
+        """:meth:`_run_blocks` on this thread, each block going on from the last."""
+        h = self._hop
+        for i in range(0, x.shape[1], self.block_frames):
+            block = x[:, i:i + self.block_frames]
+            batch = self._batch(block.shape[1])
+            batch.transform(block, self._bin_factor)
+            self._finish(batch, dest[:, i * h:(i + block.shape[1]) * h])
+
+    def _segment(self, x, f0, f1, dest, u0, store):
+        """Frames ``f0 .. f1`` of ``x`` (``f0 >= R-1``) with no state but the
+        frames before them, transformed again; samples into ``dest``.  Returns
+        the partial sums of the ``R-1`` hops after and the raw FFT output of
+        the last ``R-1`` frames (the state the last segment leaves)."""
+        c, h, r, step = self.spec.channels, self._hop, self._R, self.block_frames
+        raw = None
+        for i in range(f0, f1, step):
+            t = min(step, f1 - i)
+            batch = self._batch(t, store, views=True)
+            batch.transform(x[:, i:i + t], self._bin_factor)
+            if raw is None:
+                batch.transform_before(x[:, i - (r - 1):i], self._bin_factor)
+            elif raw is not batch:
+                batch.buf[:, :r - 1] = raw.buf[:, :r - 1]
+            num = self._sum_pieces(batch, 0)
+            np.multiply(num[:, :t], self._inverse(u0 + i * h, t),
+                        out=dest[:, i * h:(i + t) * h].reshape(c, t, h))
+            batch.buf[:, :r - 1] = batch.buf[:, t:t + r - 1]
+            raw = batch
+        return num[:, t:].copy(), raw.buf[:, :r - 1].copy()
+
+    def _finish(self, batch, dest):
+        """The overlap-add of a transformed block, going on from the state: the
+        ``t`` hops it completes into ``dest`` (a ``(c, t*H)`` view)."""
+        c, t, h = self.spec.channels, batch.t, self._hop
+        carried = self._carried_at == self.frames
+        if batch.views is not None and (carried or t >= 2 * self._R):
+            num = self._overlap_interior(batch, carried)
         else:
-            np.multiply(x, self._bin_factor, out=inp)
-        execute()
-        seg = out[:, :, lead:lead + s]
-        seg *= self._synth
-        # The last frame must end inside _acc; one frame at a time, the hot
-        # path's views end at _hot_hops.
-        if self._k + t - 1 > (self.block_frames if t > 1 else self._hot_hops):
-            self._rewind()
-        p = self._k * h
+            # The last frame must end inside _acc; one frame at a time, the hot
+            # path's views end at _hot_hops.
+            if self._k + t - 1 > (self.block_frames if t > 1 else self._hot_hops):
+                self._rewind()
+            num = self._overlap_pieces(batch.out, self._k * h)
+            self._k += t
+        np.multiply(num, self._inverse(self.frames * h, t), out=dest.reshape(c, t, h))
+        self.frames += t
+
+    def _untrimmed(self, t: int) -> bool:
+        """Whether the samples of the next ``t`` frames leave as they are (no
+        trim, no zeros before them, nothing held, within ``length``): then
+        they may be written where the caller says, :meth:`_deliver` skipped."""
+        return not (self._skip or self._zeros_first or self._held is not None
+                    or self._flushed or self._length is None
+                    or self.samples_out + t * self._hop > self._length)
+
+    def _overlap_pieces(self, out, p) -> np.ndarray:
+        """The numerator of the ``t`` hops a block completes, ``(c, t, H)``: ``R``
+        strided adds into ``_acc``, which keeps what later frames add to."""
+        c, t, _ = out.shape
+        h, s, r = self._hop, self._S, self._R
+        out *= self._synth_full
+        seg = out[:, :, self._lead:self._lead + s]
         view = self._acc[:, p:p + (t + r - 1) * h].reshape(c, t + r - 1, h)
         # Hop-sized pieces of every frame at once, the oldest frame's piece
         # first: the same order of additions as frame by frame, same rounding.
         for j in reversed(range(r)):
             piece = seg[:, :, j * h:min((j + 1) * h, s)]
             view[:, j:j + t, :piece.shape[2]] += piece
-        y = view[:, :t] * self._inverse(self.frames * h, t)
-        self._k += t
-        self.frames += t
-        return y.reshape(c, t * h)
+        return view[:, :t]
+
+    def _sum_pieces(self, batch: Batch, k0: int) -> np.ndarray:
+        """``batch.num`` from hop ``k0`` on: each hop ``sum_j w_j * piece_j`` over
+        the ``R`` frames of ``batch.buf`` that overlap it, oldest first (the
+        order of :meth:`_overlap_pieces`' additions), by ``einsum`` over the
+        strided views of :meth:`_views`: windowed and summed in one pass."""
+        a, b, last = self._ola_weights
+        va, vb = batch.views
+        y = batch.num
+        np.einsum("ckji,ji->cki", va[:, k0:], a, out=y[:, k0:, :last])
+        if vb is not None:    # the oldest piece ends with the support: one frame fewer
+            np.einsum("ckji,ji->cki", vb[:, k0:], b, out=y[:, k0:, last:])
+        return y
+
+    def _overlap_interior(self, batch: Batch, carried: bool) -> np.ndarray:
+        """:meth:`_overlap_pieces` by :meth:`_sum_pieces`: the same products
+        added in the same order, in fewer passes over memory.
+
+        The rows before the block's own in ``batch.buf`` hold the last ``R-1``
+        frames' raw output when the last block left it (``carried``); else
+        (``t >= 2R``) the first ``R-1`` hops add the block's first frames to
+        the partial sums in ``_acc``.  The zero rows after give the partial
+        sums of the ``R-1`` hops after the block, which go to ``_acc`` from its
+        start (``_k`` = 0, as if rewound).
+        """
+        c, t = self.spec.channels, batch.t
+        h, r = self._hop, self._R
+        if carried:
+            batch.buf[:, :r - 1] = self._carried
+        y = self._sum_pieces(batch, 0 if carried else r - 1)
+        p = self._k * h
+        if not carried:
+            self._add_to_overlap(batch.out[:, :r - 1], p, y[:, :r - 1])
+        if p:    # what was written since the last rewind (the head added in place)
+            self._acc[:, :p + (r - 1) * h] = 0
+        self._acc[:, :(r - 1) * h] = y[:, t:].reshape(c, -1)
+        self._k = 0
+        self._carried = batch.buf[:, t:t + r - 1].copy()
+        self._carried_at = self.frames + t
+        return y[:, :t]
+
+    def _add_to_overlap(self, first, p, y):
+        """The first ``R-1`` hops of a block into ``y``: the partial sums in
+        ``_acc`` from ``p`` plus the block's first ``R-1`` frames ``first``."""
+        c = first.shape[0]
+        h, s, r, lead = self._hop, self._S, self._R, self._lead
+        seg = first[:, :, lead:lead + s] * self._synth
+        head = self._acc[:, p:p + (r - 1) * h].reshape(c, r - 1, h)
+        for j in reversed(range(r - 1)):
+            head[:, j:] += seg[:, :r - 1 - j, j * h:(j + 1) * h]
+        y[...] = head
 
     def _inverse(self, u: int, t: int) -> np.ndarray:
         """1 / window-sum-square for the ``t`` hops of support samples from ``u``
@@ -525,27 +790,42 @@ def stft(x, spec: STFTSpec, dtype=np.float32) -> np.ndarray:
     return np.concatenate(parts, axis=-2)
 
 
-def istft(frames, spec: STFTSpec, length: int | None = None, dtype=np.float32) -> np.ndarray:
-    """Whole-array inverse: frames ``(n_frames, bins)`` or ``(channels, n_frames, bins)``."""
+def istft(frames, spec: STFTSpec, length: int | None = None, dtype=np.float32,
+          workers: int | None = None) -> np.ndarray:
+    """Whole-array inverse: frames ``(n_frames, bins)`` or ``(channels, n_frames, bins)``
+    (``workers``: :class:`Reconstructor`'s)."""
     x = as_block(frames, spec)                       # (channels, n_frames, bins)
     if length is None:   # a whole array: we know the end, trim its padding exactly
         length = spec.samples_for(x.shape[1])
-    r = Reconstructor(spec, length=length, dtype=dtype)
-    # The output is written in place, block by block: the signal is in RAM
-    # once, not once in pieces and again joined.
-    c = spec.channels
+    r = Reconstructor(spec, length=length, dtype=dtype, workers=workers)
+    x = r._as_block(x)
+    # The output is written in place: the signal is in RAM once, not once in
+    # pieces and again joined.  The frames whose samples leave untrimmed (all
+    # but the first block's and the last few) are normalised straight into it.
+    c, h, step, n = spec.channels, spec.hop_length, r.block_frames, x.shape[1]
     out = np.empty((c, length) if c > 1 else (length,), r.dtype)
-    step = r.block_frames
+    flat = out.reshape(c, length)
+    pos = i = 0
 
-    def pieces():
-        for i in range(0, x.shape[1], step):
-            yield r.push(x[:, i:i + step, :])
-        yield r.flush()
-
-    pos = 0
-    for y in pieces():
+    def push(block):
+        nonlocal pos
+        y = r.push(block)
         out[..., pos:pos + y.shape[-1]] = y
         pos += y.shape[-1]
+
+    while i < n and not r._untrimmed(min(step, n - i)):
+        push(x[:, i:i + step])
+        i += step
+    body = min(n - i, max(length - r.samples_out, 0) // h) if i < n else 0
+    if body:
+        r._run_blocks(x[:, i:i + body], flat[:, pos:pos + body * h])
+        r.samples_out += body * h
+        pos += body * h
+        i += body
+    for j in range(i, n, step):
+        push(x[:, j:j + step])
+    y = r.flush()
+    out[..., pos:pos + y.shape[-1]] = y
     return out
 
 

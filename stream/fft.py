@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pyfftw
 
-__all__ = ["irfft_plan", "rfft_plan", "wisdom_path", "planner_flag", "PLANNING"]
+__all__ = ["irfft_plan", "rfft_plan", "empty_aligned", "wisdom_path", "planner_flag",
+           "PLANNING"]
 
 _lock = threading.Lock()
 _wisdom_loaded = False
@@ -78,13 +79,20 @@ def _save_wisdom():
 PLANNING = ("measure", "wisdom", "estimate")
 
 
-def _plan(shape_in, dtype_in, shape_out, dtype_out, direction, threads, planning):
+def _plan(shape_in, dtype_in, shape_out, dtype_out, direction, threads, planning,
+          input_array=None, output_array=None):
     if planning not in PLANNING:
         raise ValueError(f"planning={planning!r} is not one of {', '.join(PLANNING)}")
+    for given, shape, dtype in ((input_array, shape_in, dtype_in),
+                                (output_array, shape_out, dtype_out)):
+        if given is not None and (given.shape != tuple(shape) or given.dtype != dtype):
+            raise ValueError(f"an array {given.shape} {given.dtype} given for "
+                             f"{tuple(shape)} {np.dtype(dtype)}")
     with _lock:
         _load_wisdom()
-        a = pyfftw.empty_aligned(shape_in, dtype=dtype_in)
-        b = pyfftw.empty_aligned(shape_out, dtype=dtype_out)
+        a = pyfftw.empty_aligned(shape_in, dtype=dtype_in) if input_array is None else input_array
+        b = (pyfftw.empty_aligned(shape_out, dtype=dtype_out) if output_array is None
+             else output_array)
         flag = "FFTW_ESTIMATE" if planning == "estimate" else planner_flag()
 
         def make(*flags):
@@ -97,24 +105,32 @@ def _plan(shape_in, dtype_in, shape_out, dtype_out, direction, threads, planning
                 return make("FFTW_ESTIMATE")
         plan = make(flag)
         key = (tuple(shape_in), np.dtype(dtype_in).str, direction, threads, flag,
-               str(wisdom_path()))
+               str(wisdom_path()), a.strides, b.strides)
         if flag != "FFTW_ESTIMATE" and key not in _planned:
             _save_wisdom()       # once per shape and process: exporting costs ~3 ms
             _planned.add(key)
         return plan
 
 
+def empty_aligned(shape, dtype, zero: bool = False) -> np.ndarray:
+    """An array aligned for FFTW's SIMD code (zeros if ``zero``)."""
+    return (pyfftw.zeros_aligned if zero else pyfftw.empty_aligned)(shape, dtype=dtype)
+
+
 def irfft_plan(batch_shape: tuple, n_fft: int, dtype=np.float32, threads: int = 1,
-               planning: str = "measure"):
+               planning: str = "measure", input_array=None, output_array=None):
     """A c2r plan: complex input ``batch_shape + (n_fft//2+1,)`` -> real ``batch_shape + (n_fft,)``.
 
     Unnormalised (the caller folds 1/n_fft into its window); destroys its input.
     ``planning``: one of :data:`PLANNING` ('estimate' for one-off shapes).
+    ``input_array``, ``output_array``: arrays of those shapes to use (views into larger
+    buffers, say) instead of new aligned ones.
     """
     real = np.dtype(dtype)
     cplx = np.result_type(real, np.complex64)
     return _plan(tuple(batch_shape) + (n_fft // 2 + 1,), cplx,
-                 tuple(batch_shape) + (n_fft,), real, "FFTW_BACKWARD", threads, planning)
+                 tuple(batch_shape) + (n_fft,), real, "FFTW_BACKWARD", threads, planning,
+                 input_array, output_array)
 
 
 def rfft_plan(batch_shape: tuple, n_fft: int, dtype=np.float32, threads: int = 1,

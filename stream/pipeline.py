@@ -143,9 +143,9 @@ class FramePipeline:
     conceal : str
         How :meth:`conceal` fills missing frames: 'extrapolate' (default) or
         'zeros' (:data:`CONCEAL_MODES`).
-    block_frames, threads, planning :
+    block_frames, threads, planning, workers :
         Passed to the Reconstructor (frames per batched FFT, FFTW threads,
-        how its FFT plans are made).
+        how its FFT plans are made, threads for the segments of a long push).
 
     Counters: ``frames`` (real frames pushed), ``concealed`` (frames made up
     for gaps), ``nonfinite`` (NaN/Inf values zeroed), ``samples_out``.
@@ -156,7 +156,7 @@ class FramePipeline:
                  output: str = "audio", monitor=None, block_frames: int = 256,
                  threads: int | None = None, planning: str = "measure",
                  conceal: str = "extrapolate", mel: MelSpec | None = None,
-                 mel_iterations: int = 32):
+                 mel_iterations: int = 32, workers: int | None = None):
         if kind not in FRAME_KINDS:
             raise SpecError(f"kind={kind!r} is not one of {', '.join(FRAME_KINDS)}")
         if output not in ("audio", "frames"):
@@ -174,7 +174,7 @@ class FramePipeline:
         self.monitor = monitor
         self.concealer = Concealer(spec, conceal, magnitudes=self.phase is not None)
         self.engine = (Reconstructor(spec, length=length, block_frames=block_frames,
-                                     threads=threads, planning=planning)
+                                     threads=threads, planning=planning, workers=workers)
                        if output == "audio" else None)
         self.frames = 0
         self.concealed = 0

@@ -40,7 +40,7 @@ import numpy as np
 import zmq
 
 from .decode import Encoding
-from .engine import as_block
+from .engine import as_block, overlap_hops
 from .errors import SendError, SpecstreamError
 from .mel import MelSpec
 from .monitor import PeerMonitor
@@ -654,11 +654,13 @@ class _Stream:
         # header's length no longer applies.
         length = header.length if first_seq == 0 else None
         # The remote chose these sizes: no FFTW measuring (a second or more per
-        # new size) and no wisdom file rewritten for them.
+        # new size) and no wisdom file rewritten for them; and one thread (a
+        # message of many frames takes no threads, nor their batches' memory).
         self.pipeline = FramePipeline(spec, header.encoding, kind=kind, phase=stage,
                                       length=length, output=output,
                                       block_frames=block_frames, threads=threads,
-                                      planning="wisdom", conceal=conceal, mel=header.mel)
+                                      planning="wisdom", conceal=conceal, mel=header.mel,
+                                      workers=1)
         self.next_seq = first_seq
         self.frames = 0
         self.last_seen = time.monotonic()
@@ -687,12 +689,21 @@ def _block_frames_within(header: StreamHeader, block_frames: int, max_bytes: int
     s = header.spec
     # Per frame in a batch: complex input and real output of the FFT, and a
     # hop of accumulator; fixed: the overlap (n_fft) of accumulator, the
-    # one-frame plan, the window tables.
+    # one-frame plan, the window tables.  Batches of 4(R-1) frames or more
+    # (R: hops a frame spans) take the einsum path, which needs at most
+    # 3*n_fft + 2*bins + 5*hop bytes more per frame of the batch (float32:
+    # the rows around its frames, the frames carried from the block before
+    # and their input, numerators), within what `einsum` counts; a batch of
+    # fewer needs none of it.
     per_frame = s.channels * (8 * s.n_bins + 4 * s.n_fft + 4 * s.hop_length)
+    einsum = s.channels * (2 * s.n_fft + 8 * s.n_bins + 4 * s.hop_length)
     fixed = s.channels * 4 * 4 * s.n_fft + 64 * s.n_fft
     if header.frame_kind in ("magnitude", "mel"):
         fixed += s.channels * 6 * 8 * 16 * s.n_bins      # RTPGHI's frame buffers
-    room = (max_bytes - fixed) // per_frame
+    views_from = 4 * (overlap_hops(s) - 1)
+    room = (max_bytes - fixed) // (per_frame + einsum)
+    if room < views_from:
+        room = min((max_bytes - fixed) // per_frame, max(views_from - 1, 1))
     return None if room < 1 else int(min(block_frames, room))
 
 

@@ -374,6 +374,54 @@ def test_frame_by_frame_equals_block_equals_whole(spec, n_frames, seed, block_fr
         assert amax(blk[..., mask] - whole[..., mask]) <= rel * peak
 
 
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(spec=specs(), n_frames=st.integers(1, 300), seed=st.integers(0, 2 ** 32 - 1),
+       block_frames=st.integers(1, 128), chunks=st.lists(st.integers(1, 200), min_size=1,
+                                                           max_size=6))
+@example(spec=preset("librosa", n_fft=1024, hop_length=256, channels=2), n_frames=300, seed=3,
+         block_frames=64, chunks=[1, 64, 3, 130, 1])   # every way in, one after the other
+@example(spec=preset("scipy", n_fft=256, hop_length=64, channels=2), n_frames=300, seed=4,
+         block_frames=16, chunks=[5, 150, 145])    # pushes of 2 and more segments
+def test_block_path_adds_as_the_pieces_do(spec, n_frames, seed, block_frames, chunks):
+    # A block goes on from the last one's raw FFT output (the einsum path) or
+    # from the partial sums (R strided adds of windowed pieces): with the same
+    # FFT plans, the same samples bit for bit, whatever came before (one
+    # frame, a short block, a block of another size) and in either dtype.
+    # Segments of a long push (here of 2 blocks) transform again the frames
+    # before them: the same samples for any number of threads (2 or more),
+    # and the same as on one (no segments) to the rounding of the FFT.
+    from stream import engine
+    rng = np.random.default_rng(seed)
+    X = _random_frames(rng, spec, n_frames)
+
+    def run(workers=1):
+        r = Reconstructor(spec, block_frames=block_frames, dtype=dtype, planning="estimate",
+                          workers=workers)
+        parts, t, i = [], 0, 0
+        while t < n_frames:
+            k = chunks[i % len(chunks)]
+            parts.append(r.push(X[..., t:t + k, :]))
+            t, i = t + k, i + 1
+        parts.append(r.flush())
+        return np.concatenate(parts, axis=-1)
+
+    for dtype in (np.float32, np.float64):
+        with pytest.MonkeyPatch.context() as m:
+            m.setattr(engine, "SEGMENT_BLOCKS", 1 << 30)
+            fast = run()
+            m.setattr(Reconstructor, "_views", lambda self, batch: None)   # the pieces, always
+            np.testing.assert_array_equal(run(), fast)
+        with pytest.MonkeyPatch.context() as m:
+            m.setattr(engine, "SEGMENT_BLOCKS", 2)
+            segmented = run(workers=2)
+            np.testing.assert_array_equal(run(workers=3), segmented)
+            np.testing.assert_array_equal(run(workers=1), fast)       # no segments
+        peak = max(amax(fast), 1e-12)
+        overlap = spec.win_length / spec.hop_length
+        rel = 1e-6 * (max(1.0, overlap / 16) if dtype == np.float32 else 1.0)
+        assert amax(segmented - fast) <= rel * peak
+
+
 @settings(max_examples=25, deadline=None)
 @given(spec=specs(), n_frames=st.integers(1, 40), seed=st.integers(0, 2 ** 32 - 1),
        extra=st.integers(-500, 500))

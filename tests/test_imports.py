@@ -10,8 +10,8 @@ from programs import ROOT, program_env
 
 PACKAGE = ROOT / "stream"
 #: The DSP core: no I/O, no command line, no sockets, no sinks, no file readers.
-CORE = ("stream.spec", "stream.fft", "stream.engine", "stream.decode", "stream.phase",
-        "stream.pipeline", "stream.errors", "stream.mel", "stream.jit")
+CORE = ("stream.spec", "stream.fft", "stream.batch", "stream.engine", "stream.decode",
+        "stream.phase", "stream.pipeline", "stream.errors", "stream.mel", "stream.jit")
 #: What the core must never import.
 OUTSIDE_CORE = ("stream.cli", "stream.transport", "stream.protocol", "stream.sinks",
                 "stream.files", "stream.formats", "stream.probe")

@@ -11,8 +11,10 @@ process' RSS high-water mark during the timed call less its RSS before it
 (``/proc/self/clear_refs`` resets the mark), plus the ``tracemalloc`` peak of
 a second, untimed call (numpy's allocations; torch's are not traced).  Each
 time is the best of ``--repeats`` calls (the command line, a process of its
-own, runs once).  Our engine runs with its default of one FFTW thread; torch
-with its own default.
+own, runs once).  Our block path runs with its defaults (segments of a long
+push on as many threads as CPUs, at most 4; one FFTW thread each) and again
+on one thread (``workers=1``); torch with its own default (the threads of
+``torch.get_num_threads()``).
 
 Frame by frame, ``Reconstructor.push`` of one frame at a time is set beside a
 bare Python loop of the same work on the same frames: copy the frame into one
@@ -52,6 +54,7 @@ CHILD_ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(
 
 CASES = [
     ("ours: stream.istft (block)", "ours_block"),
+    ("ours: stream.istft (block, one thread)", "ours_block1"),
     ("ours: Reconstructor frame by frame", "ours_frames"),
     ("ours: specstream reconstruct .npy -> .wav", "ours_cli"),
     ("scipy.signal.istft", "scipy_istft"),
@@ -61,7 +64,7 @@ CASES = [
 ]
 LIBRARIES = ("scipy_istft", "scipy_sfft", "librosa", "torch")
 ONLY = {"all": [case for _, case in CASES], "frames": ["ours_frames"],
-        "block": ["ours_block", *LIBRARIES]}
+        "block": ["ours_block", "ours_block1", *LIBRARIES]}
 
 
 # ------------------------------------------------------------ in the child
@@ -199,8 +202,10 @@ def run_case(case: str, d: Path, repeats: int = 1) -> dict:
         stream.istft(X[:2000], spec)                            # plans + wisdom
         if case == "ours_frames":
             return _frames_case(X, spec, n_frames, repeats)
-        y, r = _timed(lambda: stream.istft(X, spec), repeats)
+        workers = 1 if case == "ours_block1" else None
+        y, r = _timed(lambda: stream.istft(X, spec, workers=workers), repeats)
         r["samples"] = int(y.shape[-1])
+        r["threads"] = stream.Reconstructor(spec, workers=workers).workers
         return r
 
     Z = np.load(d / "frames_bf.npy")                            # (bins, frames), in RAM
@@ -356,6 +361,9 @@ def main(argv=None):
         speedup = libs[best] / ours
         print(f"block path: {speedup:.2f}x faster than the fastest library ({best}, "
               f"{libs[best]:.3f} s); target >= 3x: {'met' if speedup >= 3 else 'NOT met'}")
+        one = results.get("ours_block1", {}).get("seconds")
+        if one:
+            print(f"block path on one thread: {libs[best] / one:.2f}x faster than {best}")
     fps = results.get("ours_frames", {}).get("frames_per_s")
     bare = results.get("ours_frames", {}).get("bare_frames_per_s")
     if fps and bare:
@@ -364,8 +372,11 @@ def main(argv=None):
               f"bare loop {bare:,.0f} frames/s, push/bare {ratio:.2f} (n_fft {N_FFT}, hop {HOP}, "
               f"best of {args.repeats}); target >= 0.8: {'met' if ratio >= 0.8 else 'NOT met'}")
     if "threads" in results.get("torch", {}):
-        print(f"torch used {results['torch']['threads']} threads; our engine one FFTW thread "
-              f"(its default).")
+        print(f"torch used {results['torch']['threads']} threads (its default).")
+    if "threads" in results.get("ours_block", {}):
+        print(f"our block path used {results['ours_block']['threads']} threads (its default: "
+              f"segments of a long push at once, one FFTW thread each); one thread: "
+              f"workers=1.")
     return 0
 
 
