@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-__all__ = ["pulse_server"]
+__all__ = ["pulse_server", "private_server"]
 
 CONFIG_DIR = Path(__file__).resolve().parent / "audio"
 RATE = 48000          # Hz: the null sink's rate; play at this rate or the server resamples
@@ -199,6 +199,13 @@ def pulse_server():
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"CI=true: {reason}", pytrace=False)
         pytest.skip(reason)
+    with private_server() as server:
+        yield server
+
+
+@contextlib.contextmanager
+def private_server():
+    """A PulseAudio daemon of its own (a PulseServer started), stopped and removed after."""
     root = Path(tempfile.mkdtemp(prefix="specstream-pulse-"))   # short: unix socket path
     server = PulseServer(root)
     try:

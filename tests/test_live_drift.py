@@ -8,18 +8,15 @@ tested without a device in tests/test_drift.py."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
-from audio_server import PulseServer
+from audio_server import private_server
 from drift_run import (CHUNK, RATE, chunk_lags, drift_signal, ideal_output,
                        piece_correlations, send_and_play, summary_number, true_factor)
 
@@ -34,14 +31,8 @@ FACTORS = (1.002, 0.998)
 @pytest.fixture
 def second_pulse_server(pulse_server):
     """Another private PulseAudio daemon: two players each record their own sink."""
-    root = Path(tempfile.mkdtemp(prefix="specstream-pulse-"))   # short: unix socket path
-    server = PulseServer(root)
-    try:
-        server.start()
+    with private_server() as server:
         yield server
-    finally:
-        server.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.mark.timeout(600)
