@@ -8,9 +8,11 @@ hold another install than the one under test.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,3 +48,29 @@ def run_program(args, *, cmd: list[str] | None = None, env: dict | None = None,
     kw.setdefault("cwd", ROOT)
     return subprocess.run(cmd + [str(a) for a in args], capture_output=True, text=True,
                           env=program_env(env), timeout=timeout, **kw)
+
+
+@contextlib.contextmanager
+def started_player(args, env, ready: str = "listening on", timeout: float = 30.0):
+    """``specstream ARGS`` started (a player), its stderr relayed line by line
+    into a list; yields ``(process, lines)`` once a line holds ``ready``, and
+    kills the process if it is still running at the end."""
+    proc = subprocess.Popen(SPECSTREAM + list(args), env=env, cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines, said = [], threading.Event()
+
+    def relay():
+        for line in proc.stderr:
+            lines.append(line)
+            if ready in line:
+                said.set()
+        said.set()
+
+    threading.Thread(target=relay, daemon=True).start()
+    try:
+        assert said.wait(timeout) and proc.poll() is None, "".join(lines)
+        yield proc, lines
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

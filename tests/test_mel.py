@@ -6,11 +6,8 @@ helpers of tools/bench_phase.py.  Whisper's and HiFi-GAN's mel values are
 computed here from their published code's formulas (numpy, librosa's filters).
 """
 
-import importlib.util
-import os
 import subprocess
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,16 +22,8 @@ from stream.spec import SpecError, STFTSpec
 
 librosa = pytest.importorskip("librosa")
 
-ROOT = Path(__file__).resolve().parent.parent
-_spec = importlib.util.spec_from_file_location("bench_phase", ROOT / "tools" / "bench_phase.py")
-bench = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(bench)
-
-
-def _missing(e):
-    if os.environ.get("CI"):
-        raise e
-    pytest.skip(f"{e} (install alsa-utils, fluidsynth and timgm6mb-soundfont)")
+# The clips (tools/bench_phase.py's speech and music) and the rule for a missing one.
+from test_phase import _missing, bench  # noqa: E402
 
 
 def clip(name, sr, seconds=2.5):
@@ -473,8 +462,9 @@ def test_mel_frames_sent_live_play_through_the_device(pulse_server):
     """FrameSender -> real socket -> ``specstream play --sink sounddevice`` ->
     PulseAudio's null sink, recorded: the audio the pipeline makes of the bands."""
     import socket as socket_
-    import threading
-    from test_playback import SPECSTREAM, aligned_snr, program_env
+
+    from programs import started_player
+    from test_playback import aligned_snr, program_env
     from stream.transport import FrameSender
     spec, mel = sm.mel_preset("hifigan", sample_rate=48000)
     x = clip("speech", 48000, 2.0)
@@ -483,33 +473,16 @@ def test_mel_frames_sent_live_play_through_the_device(pulse_server):
         s.bind(("127.0.0.1", 0))
         endpoint = f"tcp://127.0.0.1:{s.getsockname()[1]}"
     env = program_env(pulse_server.env)
-    with pulse_server.record() as rec:
-        # --no-catch-up: on a busy machine the player would drop a start-up
-        # backlog to hold its latency; here every sample is compared.
-        player = subprocess.Popen(SPECSTREAM + ["play", "--bind", endpoint, "--sink",
-                                                "sounddevice", "--no-catch-up"], env=env,
-                                  cwd=ROOT,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        lines, ready = [], threading.Event()
-
-        def relay():
-            for line in player.stderr:
-                lines.append(line)
-                if "listening on" in line:
-                    ready.set()
-            ready.set()
-        threading.Thread(target=relay, daemon=True).start()
-        try:
-            assert ready.wait(30) and player.poll() is None, "".join(lines)
-            with FrameSender(endpoint, spec=spec, mel=mel, pace=True,
-                             length=spec.samples_for(len(v))) as tx:
-                for i in range(0, len(v), 4):
-                    tx.send(v[i:i + 4])
-            assert player.wait(60) == 0, "".join(lines)
-        finally:
-            if player.poll() is None:
-                player.kill()
-                player.wait()
+    # --no-catch-up: on a busy machine the player would drop a start-up
+    # backlog to hold its latency; here every sample is compared.
+    with pulse_server.record() as rec, started_player(
+            ["play", "--bind", endpoint, "--sink", "sounddevice", "--no-catch-up"],
+            env) as (player, lines):
+        with FrameSender(endpoint, spec=spec, mel=mel, pace=True,
+                         length=spec.samples_for(len(v))) as tx:
+            for i in range(0, len(v), 4):
+                tx.send(v[i:i + 4])
+        assert player.wait(60) == 0, "".join(lines)
     want = _live_reference(v, spec, mel)
     snr, _ = aligned_snr(np.atleast_2d(rec.audio)[:1], want[None, :])
     print(f"mel -> socket -> play -> device: SNR {snr:.1f} dB against the pipeline's audio")

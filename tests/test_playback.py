@@ -13,11 +13,10 @@ import re
 import socket
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import numpy as np
-from programs import SPECSTREAM, program_env, run_program
+from programs import SPECSTREAM, program_env, run_program, started_player
 
 ROOT = Path(__file__).resolve().parent.parent
 RATE = 48000
@@ -346,32 +345,14 @@ def _send_and_play(pulse_server, wav):
     endpoint = f"tcp://127.0.0.1:{_free_port()}"
     env = program_env(pulse_server.env)
     stft = ["--n-fft", "1024", "--hop-length", "256"]
-    with pulse_server.record() as rec:
-        player = subprocess.Popen(
-            SPECSTREAM + ["play", "--bind", endpoint, "--sink", "sounddevice"], env=env, cwd=ROOT, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True)
-        lines, ready = [], threading.Event()
-
-        def relay():
-            for line in player.stderr:
-                lines.append(line)
-                if "listening on" in line:
-                    ready.set()
-            ready.set()
-
-        threading.Thread(target=relay, daemon=True).start()
-        try:
-            assert ready.wait(30) and player.poll() is None, "".join(lines)
-            sent = subprocess.run(
-                SPECSTREAM + ["send", "--analyze", str(wav), *stft, "--connect", endpoint],
-                env=env, cwd=ROOT, capture_output=True, text=True,
-                timeout=60)
-            assert sent.returncode == 0, sent.stderr
-            assert player.wait(60) == 0, "".join(lines)
-        finally:
-            if player.poll() is None:
-                player.kill()
-                player.wait()
+    with pulse_server.record() as rec, started_player(
+            ["play", "--bind", endpoint, "--sink", "sounddevice"], env) as (player, lines):
+        sent = subprocess.run(
+            SPECSTREAM + ["send", "--analyze", str(wav), *stft, "--connect", endpoint],
+            env=env, cwd=ROOT, capture_output=True, text=True,
+            timeout=60)
+        assert sent.returncode == 0, sent.stderr
+        assert player.wait(60) == 0, "".join(lines)
     log = "".join(lines)
     print(log)
     return log, rec.audio
