@@ -51,6 +51,7 @@ import numpy as np
 from . import fft
 from .batch import FFT_ROWS, Batch
 from .spec import SpecError, STFTSpec
+from .workers import default_workers
 
 __all__ = ["Reconstructor", "Analyzer", "istft", "stft", "consistency"]
 
@@ -122,20 +123,6 @@ def _default_threads() -> int:
     return max(1, min(n, os.cpu_count() or 1))
 
 
-def _default_workers() -> int:
-    # Threads for the segments of a long push: SPECSTREAM_BLOCK_THREADS, else
-    # the CPUs this process may use, at most 4 (beyond, memory bandwidth).
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cpus = os.cpu_count() or 1
-    try:
-        n = int(os.environ.get("SPECSTREAM_BLOCK_THREADS", "0"))
-    except ValueError:
-        n = 0
-    return max(1, n if n > 0 else min(cpus, 4))
-
-
 #: Blocks per segment of a long push: segments are independent (each
 #: transforms again the R-1 frames before it), so threads take them in any
 #: order; ~10 ms of work at 256 frames of 1024, so that a thread the machine
@@ -197,7 +184,7 @@ class Reconstructor:
         self.block_frames = max(1, int(block_frames))
         self._hop = spec.hop_length
         self.threads = _default_threads() if threads is None else max(1, int(threads))
-        self.workers = _default_workers() if workers is None else max(1, int(workers))
+        self.workers = default_workers() if workers is None else max(1, int(workers))
         if planning not in fft.PLANNING:
             raise SpecError(f"planning={planning!r} is not one of {', '.join(fft.PLANNING)}")
         self.planning = planning

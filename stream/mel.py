@@ -41,6 +41,7 @@ import numpy as np
 from .decode import MEL_UNITS, mel_values
 from .jit import compiler
 from .spec import SpecError, STFTSpec, is_finite_number
+from .workers import default_workers, run_parts
 
 __all__ = ["MEL_SCALES", "MEL_NORMS", "MEL_PRESETS", "MelSpec", "hz_to_mel", "mel_to_hz",
            "mel_frequencies", "mel_filterbank", "mel_preset", "preset_analysis",
@@ -381,6 +382,9 @@ class MelInverter:
     iterations : int
         Projected-gradient steps per frame after the pseudo-inverse start
         (default 32; 0: the clipped pseudo-inverse alone).
+    workers : int or None
+        Threads a long block of frames is shared among (1, the default: the
+        caller's; None: :func:`stream.workers.default_workers`).
 
     ``invert(bands)`` takes linear mel bands ``M`` -- one frame ``(n_mels,)``
     or any number of frames ``(..., n_mels)`` -- and returns magnitudes
@@ -388,10 +392,12 @@ class MelInverter:
     (:meth:`stream.decode.Decoder.mel`).
     """
 
-    def __init__(self, spec: STFTSpec, mel: MelSpec, iterations: int = 32):
+    def __init__(self, spec: STFTSpec, mel: MelSpec, iterations: int = 32,
+                 workers: int | None = 1):
         if isinstance(iterations, bool) or int(iterations) != iterations or iterations < 0:
             raise SpecError(f"mel iterations must be a whole number >= 0, got {iterations!r}")
         self.spec, self.mel, self.iterations = spec, mel, int(iterations)
+        self.workers = default_workers() if workers is None else max(1, int(workers))
         self.filterbank = mel.filterbank(spec)
         mel.check(spec)
         self._tables = _inverse_tables(float(spec.sample_rate), spec.n_fft, mel.n_mels,
@@ -406,7 +412,17 @@ class MelInverter:
         lead = m.shape[:-1]
         flat = np.ascontiguousarray(m.reshape(-1, self.mel.n_mels))
         out = np.empty((flat.shape[0], self.spec.n_bins), np.float32)
-        self._kernel(flat, *self._tables, self.mel.power, self.iterations, out)
+        # Parts of whole lanes on the threads, each worth a thread's start
+        # (~0.1 ms; a part of 64 frames is 1-5 ms of work): every frame is
+        # solved alone, so the result is the same for any number of them.
+        rows = max(64, -(-flat.shape[0] // (LANES * self.workers)) * LANES)
+        one, lanes = self._kernel
+        if flat.shape[0] < LANES:       # a frame or few (live): not lanes mostly empty
+            one(flat, *self._tables, self.mel.power, self.iterations, out)
+        else:
+            run_parts(lambda a=a: lanes(flat[a:a + rows], *self._tables, self.mel.power,
+                                        self.iterations, out[a:a + rows], LANES)
+                      for a in range(0, flat.shape[0], rows))
         return out.reshape(lead + (self.spec.n_bins,))
 
     __call__ = invert
@@ -505,18 +521,108 @@ def _invert_frames(M, Q, lo, off, w, step, power, iterations, out):
     return T
 
 
+#: Frames solved side by side by :func:`_invert_frames`: one AVX-512 vector of
+#: float64 (two of AVX2).  Each frame keeps its own lane, so the result of a
+#: frame does not depend on the others, nor on how many are solved at once.
+LANES = 8
+
+
+def _invert_lanes(M, Q, lo, off, w, step, power, iterations, out, lanes):
+    """:func:`_invert_frames` for ``lanes`` frames at a time, each in a lane of
+    the ``(bins, lanes)`` arrays: the innermost loops run across the lanes
+    and vectorise (the loops of one frame, a band a few bins wide, do not),
+    1.4-2.2x faster for blocks of frames; each lane's sums are those of
+    :func:`_invert_frames`, in the same order, so a frame comes out the same
+    bit for bit whichever kernel solved it."""
+    T, J = M.shape
+    B = out.shape[1]
+    L = lanes
+    z = np.empty((B, L))
+    y = np.empty((B, L))
+    g = np.empty((B, L))
+    r = np.empty((J, L))
+    q = np.empty((J, L))
+    m = np.empty((J, L))
+    for t0 in range(0, T, L):
+        n = min(L, T - t0)
+        for j in range(J):
+            for k in range(L):
+                m[j, k] = M[t0 + k, j] if k < n else 0.0
+        for i in range(J):                         # q = Q m
+            qi = Q[i]
+            for k in range(L):
+                q[i, k] = 0.0
+            for j in range(J):
+                a = qi[j]
+                for k in range(L):
+                    q[i, k] += a * m[j, k]
+        _spread(w, lo, off, q, z)                  # z = max(F^T q, 0)
+        for b in range(B):
+            for k in range(L):
+                v = max(z[b, k], 0.0)
+                z[b, k] = v
+                y[b, k] = v
+        tk = 1.0
+        for _ in range(iterations):
+            for j in range(J):                     # r = F y - m
+                wj = w[off[j]:off[j + 1]]
+                yj = y[lo[j]:lo[j] + wj.shape[0]]
+                for k in range(L):
+                    r[j, k] = 0.0
+                for i in range(wj.shape[0]):
+                    a = wj[i]
+                    for k in range(L):
+                        r[j, k] += a * yj[i, k]
+                for k in range(L):
+                    r[j, k] -= m[j, k]
+            _spread(w, lo, off, r, g)              # g = F^T r
+            tn = 0.5 * (1.0 + math.sqrt(1.0 + 4.0 * tk * tk))
+            mom = (tk - 1.0) / tn
+            for b in range(B):
+                s = step[b]
+                for k in range(L):
+                    zn = max(y[b, k] - s * g[b, k], 0.0)
+                    y[b, k] = zn + mom * (zn - z[b, k])
+                    z[b, k] = zn
+            tk = tn
+        for k in range(n):
+            for b in range(B):
+                out[t0 + k, b] = math.sqrt(z[b, k]) if power == 2.0 else z[b, k]
+    return T
+
+
+def _spread(w, lo, off, r, g):
+    """``g = F^T r`` for lanes of band values ``r`` ``(n_mels, LANES)``."""
+    g[:] = 0.0
+    for j in range(r.shape[0]):
+        wj = w[off[j]:off[j + 1]]
+        gj = g[lo[j]:lo[j] + wj.shape[0]]
+        for i in range(wj.shape[0]):
+            a = wj[i]
+            for k in range(r.shape[1]):
+                gj[i, k] += a * r[j, k]
+    return 0
+
+
 _KERNEL = None
 
 
 def _mel_kernel():
-    """:func:`_invert_frames`, compiled with numba when it is there (once, and
-    run on tiny inputs so that a live stream does not compile at its first frame)."""
+    """``(_invert_frames, _invert_lanes)``, compiled with numba when it is there
+    (once, and run on tiny inputs so that a live stream does not compile at
+    its first frame)."""
     global _KERNEL
     if _KERNEL is None:
         jit = compiler()
-        k = _invert_frames if jit is None else jit(_invert_frames)
+        if jit is not None:
+            global _spread
+            _spread = jit(_spread)      # module globals are what compiled code calls
+        one, lanes = ((_invert_frames, _invert_lanes) if jit is None else
+                      (jit(_invert_frames), jit(_invert_lanes)))
         z = np.zeros((1, 2))
-        k(z, np.zeros((2, 2)), np.zeros(2, np.int64), np.zeros(3, np.int64), np.zeros(0),
-          np.zeros(3), 2.0, 1, np.empty((1, 3), np.float32))
-        _KERNEL = k
+        tables = (np.zeros((2, 2)), np.zeros(2, np.int64), np.zeros(3, np.int64), np.zeros(0),
+                  np.zeros(3))
+        one(z, *tables, 2.0, 1, np.empty((1, 3), np.float32))
+        lanes(z, *tables, 2.0, 1, np.empty((1, 3), np.float32), LANES)
+        _KERNEL = one, lanes
     return _KERNEL

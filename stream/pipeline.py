@@ -145,7 +145,9 @@ class FramePipeline:
         'zeros' (:data:`CONCEAL_MODES`).
     block_frames, threads, planning, workers :
         Passed to the Reconstructor (frames per batched FFT, FFTW threads,
-        how its FFT plans are made, threads for the segments of a long push).
+        how its FFT plans are made, threads for the segments of a long push);
+        ``workers`` also to the mel inverter (threads for a long block of mel
+        frames; None: :func:`stream.workers.default_workers`).
 
     Counters: ``frames`` (real frames pushed), ``concealed`` (frames made up
     for gaps), ``nonfinite`` (NaN/Inf values zeroed), ``samples_out``.
@@ -169,7 +171,8 @@ class FramePipeline:
         self.kind = kind
         self.decoder = Decoder(spec, encoding)
         self.mel = mel if kind == "mel" else None
-        self.mel_stage = MelInverter(spec, mel, mel_iterations) if kind == "mel" else None
+        self.mel_stage = (MelInverter(spec, mel, mel_iterations, workers=workers)
+                          if kind == "mel" else None)
         self.phase = phase if kind in ("magnitude", "mel") else None
         self.monitor = monitor
         self.concealer = Concealer(spec, conceal, magnitudes=self.phase is not None)

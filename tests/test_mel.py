@@ -326,6 +326,12 @@ def test_frame_by_frame_equals_block_and_nothing_negative():
     block = inv.invert(bands)
     one = np.stack([inv.invert(b) for b in bands])
     np.testing.assert_array_equal(one, block)
+    # Blocks go LANES frames side by side, on threads: the same bits.
+    for workers in (2, 3):
+        np.testing.assert_array_equal(sm.MelInverter(spec, mel, workers=workers).invert(bands),
+                                      block)
+    np.testing.assert_array_equal(inv.invert(bands[:13]), block[:13])     # lanes left empty
+    np.testing.assert_array_equal(inv.invert(bands[3:10]), block[3:10])   # too few for lanes
     assert block.shape == (len(v), spec.n_bins) and (block >= 0).all()
     two = inv.invert(np.stack([bands, bands[::-1]]))           # channels first
     np.testing.assert_array_equal(two[0], block)

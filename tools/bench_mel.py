@@ -141,7 +141,8 @@ def run(seconds: float, repeat: int, presets=PRESETS, fewer=()):
 
             def offline(iterations, split):
                 stage = phase.phase_stage(spec, "pghi", iterations)
-                pipe = FramePipeline(spec, kind="mel", mel=mel, length=length, phase=stage)
+                pipe = FramePipeline(spec, kind="mel", mel=mel, length=length, phase=stage,
+                                     workers=1)          # one thread, as librosa
                 inv = pipe.mel_stage.invert = _Timed(pipe.mel_stage.invert)
                 t = time.perf_counter()
                 y = np.concatenate([pipe.push(values), pipe.flush()])
