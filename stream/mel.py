@@ -313,10 +313,17 @@ def preset_samples_for(name: str, spec: STFTSpec, n_frames: int) -> int:
     of (its shortest such signal): what the inverse writes when no length is
     given.  HiFi-GAN pads the signal at both ends, so that is the frames'
     span less both paddings, ``n_frames * hop`` (its audio length, a
-    multiple of the hop); the others: ``spec.samples_for(n_frames)``."""
-    if preset_analysis(name).get("pad") == "hifigan" and not spec.center and n_frames > 0:
+    multiple of the hop); Whisper drops the last of its centred frames, so
+    its signal is that of one frame more, ``n_frames * hop``, of which the
+    inverse gives all but the last sample (``spec.max_samples_for``: a
+    centred analysis of ``n_frames * hop`` samples has a frame more than
+    the file holds); the others: ``spec.samples_for(n_frames)``."""
+    analysis = preset_analysis(name)
+    if analysis.get("pad") == "hifigan" and not spec.center and n_frames > 0:
         p = _padding(spec.n_fft, spec.hop_length)
         return max((n_frames - 1) * spec.hop_length + spec.frame_span - 2 * p, 0)
+    if analysis.get("drop_last") and spec.center and n_frames > 0:
+        return min(spec.samples_for(n_frames + 1), spec.max_samples_for(n_frames))
     return spec.samples_for(n_frames)
 
 
