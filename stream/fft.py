@@ -8,6 +8,8 @@ second.  The wisdom file is FFTW's own text, never pickled.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import threading
 from pathlib import Path
@@ -16,7 +18,7 @@ import numpy as np
 import pyfftw
 
 __all__ = ["irfft_plan", "rfft_plan", "empty_aligned", "wisdom_path", "planner_flag",
-           "PLANNING"]
+           "PLANNING", "RawPlans", "raw_plans"]
 
 _lock = threading.Lock()
 _wisdom_loaded = False
@@ -140,3 +142,103 @@ def rfft_plan(batch_shape: tuple, n_fft: int, dtype=np.float32, threads: int = 1
     cplx = np.result_type(real, np.complex64)
     return _plan(tuple(batch_shape) + (n_fft,), real,
                  tuple(batch_shape) + (n_fft // 2 + 1,), cplx, "FFTW_FORWARD", threads, planning)
+
+
+# ------------------------------------------------- plans for compiled loops
+_FFTW_MEASURE, _FFTW_DESTROY_INPUT, _FFTW_ESTIMATE = 0, 1, 1 << 6
+_fftwf = None
+
+
+def _fftwf_library():
+    """pyfftw's own single-precision FFTW (the one whose wisdom it keeps), by
+    ctypes; None where it cannot be found."""
+    global _fftwf
+    if _fftwf is None:
+        path = None
+        try:                        # the copy pyfftw loaded (a wheel bundles its own)
+            with open("/proc/self/maps") as maps:
+                for line in maps:
+                    name = line.rsplit(None, 1)[-1]
+                    if "libfftw3f" in os.path.basename(name) and "_omp" not in name \
+                            and "_threads" not in name:
+                        path = name
+                        break
+        except OSError:
+            pass
+        path = path or ctypes.util.find_library("fftw3f")
+        try:
+            lib = ctypes.CDLL(path) if path else None
+        except OSError:
+            lib = None
+        if lib is not None:
+            args = [ctypes.c_int, ctypes.POINTER(ctypes.c_int), ctypes.c_int, ctypes.c_void_p,
+                    ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_void_p,
+                    ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_uint]
+            for name in ("fftwf_plan_many_dft_r2c", "fftwf_plan_many_dft_c2r"):
+                getattr(lib, name).restype = ctypes.c_void_p
+                getattr(lib, name).argtypes = args
+            for name in ("fftwf_execute", "fftwf_destroy_plan"):
+                getattr(lib, name).restype = None
+                getattr(lib, name).argtypes = [ctypes.c_void_p]
+        _fftwf = lib or False
+    return _fftwf or None
+
+
+class RawPlans:
+    """A forward (r2c) and an inverse (c2r) FFTW plan of ``rows`` transforms of
+    ``n_fft`` float32 samples, each on aligned buffers of its own
+    (``fwd_in`` ``(rows, n_fft)`` -> ``fwd_out`` ``(rows, n_fft//2+1)``;
+    ``inv_in`` -> ``inv_out``), for compiled loops that run them with no
+    Python between: ``execute`` is FFTW's ``fftwf_execute`` (a ctypes
+    function numba calls), ``forward`` and ``inverse`` the plans' addresses.
+    Unnormalised, as :func:`irfft_plan`; the inverse destroys its input.
+    Planned as :func:`rfft_plan` plans (``planning``), from and into the same
+    wisdom.  Use :func:`raw_plans`, which says None where FFTW is not reachable."""
+
+    def __init__(self, lib, n_fft: int, rows: int, planning: str = "measure"):
+        b = n_fft // 2 + 1
+        self.fwd_in = pyfftw.empty_aligned((rows, n_fft), dtype=np.float32)
+        self.fwd_out = pyfftw.empty_aligned((rows, b), dtype=np.complex64)
+        self.inv_in = pyfftw.empty_aligned((rows, b), dtype=np.complex64)
+        self.inv_out = pyfftw.empty_aligned((rows, n_fft), dtype=np.float32)
+        self._lib, self.execute = lib, lib.fftwf_execute
+        flag = _FFTW_ESTIMATE if planning == "estimate" or planner_flag() == "FFTW_ESTIMATE" \
+            else _FFTW_MEASURE
+        n = (ctypes.c_int * 1)(n_fft)
+        with _lock:
+            _load_wisdom()
+            self.forward = lib.fftwf_plan_many_dft_r2c(
+                1, n, rows, self.fwd_in.ctypes.data, None, 1, n_fft, self.fwd_out.ctypes.data,
+                None, 1, b, flag | _FFTW_DESTROY_INPUT)
+            self.inverse = lib.fftwf_plan_many_dft_c2r(
+                1, n, rows, self.inv_in.ctypes.data, None, 1, b, self.inv_out.ctypes.data,
+                None, 1, n_fft, flag | _FFTW_DESTROY_INPUT)
+            key = ("raw", n_fft, rows, str(wisdom_path()))
+            if flag == _FFTW_MEASURE and key not in _planned:
+                _save_wisdom()       # once per size and process, as _plan does
+                _planned.add(key)
+        if not self.forward or not self.inverse:
+            self.close()
+            raise RuntimeError(f"FFTW made no plan of {rows} x {n_fft}")
+
+    def close(self):
+        with _lock:                  # FFTW's planner is not thread-safe: nor is freeing
+            for name in ("forward", "inverse"):
+                plan = getattr(self, name, None)
+                if plan:
+                    self._lib.fftwf_destroy_plan(plan)
+                setattr(self, name, None)
+
+    __del__ = close
+
+
+def raw_plans(n_fft: int, rows: int, planning: str = "measure") -> RawPlans | None:
+    """:class:`RawPlans`, or None where pyfftw's FFTW library cannot be
+    reached by ctypes (the caller then runs its plans through pyfftw)."""
+    lib = _fftwf_library()
+    if lib is None:
+        return None
+    try:
+        return RawPlans(lib, n_fft, rows, planning)
+    except (RuntimeError, AttributeError, OSError):
+        return None

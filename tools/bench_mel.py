@@ -31,17 +31,32 @@ frames: for HiFi-GAN it is moved half a hop (128 samples) later before it
 is measured, as a user of theirs would have to.  "x RT" is seconds of audio
 per second of compute on one core (BLAS/FFTW/numba pinned to one thread);
 every timing is the best of ``--repeat`` runs, ours and theirs alike.
+``--workers N``: both sides on N threads instead (ours: the mel inverse and
+Griffin-Lim's parts, ``workers=N``; librosa's: BLAS, OpenMP), what each does
+by default on an N-core machine.
 
     python tools/bench_mel.py [--seconds 4] [--repeat 3] [--presets librosa,hifigan]
-                              [--fewer 16,8]
+                              [--fewer 16,8] [--workers 2]
 """
 
 from __future__ import annotations
 
 import os
 
+def _workers(argv) -> int:
+    """``--workers N`` from the command line, read before numpy is imported
+    (BLAS and OpenMP take their thread counts from the environment then)."""
+    for i, a in enumerate(argv):
+        v = a.split("=", 1)[1] if a.startswith("--workers=") else \
+            (argv[i + 1] if a == "--workers" and i + 1 < len(argv) else None)
+        if v is not None:
+            return max(1, int(v)) if v.isdigit() else 1
+    return 1
+
+
+WORKERS = _workers(__import__("sys").argv[1:])
 for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
-    os.environ.setdefault(_v, "1")
+    os.environ.setdefault(_v, str(WORKERS))
 
 import argparse
 import importlib.util
@@ -140,9 +155,9 @@ def run(seconds: float, repeat: int, presets=PRESETS, fewer=()):
                                  mag_sc=None if mag is None else _sc(mag, true)))
 
             def offline(iterations, split):
-                stage = phase.phase_stage(spec, "pghi", iterations)
+                stage = phase.phase_stage(spec, "pghi", iterations, workers=WORKERS)
                 pipe = FramePipeline(spec, kind="mel", mel=mel, length=length, phase=stage,
-                                     workers=1)          # one thread, as librosa
+                                     workers=WORKERS)    # as many threads as librosa's
                 inv = pipe.mel_stage.invert = _Timed(pipe.mel_stage.invert)
                 t = time.perf_counter()
                 y = np.concatenate([pipe.push(values), pipe.flush()])
@@ -287,6 +302,8 @@ def main(argv=None):
                    help="also ours at these Griffin-Lim iteration counts, comma-separated "
                         "(rows apart from the same-iterations comparison)")
     p.add_argument("--markdown", action="store_true", help="a markdown table")
+    p.add_argument("--workers", type=int, default=1,
+                   help="threads for both sides (default 1; read at start-up)")
     a = p.parse_args(argv)
     presets = [n for n in a.presets.split(",") if n]
     bad = [n for n in presets if n not in PRESETS]
@@ -296,7 +313,7 @@ def main(argv=None):
     fewer = [int(v) for v in a.fewer.split(",") if v]
     rows, have_torchaudio = run(a.seconds, a.repeat, presets, fewer)
     print(f"# {platform.processor() or platform.machine()}, python {platform.python_version()}, "
-          f"one thread; clips {a.seconds:g} s; timings best of {a.repeat} (torchaudio: one run)")
+          f"{'one thread' if WORKERS == 1 else f'{WORKERS} threads'}; clips {a.seconds:g} s; timings best of {a.repeat} (torchaudio: one run)")
     print(table(rows, a.markdown))
     if not have_torchaudio:
         print("torchaudio does not import here: no torchaudio rows")

@@ -409,6 +409,137 @@ def _gla_step_numpy(m, y, prev, momentum, out, c):
     return 0
 
 
+def _gla_part(execute, forward, inverse, fwd_in, fwd_out, inv_in, inv_out, cur, acc, mag,
+              prev, out, window, synth, fwd_factor, inv_factor, momentum, a, b, hop, held,
+              last):
+    """One fast Griffin-Lim iteration over frames ``a .. b`` of every channel,
+    with no Python between the transforms: each batch of the plans' rows is
+    cut from the signal ``cur`` (times ``window``), transformed
+    (``execute(forward)``; times ``fwd_factor`` unless it is empty),
+    projected onto the magnitudes ``mag`` (into ``out``; the next input
+    ``out + momentum * (out - prev)``, times ``inv_factor``, into the inverse
+    plan's input), the first ``held.shape[1]`` frames held at ``held``; and,
+    unless ``last``, transformed back and overlap-added into ``acc`` times
+    ``synth``.  Arrays as :class:`~stream.phase.offline._Consistent` holds
+    them: ``(channels, frames, bins)``, signals ``(channels, samples)``."""
+    rows, n = fwd_in.shape
+    nb = fwd_out.shape[1]
+    k_held = held.shape[1]
+    for q in range(mag.shape[0]):
+        sig = cur[q]
+        dst = acc[q]
+        for i in range(a, b, rows):
+            k = min(rows, b - i)
+            for f in range(k):
+                seg = sig[(i + f) * hop:(i + f) * hop + n]
+                row = fwd_in[f]
+                for j in range(n):
+                    row[j] = seg[j] * window[j]
+            execute(forward)
+            for f in range(k):
+                t = i + f
+                y = fwd_out[f]
+                nxt = inv_in[f]
+                m = mag[q, t]
+                p = prev[q, t]
+                o_row = out[q, t]
+                for j in range(nb):
+                    yv = y[j]
+                    if fwd_factor.shape[0]:
+                        yv = yv * fwd_factor[j]
+                    if t < k_held:
+                        o = held[q, t, j]
+                    else:
+                        yr = yv.real
+                        yi = yv.imag
+                        g = math.sqrt(yr * yr + yi * yi)
+                        o = complex(yr * (m[j] / g), yi * (m[j] / g)) if g > 0 else \
+                            complex(m[j], 0.0)
+                    o_row[j] = o
+                    c = o + momentum * (o - p[j])
+                    if inv_factor.shape[0]:
+                        c = c * inv_factor[j]
+                    nxt[j] = c
+            if not last:
+                execute(inverse)
+                for f in range(k):
+                    seg = dst[(i + f) * hop:(i + f) * hop + n]
+                    row = inv_out[f]
+                    for j in range(n):
+                        seg[j] += row[j] * synth[j]
+    return 0
+
+
+def _gla_run(execute, pause, forward, inverse, fwd_in, fwd_out, inv_in, inv_out, p, a, b,
+             lo, hi, flags, sigs, accs, pair, mag, window, synth, gain, fwd_factor,
+             inv_factor, momentum, hop, held, iterations):
+    """Fast Griffin-Lim's ``iterations``, part ``p`` of ``flags.shape[0]``
+    (frames ``a .. b``), each part on a thread of its own, all in one call.
+
+    ``sigs`` ``(2, channels, samples)``: the signal, ``sigs[0]`` the start's;
+    ``accs`` ``(parts, channels, samples)``: each part's overlap-add, over
+    ``lo[p] .. hi[p]`` (unused with one part, which adds into the signal
+    itself); ``pair`` ``(2, channels, frames, bins)``: the
+    previous projection and the next (``pair[0]`` the start's frames).  An
+    iteration: :func:`_gla_part` of the part into ``accs[p]``; all parts
+    wait for each other (:func:`_wait_all`); each part sums the
+    overlap-adds over its own samples (``lo[p] .. lo[p+1]``) into the next
+    signal, times ``gain``; they wait again.  Returns the index into
+    ``pair`` of the last projection."""
+    n_parts = flags.shape[0]
+    end = sigs.shape[2] if p == n_parts - 1 else lo[p + 1]
+    k = 0
+    for it in range(iterations):
+        last = it == iterations - 1
+        cur, nxt = sigs[it % 2], sigs[1 - it % 2]
+        acc = nxt if n_parts == 1 else accs[p]      # alone, a part adds into the signal
+        if not last:
+            acc[:, lo[p]:hi[p]] = 0.0
+        _gla_part(execute, forward, inverse, fwd_in, fwd_out, inv_in, inv_out, cur, acc, mag,
+                  pair[it % 2], pair[1 - it % 2], window, synth, fwd_factor, inv_factor,
+                  momentum, a, b, hop, held, last)
+        if last:
+            break
+        if n_parts == 1:
+            for q in range(nxt.shape[0]):
+                dst = nxt[q]
+                for s in range(gain.shape[0]):
+                    dst[s] *= gain[s]
+            continue
+        k += 1
+        _wait_all(pause, flags, p, k)
+        for q in range(nxt.shape[0]):       # the overlap-adds where this part's samples are
+            dst = nxt[q]
+            for s in range(lo[p], end):
+                dst[s] = accs[p, q, s]
+            for r in range(n_parts):
+                s0, s1 = max(lo[r], lo[p]), min(hi[r], end)
+                if r != p and s0 < s1:
+                    src = accs[r, q]
+                    for s in range(s0, s1):
+                        dst[s] += src[s]
+            for s in range(lo[p], min(end, gain.shape[0])):
+                dst[s] *= gain[s]
+        k += 1
+        _wait_all(pause, flags, p, k)
+    return iterations % 2
+
+
+def _wait_all(pause, flags, p, k):
+    """A barrier of the parts: part ``p`` says it has reached step ``k``
+    (``flags[p] = k``) and waits till every part has.  Each part writes its
+    own flag only, and a flag only grows; ``pause()`` (sched_yield, opaque
+    to the compiler) comes before the flag is set, so that what the part
+    wrote is in memory first, and between reads, so that each reads it
+    anew."""
+    pause()
+    flags[p] = k
+    for q in range(flags.shape[0]):
+        while flags[q] < k:
+            pause()
+    return 0
+
+
 def _hop_rows(rows, window, sig, first, k, hop, add):
     """Frames of a signal and back, the first ``k`` rows of ``rows``
     ``(channels, batch, n)`` against ``sig`` ``(channels, samples)`` (a whole
@@ -469,23 +600,25 @@ _KERNELS = None
 
 
 def kernels():
-    """``(integrate, rt_run, gla_step, hop_rows, polar)``, numba-compiled (and
-    cached on disk) when numba is there."""
+    """``(integrate, rt_run, gla_step, hop_rows, polar, gla_run)``,
+    numba-compiled (and cached on disk) when numba is there; without it
+    ``gla_run`` is None (plain Python would be slower than numpy's steps)."""
     global _KERNELS
     if _KERNELS is not None:
         return _KERNELS
     jit = compiler()
     if jit is None:
-        _KERNELS = (_integrate, _rt_run, _gla_step_numpy, _hop_rows_numpy, _polar_numpy)
+        _KERNELS = (_integrate, _rt_run, _gla_step_numpy, _hop_rows_numpy, _polar_numpy,
+                    None)
         return _KERNELS
     # Module globals are what compiled code calls: bind the compiled versions.
     names = globals()
     for name in ("_heap_push", "_heap_pop", "_open", "_strongest", "_integrate",
                  "_integrate_frame", "_cis", "_prepare_rows", "_rt_run", "_gla_step",
-                 "_hop_rows", "_polar"):
+                 "_hop_rows", "_polar", "_gla_part", "_wait_all", "_gla_run"):
         names[name] = jit(names[name])
     _KERNELS = tuple(names[k] for k in ("_integrate", "_rt_run", "_gla_step", "_hop_rows",
-                                         "_polar"))
+                                         "_polar", "_gla_run"))
     _warm_up(*_KERNELS[:2])
     z = np.zeros(2, np.complex64)
     _gla_step(np.ones(2, np.float32), z, z.copy(), 0.99, z.copy(), z.copy())

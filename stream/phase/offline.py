@@ -9,6 +9,7 @@ import numpy as np
 
 from ..engine import as_block
 from ..spec import SpecError, STFTSpec
+from ..workers import default_workers, run_parts
 from ._shapes import _as_block, _known, _rng, _unblock
 from .gradients import centre_shift, phase_gradients, window_gamma
 from .kernels import kernels
@@ -30,6 +31,7 @@ def pghi(mag, spec: STFTSpec, tol: float = 1e-5, phase=None, known=None, rng=0,
     Hybrid: ``phase`` (radians, spec convention; NaN where unknown) and/or a
     boolean ``known`` mask seed the integration.  Returns complex64 frames in
     the spec's convention.
+
     """
     a = np.abs(_as_block(mag, spec, "magnitude"))
     a[~np.isfinite(a)] = 0.0
@@ -69,14 +71,15 @@ def _frames_to_fit(x: np.ndarray, t: int) -> np.ndarray:
 
 
 def fgla(mag, spec: STFTSpec, init_phase=None, iterations: int = 32, momentum: float = 0.99,
-         callback=None) -> np.ndarray:
+         callback=None, workers: int | None = None) -> np.ndarray:
     """Fast Griffin-Lim (Perraudin, Balazs & Sondergaard 2013) on our own STFT.
 
     ``init_phase``: complex frames (their angle is used), real phases in
     radians (spec convention), or None for zero phase.  Each iteration is
     ``t = P_mag(stft(istft(c)))``, ``c = t + momentum * (t - t_prev)``; the
     last ``t`` is returned (complex64, spec convention).  The whole
-    magnitude and a few complex copies are in RAM.
+    magnitude and a few complex copies are in RAM.  ``workers``: threads
+    (None: :func:`stream.workers.default_workers`; see :class:`_Consistent`).
     """
     if iterations < 0:
         raise SpecError(f"iterations must be >= 0, got {iterations}")
@@ -95,7 +98,8 @@ def fgla(mag, spec: STFTSpec, init_phase=None, iterations: int = 32, momentum: f
         c = (m * u).astype(np.complex64)
     if iterations == 0 or t == 0:
         return _unblock(c, spec)
-    consistent = _Consistent(spec, t, longest_length(spec, t))
+    workers = default_workers() if workers is None else workers
+    consistent = _Consistent(spec, t, longest_length(spec, t), workers)
     return _unblock(consistent.iterate(m, c, iterations, momentum, callback=callback), spec)
 
 
@@ -109,9 +113,16 @@ class _Consistent:
     Frames live in "padded" samples: frame ``t`` covers ``[t*H, t*H + n_fft)``
     and the signal is ``[start_trim, start_trim + length)``; outside it the
     analysis sees zeros.
+
+    :meth:`iterate` runs each iteration in one compiled call per part of the
+    frames (:func:`~stream.phase.kernels._gla_part`, FFTW called from it:
+    no Python between the transforms), the parts on ``workers`` threads,
+    each with plans of its own and, but the first, a signal buffer of its
+    own, added into the shared one where the parts' frames overlap.  Where
+    numba or ctypes' FFTW is missing, the same steps run from Python.
     """
 
-    def __init__(self, spec: STFTSpec, n_frames: int, length: int):
+    def __init__(self, spec: STFTSpec, n_frames: int, length: int, workers: int = 1):
         from .. import fft
         from ..engine import _safe_inverse
         c, n, h, t = spec.channels, spec.n_fft, spec.hop_length, n_frames
@@ -151,6 +162,25 @@ class _Consistent:
         self._acc2 = np.zeros_like(self._acc)
         self._out = np.empty((c, t, spec.n_bins), np.complex64)
         self._hop_rows, self._step = kernels()[3], kernels()[2]
+        self._parts = self._compiled_parts(b, workers)
+
+    def _compiled_parts(self, batch: int, workers: int):
+        """The parts of the frames for :func:`~stream.phase.kernels._gla_run`
+        (plans of their own, first frames, last), or None (no numba, no FFTW
+        by ctypes): at most ``workers``, each of whole batches and worth a
+        thread (at least 64 frames)."""
+        from .. import fft
+        if kernels()[5] is None or self.t == 0 or _pause() is None:
+            return None
+        n_parts = max(1, min(int(workers), self.t // 64))
+        per = -(-self.t // (n_parts * batch)) * batch
+        parts = []
+        for a in range(0, self.t, per):
+            plans = fft.raw_plans(self.spec.n_fft, batch)
+            if plans is None:
+                return None
+            parts.append((plans, a, min(a + per, self.t)))
+        return parts
 
     def __call__(self, frames) -> np.ndarray:
         t = self.t
@@ -173,7 +203,10 @@ class _Consistent:
         (the seam of :class:`~stream.phase.blocks.BlockPhase`).  One pass per
         iteration, a batch of frames at a time: analysed, projected, and
         synthesised at once into the next iteration's signal (a second
-        buffer), so the frames go through memory once an iteration."""
+        buffer), so the frames go through memory once an iteration.
+        ``callback(i)`` after iteration ``i`` (compiled: once, at the end)."""
+        if self._parts is not None and iterations > 0:
+            return self._iterate_compiled(mag, c, iterations, momentum, held, callback)
         t, ch = self.t, self.spec.channels
         k_held = 0 if held is None else held.shape[1]
         prev = np.array(c, np.complex64)
@@ -207,6 +240,36 @@ class _Consistent:
             if callback is not None:
                 callback(it + 1)
         return prev
+
+    def _iterate_compiled(self, mag, c, iterations, momentum, held, callback):
+        """:meth:`iterate` as one :func:`~stream.phase.kernels._gla_run` call
+        per part, on threads of their own (``callback`` once, at the end)."""
+        gla_run = kernels()[5]
+        ch, b, h, r = self.spec.channels, self.spec.n_bins, self.spec.hop_length, self._r
+        parts = self._parts
+        sigs = np.zeros((2,) + self._acc.shape, np.float32)
+        self._synthesise(np.asarray(c, np.complex64), sigs[0])
+        accs = np.zeros((len(parts) if len(parts) > 1 else 0,) + self._acc.shape, np.float32)
+        pair = np.empty((2, ch, self.t, b), np.complex64)
+        pair[0] = c
+        lo = np.array([a * h for _, a, _ in parts], np.int64)
+        hi = np.array([(z + r - 1) * h for _, _, z in parts], np.int64)
+        flags = np.zeros(len(parts), np.int64)
+        held = np.zeros((ch, 0, b), np.complex64) if held is None else \
+            np.ascontiguousarray(held, np.complex64)
+        none = np.zeros(0, np.complex64)
+        fwd = none if self._fwd is None else self._fwd
+        inv = none if self._inv is None else self._inv
+        mag = np.ascontiguousarray(mag, np.float32)
+        ends = run_parts(
+            lambda i=i, pl=pl, a=a, z=z: gla_run(
+                pl.execute, _pause(), pl.forward, pl.inverse, pl.fwd_in, pl.fwd_out, pl.inv_in,
+                pl.inv_out, i, a, z, lo, hi, flags, sigs, accs, pair, mag, self._w,
+                self._synth, self._gain, fwd, inv, float(momentum), h, held, iterations)
+            for i, (pl, a, z) in enumerate(parts))
+        if callback is not None:
+            callback(iterations)
+        return pair[ends[0]].copy() if iterations else pair[0].copy()
 
     def _synthesise(self, x, acc) -> np.ndarray:
         """The signal of frames ``x`` (the inverse STFT, overlap-added) into ``acc``."""
@@ -341,7 +404,8 @@ class WholeFilePhase:
     pushed and phases them all at :meth:`flush` (:func:`reconstruct_phase`).
 
     ``seconds`` is the time the method took.  ``callback(i)`` is called after
-    each Griffin-Lim iteration (progress)."""
+    Griffin-Lim's iteration ``i`` (progress; where the iterations are
+    compiled, once, after the last)."""
 
     def __init__(self, spec: STFTSpec, method: str = "pghi", iterations: int | None = None,
                  rng=0, callback=None):
@@ -365,3 +429,20 @@ class WholeFilePhase:
                                 callback=self.callback)
         self.seconds = time.perf_counter() - t0
         return out
+
+
+_PAUSE = None
+
+
+def _pause():
+    """libc's ``sched_yield`` by ctypes (what the compiled parts wait with), or None."""
+    global _PAUSE
+    if _PAUSE is None:
+        import ctypes
+        try:
+            f = ctypes.CDLL(None).sched_yield
+            f.restype, f.argtypes = ctypes.c_int, []
+            _PAUSE = f
+        except (OSError, AttributeError):
+            _PAUSE = False
+    return _PAUSE or None
