@@ -34,7 +34,8 @@ from __future__ import annotations
 
 import os
 
-for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS",
+           "SPECSTREAM_BLOCK_THREADS"):          # the last: our Griffin-Lim's threads
     os.environ.setdefault(_v, "1")
 
 import argparse
