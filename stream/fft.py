@@ -20,7 +20,9 @@ import pyfftw
 __all__ = ["irfft_plan", "rfft_plan", "empty_aligned", "wisdom_path", "planner_flag",
            "PLANNING", "RawPlans", "raw_plans"]
 
-_lock = threading.Lock()
+# Reentrant: a RawPlans freed by the garbage collector while this thread plans
+# takes it again.
+_lock = threading.RLock()
 _wisdom_loaded = False
 _PLANNERS = {"estimate": "FFTW_ESTIMATE", "measure": "FFTW_MEASURE",
              "patient": "FFTW_PATIENT"}

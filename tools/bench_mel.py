@@ -31,9 +31,10 @@ frames: for HiFi-GAN it is moved half a hop (128 samples) later before it
 is measured, as a user of theirs would have to.  "x RT" is seconds of audio
 per second of compute on one core (BLAS/FFTW/numba pinned to one thread);
 every timing is the best of ``--repeat`` runs, ours and theirs alike.
-``--workers N``: both sides on N threads instead (ours: the mel inverse and
-Griffin-Lim's parts, ``workers=N``; librosa's: BLAS, OpenMP), what each does
-by default on an N-core machine.
+``--workers N``: ours on N threads (the mel inverse and Griffin-Lim's parts,
+``workers=N``, what ``reconstruct`` does by default on an N-core machine);
+librosa stays on one BLAS thread, its fastest here (two made its NNLS 1.1-1.5x
+slower: set OPENBLAS_NUM_THREADS to see).
 
     python tools/bench_mel.py [--seconds 4] [--repeat 3] [--presets librosa,hifigan]
                               [--fewer 16,8] [--workers 2]
@@ -43,20 +44,8 @@ from __future__ import annotations
 
 import os
 
-def _workers(argv) -> int:
-    """``--workers N`` from the command line, read before numpy is imported
-    (BLAS and OpenMP take their thread counts from the environment then)."""
-    for i, a in enumerate(argv):
-        v = a.split("=", 1)[1] if a.startswith("--workers=") else \
-            (argv[i + 1] if a == "--workers" and i + 1 < len(argv) else None)
-        if v is not None:
-            return max(1, int(v)) if v.isdigit() else 1
-    return 1
-
-
-WORKERS = _workers(__import__("sys").argv[1:])
 for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
-    os.environ.setdefault(_v, str(WORKERS))
+    os.environ.setdefault(_v, "1")
 
 import argparse
 import importlib.util
@@ -106,7 +95,7 @@ class _Timed:
             self.seconds += time.perf_counter() - t
 
 
-def run(seconds: float, repeat: int, presets=PRESETS, fewer=()):
+def run(seconds: float, repeat: int, presets=PRESETS, fewer=(), workers: int = 1):
     from stream import mel as sm
     from stream import phase
     from stream.decode import mel_from_values
@@ -155,9 +144,9 @@ def run(seconds: float, repeat: int, presets=PRESETS, fewer=()):
                                  mag_sc=None if mag is None else _sc(mag, true)))
 
             def offline(iterations, split):
-                stage = phase.phase_stage(spec, "pghi", iterations, workers=WORKERS)
+                stage = phase.phase_stage(spec, "pghi", iterations, workers=workers)
                 pipe = FramePipeline(spec, kind="mel", mel=mel, length=length, phase=stage,
-                                     workers=WORKERS)    # as many threads as librosa's
+                                     workers=workers)
                 inv = pipe.mel_stage.invert = _Timed(pipe.mel_stage.invert)
                 t = time.perf_counter()
                 y = np.concatenate([pipe.push(values), pipe.flush()])
@@ -303,7 +292,7 @@ def main(argv=None):
                         "(rows apart from the same-iterations comparison)")
     p.add_argument("--markdown", action="store_true", help="a markdown table")
     p.add_argument("--workers", type=int, default=1,
-                   help="threads for both sides (default 1; read at start-up)")
+                   help="threads for ours (default 1; librosa stays on one)")
     a = p.parse_args(argv)
     presets = [n for n in a.presets.split(",") if n]
     bad = [n for n in presets if n not in PRESETS]
@@ -311,9 +300,10 @@ def main(argv=None):
         p.error(f"unknown preset {', '.join(bad)}; use {', '.join(PRESETS)}")
     import platform
     fewer = [int(v) for v in a.fewer.split(",") if v]
-    rows, have_torchaudio = run(a.seconds, a.repeat, presets, fewer)
+    rows, have_torchaudio = run(a.seconds, a.repeat, presets, fewer, max(1, a.workers))
     print(f"# {platform.processor() or platform.machine()}, python {platform.python_version()}, "
-          f"{'one thread' if WORKERS == 1 else f'{WORKERS} threads'}; clips {a.seconds:g} s; timings best of {a.repeat} (torchaudio: one run)")
+          f"{'one thread' if a.workers <= 1 else f'ours on {a.workers} threads, librosa on one'}; "
+          f"clips {a.seconds:g} s; timings best of {a.repeat} (torchaudio: one run)")
     print(table(rows, a.markdown))
     if not have_torchaudio:
         print("torchaudio does not import here: no torchaudio rows")
