@@ -167,19 +167,19 @@ class _Consistent:
     def _compiled_parts(self, batch: int, workers: int):
         """The parts of the frames for :func:`~stream.phase.kernels._gla_run`
         (plans of their own, first frames, last), or None (no numba, no FFTW
-        by ctypes): at most ``workers``, each of whole batches and worth a
-        thread (at least 64 frames)."""
+        by ctypes): at most ``workers``, of equal numbers of frames, each worth
+        a thread (at least 64)."""
         from .. import fft
         if kernels()[5] is None or self.t == 0 or _pause() is None:
             return None
         n_parts = max(1, min(int(workers), self.t // 64))
-        per = -(-self.t // (n_parts * batch)) * batch
+        cuts = [self.t * i // n_parts for i in range(n_parts + 1)]    # equal shares
         parts = []
-        for a in range(0, self.t, per):
-            plans = fft.raw_plans(self.spec.n_fft, batch)
+        for a, z in zip(cuts, cuts[1:]):
+            plans = fft.raw_plans(self.spec.n_fft, min(batch, z - a))
             if plans is None:
                 return None
-            parts.append((plans, a, min(a + per, self.t)))
+            parts.append((plans, a, z))
         return parts
 
     def __call__(self, frames) -> np.ndarray:
