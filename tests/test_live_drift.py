@@ -8,6 +8,7 @@ tested without a device in tests/test_drift.py."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -113,9 +114,12 @@ def judge(sig, factor, log, recs, cap):
 
 
 def _burners(seconds: float) -> list[subprocess.Popen]:
-    """One busy process per core, each ending by itself after ``seconds``."""
+    """Two busy processes per core, each ending by itself after ``seconds``:
+    with one per core the scheduler sometimes spared the player for a whole
+    run (a fixed 20 ms then had no underrun, and the comparison said nothing)."""
     code = f"import time\nend = time.time() + {seconds}\nwhile time.time() < end:\n    pass\n"
-    return [subprocess.Popen([sys.executable, "-c", code]) for _ in range(2)]
+    return [subprocess.Popen([sys.executable, "-c", code])
+            for _ in range(2 * (os.cpu_count() or 2))]
 
 
 def _stop(procs):
