@@ -51,7 +51,7 @@ import numpy as np
 from . import fft
 from .batch import FFT_ROWS, Batch
 from .spec import SpecError, STFTSpec
-from .workers import default_workers
+from .workers import default_workers, run_parts
 
 __all__ = ["Reconstructor", "Analyzer", "istft", "stft", "consistency"]
 
@@ -485,33 +485,23 @@ class Reconstructor:
                     f0 = later.pop(0)
                 ends[f0] = self._segment(x, f0, min(f0 + span, t), dest, u0, store)
 
-        errors = []
+        def stopping_all(fn):
+            def call():
+                try:
+                    fn()
+                except BaseException:
+                    with lock:
+                        later.clear()       # the others stop at their next segment
+                    raise
+            return call
 
-        def thread(store):
-            try:
-                run(store)
-            except BaseException as e:      # re-raised on the caller's thread
-                errors.append(e)
-                with lock:
-                    later.clear()
-
-        threads = [threading.Thread(target=thread, args=(store,), name="specstream-segment",
-                                    daemon=True)
-                   for store in self._stores[1:min(self.workers, len(later))]]
-        for th in threads:
-            th.start()
-        try:
+        def first():
             self._sequential(x[:, :span], dest[:, :span * self._hop])
             run(self._stores[0])
-        except BaseException:
-            with lock:
-                later.clear()
-            raise
-        finally:
-            for th in threads:
-                th.join()
-        if errors:
-            raise errors[0]
+
+        run_parts([stopping_all(first)] +
+                  [stopping_all(lambda store=store: run(store))
+                   for store in self._stores[1:min(self.workers, len(later))]])
         tail, raw = ends[max(ends)]
         self.frames += t - span
         self._acc[...] = 0
