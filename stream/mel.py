@@ -419,14 +419,14 @@ class MelInverter:
         lead = m.shape[:-1]
         flat = np.ascontiguousarray(m.reshape(-1, self.mel.n_mels))
         out = np.empty((flat.shape[0], self.spec.n_bins), np.float32)
-        # Parts of whole lanes on the threads, each worth a thread's start
-        # (~0.1 ms; a part of 64 frames is 1-5 ms of work): every frame is
-        # solved alone, so the result is the same for any number of them.
-        rows = max(64, -(-flat.shape[0] // (LANES * self.workers)) * LANES)
         one, lanes = self._kernel
         if flat.shape[0] < LANES:       # a frame or few (live): not lanes mostly empty
             one(flat, *self._tables, self.mel.power, self.iterations, out)
         else:
+            # Parts of whole lanes on the threads, each worth a thread's start
+            # (~0.1 ms; a part of 64 frames is 1-5 ms of work): every frame is
+            # solved alone, so the result is the same for any number of them.
+            rows = max(64, -(-flat.shape[0] // (LANES * self.workers)) * LANES)
             run_parts(lambda a=a: lanes(flat[a:a + rows], *self._tables, self.mel.power,
                                         self.iterations, out[a:a + rows], LANES)
                       for a in range(0, flat.shape[0], rows))
@@ -528,7 +528,7 @@ def _invert_frames(M, Q, lo, off, w, step, power, iterations, out):
     return T
 
 
-#: Frames solved side by side by :func:`_invert_frames`: one AVX-512 vector of
+#: Frames solved side by side by :func:`_invert_lanes`: one AVX-512 vector of
 #: float64 (two of AVX2).  Each frame keeps its own lane, so the result of a
 #: frame does not depend on the others, nor on how many are solved at once.
 LANES = 8
@@ -538,7 +538,7 @@ def _invert_lanes(M, Q, lo, off, w, step, power, iterations, out, lanes):
     """:func:`_invert_frames` for ``lanes`` frames at a time, each in a lane of
     the ``(bins, lanes)`` arrays: the innermost loops run across the lanes
     and vectorise (the loops of one frame, a band a few bins wide, do not),
-    1.4-2.2x faster for blocks of frames; each lane's sums are those of
+    1.6-2.4x faster for blocks of frames; each lane's sums are those of
     :func:`_invert_frames`, in the same order, so a frame comes out the same
     bit for bit whichever kernel solved it."""
     T, J = M.shape
