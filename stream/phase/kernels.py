@@ -416,57 +416,41 @@ def _gla_part(execute, forward, inverse, fwd_in, fwd_out, inv_in, inv_out, cur, 
     with no Python between the transforms: each batch of the plans' rows is
     cut from the signal ``cur`` (times ``window``), transformed
     (``execute(forward)``; times ``fwd_factor`` unless it is empty),
-    projected onto the magnitudes ``mag`` (into ``out``; the next input
-    ``out + momentum * (out - prev)``, times ``inv_factor``, into the inverse
-    plan's input), the first ``held.shape[1]`` frames held at ``held``; and,
+    projected onto the magnitudes ``mag`` by :func:`_gla_step` (into
+    ``out``; the next input, times ``inv_factor``, into the inverse plan's
+    input), the first ``held.shape[1]`` frames held at ``held``; and,
     unless ``last``, transformed back and overlap-added into ``acc`` times
     ``synth``.  Arrays as :class:`~stream.phase.offline._Consistent` holds
     them: ``(channels, frames, bins)``, signals ``(channels, samples)``."""
     rows, n = fwd_in.shape
     nb = fwd_out.shape[1]
     k_held = held.shape[1]
+    cut, added = fwd_in.reshape(1, rows, n), inv_out.reshape(1, rows, n)
     for q in range(mag.shape[0]):
-        sig = cur[q]
-        dst = acc[q]
+        sig, dst = cur[q:q + 1], acc[q:q + 1]
         for i in range(a, b, rows):
             k = min(rows, b - i)
-            for f in range(k):
-                seg = sig[(i + f) * hop:(i + f) * hop + n]
-                row = fwd_in[f]
-                for j in range(n):
-                    row[j] = seg[j] * window[j]
+            _hop_rows(cut, window, sig, i, k, hop, False)
             execute(forward)
             for f in range(k):
                 t = i + f
-                y = fwd_out[f]
-                nxt = inv_in[f]
-                m = mag[q, t]
-                p = prev[q, t]
-                o_row = out[q, t]
-                for j in range(nb):
-                    yv = y[j]
-                    if fwd_factor.shape[0]:
-                        yv = yv * fwd_factor[j]
-                    if t < k_held:
+                y, nxt = fwd_out[f], inv_in[f]
+                if fwd_factor.shape[0]:
+                    for j in range(nb):
+                        y[j] *= fwd_factor[j]
+                if t < k_held:
+                    for j in range(nb):
                         o = held[q, t, j]
-                    else:
-                        yr = yv.real
-                        yi = yv.imag
-                        g = math.sqrt(yr * yr + yi * yi)
-                        o = complex(yr * (m[j] / g), yi * (m[j] / g)) if g > 0 else \
-                            complex(m[j], 0.0)
-                    o_row[j] = o
-                    c = o + momentum * (o - p[j])
-                    if inv_factor.shape[0]:
-                        c = c * inv_factor[j]
-                    nxt[j] = c
+                        out[q, t, j] = o
+                        nxt[j] = o + momentum * (o - prev[q, t, j])
+                else:
+                    _gla_step(mag[q, t], y, prev[q, t], momentum, out[q, t], nxt)
+                if inv_factor.shape[0]:
+                    for j in range(nb):
+                        nxt[j] *= inv_factor[j]
             if not last:
                 execute(inverse)
-                for f in range(k):
-                    seg = dst[(i + f) * hop:(i + f) * hop + n]
-                    row = inv_out[f]
-                    for j in range(n):
-                        seg[j] += row[j] * synth[j]
+                _hop_rows(added, synth, dst, i, k, hop, True)
     return 0
 
 
