@@ -31,7 +31,6 @@ def pghi(mag, spec: STFTSpec, tol: float = 1e-5, phase=None, known=None, rng=0,
     Hybrid: ``phase`` (radians, spec convention; NaN where unknown) and/or a
     boolean ``known`` mask seed the integration.  Returns complex64 frames in
     the spec's convention.
-
     """
     a = np.abs(_as_block(mag, spec, "magnitude"))
     a[~np.isfinite(a)] = 0.0
@@ -158,8 +157,9 @@ class _Consistent:
         b = min(t, _FGLA_BATCH)
         self._inv_plan = fft.irfft_plan((c, b), n, np.float32, planning="measure")
         self._fwd_plan = fft.rfft_plan((c, b), n, np.float32, planning="measure")
-        self._acc = np.zeros((c, (t + self._r - 1) * h), np.float32)
-        self._acc2 = np.zeros_like(self._acc)
+        # The signal and the next iteration's (the compiled parts' sigs[0], sigs[1]).
+        self._sigs = np.zeros((2, c, (t + self._r - 1) * h), np.float32)
+        self._acc, self._acc2 = self._sigs
         self._out = np.empty((c, t, spec.n_bins), np.complex64)
         self._hop_rows, self._step = kernels()[3], kernels()[2]
         self._parts = self._compiled_parts(b, workers)
@@ -180,6 +180,11 @@ class _Consistent:
             if plans is None:
                 return None
             parts.append((plans, a, z))
+        h, r = self.spec.hop_length, self._r
+        # The samples each part's overlap-add reaches, and its buffer for them.
+        self._lo = np.array([a * h for _, a, _ in parts], np.int64)
+        self._hi = np.array([(z + r - 1) * h for _, _, z in parts], np.int64)
+        self._accs = np.zeros((n_parts if n_parts > 1 else 0,) + self._acc.shape, np.float32)
         return parts
 
     def __call__(self, frames) -> np.ndarray:
@@ -245,16 +250,11 @@ class _Consistent:
         """:meth:`iterate` as one :func:`~stream.phase.kernels._gla_run` call
         per part, on threads of their own (``callback`` once, at the end)."""
         gla_run = kernels()[5]
-        ch, b, h, r = self.spec.channels, self.spec.n_bins, self.spec.hop_length, self._r
-        parts = self._parts
-        sigs = np.zeros((2,) + self._acc.shape, np.float32)
-        self._synthesise(np.asarray(c, np.complex64), sigs[0])
-        accs = np.zeros((len(parts) if len(parts) > 1 else 0,) + self._acc.shape, np.float32)
+        ch, b = self.spec.channels, self.spec.n_bins
+        self._synthesise(np.asarray(c, np.complex64), self._sigs[0])
         pair = np.empty((2, ch, self.t, b), np.complex64)
         pair[0] = c
-        lo = np.array([a * h for _, a, _ in parts], np.int64)
-        hi = np.array([(z + r - 1) * h for _, _, z in parts], np.int64)
-        flags = np.zeros(len(parts), np.int64)
+        flags = np.zeros(len(self._parts), np.int64)
         held = np.zeros((ch, 0, b), np.complex64) if held is None else \
             np.ascontiguousarray(held, np.complex64)
         none = np.zeros(0, np.complex64)
@@ -264,12 +264,13 @@ class _Consistent:
         ends = run_parts(
             lambda i=i, pl=pl, a=a, z=z: gla_run(
                 pl.execute, _pause(), pl.forward, pl.inverse, pl.fwd_in, pl.fwd_out, pl.inv_in,
-                pl.inv_out, i, a, z, lo, hi, flags, sigs, accs, pair, mag, self._w,
-                self._synth, self._gain, fwd, inv, float(momentum), h, held, iterations)
-            for i, (pl, a, z) in enumerate(parts))
+                pl.inv_out, i, a, z, self._lo, self._hi, flags, self._sigs, self._accs, pair,
+                mag, self._w, self._synth, self._gain, fwd, inv, float(momentum),
+                self.spec.hop_length, held, iterations)
+            for i, (pl, a, z) in enumerate(self._parts))
         if callback is not None:
             callback(iterations)
-        return pair[ends[0]].copy() if iterations else pair[0].copy()
+        return pair[ends[0]].copy()
 
     def _synthesise(self, x, acc) -> np.ndarray:
         """The signal of frames ``x`` (the inverse STFT, overlap-added) into ``acc``."""
