@@ -108,12 +108,19 @@ def _plan(shape_in, dtype_in, shape_out, dtype_out, direction, threads, planning
             except RuntimeError:          # no wisdom for this size: do not measure it
                 return make("FFTW_ESTIMATE")
         plan = make(flag)
-        key = (tuple(shape_in), np.dtype(dtype_in).str, direction, threads, flag,
-               str(wisdom_path()), a.strides, b.strides)
-        if flag != "FFTW_ESTIMATE" and key not in _planned:
-            _save_wisdom()       # once per shape and process: exporting costs ~3 ms
-            _planned.add(key)
+        if flag != "FFTW_ESTIMATE":
+            _save_wisdom_once((tuple(shape_in), np.dtype(dtype_in).str, direction, threads,
+                               flag, a.strides, b.strides))
         return plan
+
+
+def _save_wisdom_once(key):
+    """Save the wisdom after the first measured plan of ``key`` in this
+    process (exporting it costs 2-9 ms; the plans after come from it)."""
+    key = key + (str(wisdom_path()),)
+    if key not in _planned:
+        _save_wisdom()
+        _planned.add(key)
 
 
 def empty_aligned(shape, dtype, zero: bool = False) -> np.ndarray:
@@ -147,7 +154,9 @@ def rfft_plan(batch_shape: tuple, n_fft: int, dtype=np.float32, threads: int = 1
 
 
 # ------------------------------------------------- plans for compiled loops
-_FFTW_MEASURE, _FFTW_DESTROY_INPUT, _FFTW_ESTIMATE = 0, 1, 1 << 6
+#: FFTW's flag bits (fftw3.h) for the names pyfftw takes.
+_FLAG_BITS = {"FFTW_MEASURE": 0, "FFTW_DESTROY_INPUT": 1, "FFTW_PATIENT": 1 << 5,
+              "FFTW_ESTIMATE": 1 << 6}
 _fftwf = None
 
 
@@ -204,21 +213,19 @@ class RawPlans:
         self.inv_in = pyfftw.empty_aligned((rows, b), dtype=np.complex64)
         self.inv_out = pyfftw.empty_aligned((rows, n_fft), dtype=np.float32)
         self._lib, self.execute = lib, lib.fftwf_execute
-        flag = _FFTW_ESTIMATE if planning == "estimate" or planner_flag() == "FFTW_ESTIMATE" \
-            else _FFTW_MEASURE
+        flag = "FFTW_ESTIMATE" if planning == "estimate" else planner_flag()   # as _plan
+        bits = _FLAG_BITS[flag] | _FLAG_BITS["FFTW_DESTROY_INPUT"]
         n = (ctypes.c_int * 1)(n_fft)
         with _lock:
             _load_wisdom()
             self.forward = lib.fftwf_plan_many_dft_r2c(
                 1, n, rows, self.fwd_in.ctypes.data, None, 1, n_fft, self.fwd_out.ctypes.data,
-                None, 1, b, flag | _FFTW_DESTROY_INPUT)
+                None, 1, b, bits)
             self.inverse = lib.fftwf_plan_many_dft_c2r(
                 1, n, rows, self.inv_in.ctypes.data, None, 1, b, self.inv_out.ctypes.data,
-                None, 1, n_fft, flag | _FFTW_DESTROY_INPUT)
-            key = ("raw", n_fft, rows, str(wisdom_path()))
-            if flag == _FFTW_MEASURE and key not in _planned:
-                _save_wisdom()       # once per size and process, as _plan does
-                _planned.add(key)
+                None, 1, n_fft, bits)
+            if flag != "FFTW_ESTIMATE":
+                _save_wisdom_once(("raw", n_fft, rows, flag))
         if not self.forward or not self.inverse:
             self.close()
             raise RuntimeError(f"FFTW made no plan of {rows} x {n_fft}")
