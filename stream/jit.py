@@ -16,9 +16,11 @@ __all__ = ["compiler"]
 _warned = False
 
 
-def compiler():
+def compiler(inline: bool = False):
     """``numba.njit(cache=True, nogil=True)``, or None when numba is not to be used
-    (a RuntimeWarning says so, once per process)."""
+    (a RuntimeWarning says so, once per process).  ``inline``: the compiled
+    function is inlined into its compiled callers (numba's ``inline='always'``),
+    for the small helpers of a hot loop, where a call costs more than the work."""
     global _warned
     try:
         if os.environ.get("SPECSTREAM_NO_NUMBA"):
@@ -31,4 +33,6 @@ def compiler():
                           "about 50x slower, near real time at best "
                           "(pip install specstream[fast])", RuntimeWarning, stacklevel=3)
         return None
+    if inline:
+        return numba.njit(cache=True, nogil=True, inline="always")
     return numba.njit(cache=True, nogil=True)

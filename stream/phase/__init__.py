@@ -26,8 +26,8 @@ estimated by a least-squares fit of a unit-height Gaussian to the
 peak-normalised window (that fit reproduces the published constants to
 0.2 %; :func:`window_gamma` says which it did).
 
-The phase is then integrated from the strongest coefficient outwards (a max
-heap, trapezoidal rule to each neighbour); coefficients below ``tol`` times
+The phase is then integrated from the strongest coefficient outwards (a
+queue in magnitude order, to 0.012 dB; trapezoidal rule to each neighbour); coefficients below ``tol`` times
 the maximum get a random phase; each new island starts at phase 0; where some
 phases are known (``known`` masks), integration starts from them.
 
@@ -47,7 +47,7 @@ every function here takes and returns frames in the spec's convention.
 
 Speed
 -----
-The heap integration is compiled with numba (``pip install specstream[fast]``)
+The integration is compiled with numba (``pip install specstream[fast]``)
 on first use -- the first :class:`RTPGHI` or :func:`pghi` call, never at a
 live stream's first frame -- and cached on disk (``cache=True``): a few
 seconds once per installation, about 0.5 s to load afterwards.  Importing
@@ -55,10 +55,12 @@ this module does not import numba.  Without numba (or with
 ``SPECSTREAM_NO_NUMBA=1``) the same code runs as plain Python, about 50x
 slower.  RTPGHI integrates a frame in a few linear passes (the widest
 path to each bin from its left, its right and the previous frame: the
-heap's phases without a heap), at 48 kHz, n_fft 1024, hop 256 about 35 us
-per frame of 5.3 ms, 150x real time on one core, frame by frame
-(``tools/bench_phase.py``).  Griffin-Lim runs on a whole-array STFT pair
-made once per file.
+heap's phases without a heap), at 48 kHz, n_fft 1024, hop 256 about 28 us
+per frame of 5.3 ms, 190x real time on one core, frame by frame
+(``tools/bench_phase.py``).  Whole-file PGHI ranks the magnitudes in levels
+of 1/512 octave (a bucket queue, O(1) a coefficient) instead of a heap:
+400 x 201 coefficients in 2-3 ms.  Griffin-Lim runs on a whole-array STFT
+pair made once per file.
 
 Memory: :class:`RTPGHI` keeps a few frames, :class:`BlockPhase` (the
 offline methods of :func:`phase_stage`, block by block) a block.  :func:`pghi`,

@@ -1,4 +1,4 @@
-"""The heap integration kernels, compiled with numba when it is there.
+"""The phase integration kernels, compiled with numba when it is there.
 
 Plain Python here; :func:`kernels` swaps in numba-compiled versions
 (``cache=True``) the first time they are needed, so that importing the
@@ -17,55 +17,10 @@ from ..jit import compiler
 __all__ = ["kernels"]
 
 _TWO_PI = 2.0 * np.pi
-#: Islands of the heap integration found by a scan before the rest are sorted.
+#: Islands of the integration found by a scan before the rest are sorted.
 _SCANNED_ISLANDS = 16
-
-
-def _heap_push(heap, hkey, size, idx, v):
-    """Push ``idx`` with priority ``v`` on a 4-ary max-heap (keys kept inline).
-
-    Four children a node: half a binary heap's levels, the whole-file
-    integration 20 % faster (the same pops but for the order of equal keys)."""
-    i = size
-    while i > 0:
-        p = (i - 1) >> 2
-        if hkey[p] >= v:
-            break
-        heap[i] = heap[p]
-        hkey[i] = hkey[p]
-        i = p
-    heap[i] = idx
-    hkey[i] = v
-    return size + 1
-
-
-def _heap_pop(heap, hkey, size):
-    """Pop the index of the largest priority; returns ``(index, new size)``."""
-    top = heap[0]
-    size -= 1
-    if size > 0:
-        last = heap[size]
-        v = hkey[size]
-        i = 0
-        while True:
-            c = 4 * i + 1
-            if c >= size:
-                break
-            kc = hkey[c]
-            e = min(c + 4, size)
-            for d in range(c + 1, e):
-                kd = hkey[d]
-                if kd > kc:
-                    c = d
-                    kc = kd
-            if kc <= v:
-                break
-            heap[i] = heap[c]
-            hkey[i] = kc
-            i = c
-        heap[i] = last
-        hkey[i] = v
-    return top, size
+#: Levels per octave of magnitude in the integration's queue: 2**LEVEL_BITS.
+LEVEL_BITS = 9
 
 
 def _strongest(state, key, n):
@@ -91,28 +46,76 @@ def _open(state, i, n, n_bins):
     return b > 0 and state[i - 1] == 0
 
 
-def _integrate(key, tgrad, fgrad, phase, state, heap, n_bins):
+def _levels(key, state):
+    """Each coefficient's level in the integration's queue (0: the strongest
+    of those to integrate or seed), and the number of levels.
+
+    A level is ``1/2**LEVEL_BITS`` of an octave of magnitude: the float32's
+    exponent and its first ``LEVEL_BITS`` mantissa bits (the bits of a
+    non-negative float order as the float does), so no logarithm is taken."""
+    bits = key.astype(np.float32).view(np.int32)
+    shift = 23 - LEVEL_BITS
+    top, low = 0, 0x7FFFFFFF
+    for i in range(key.shape[0]):
+        if state[i] >= 0:
+            v = max(bits[i], 0) >> shift
+            top = max(top, v)
+            low = min(low, v)
+    level = np.empty(key.shape[0], np.int32)
+    for i in range(key.shape[0]):
+        level[i] = top - (max(bits[i], 0) >> shift)
+    return level, max(top - low + 1, 1)
+
+
+def _queue(head, nxt, level, j, cur):
+    """Put ``j`` on the queue (first out of its level); the new lowest
+    non-empty level."""
+    q = level[j]
+    nxt[j] = head[q]
+    head[q] = j
+    return min(q, cur)
+
+
+def _settle(j, value, phase, state, head, nxt, level, cur, n, n_bins):
+    """Give coefficient ``j`` its phase and queue it where it has a
+    neighbour still waiting; the queue's new lowest level."""
+    phase[j] = value
+    state[j] = 1
+    if _open(state, j, n, n_bins):
+        return _queue(head, nxt, level, j, cur)
+    return cur
+
+
+def _integrate(key, tgrad, fgrad, phase, state, nxt, n_bins):
     """Integrate the phase over a (T, n_bins) grid, every array flat (row-major).
 
-    ``key``: the heap's priority (magnitude); ``state``: 1 = phase known (a
-    seed), 0 = to integrate, -1 = leave as it is; integrated coefficients end
-    with state 1.  ``heap``: int64 scratch of T*n_bins.  Returns 0.
+    ``key``: the magnitude; ``state``: 1 = phase known (a seed), 0 = to
+    integrate, -1 = leave as it is; integrated coefficients end with state
+    1.  ``nxt``: int64 scratch of T*n_bins.  Returns 0.
+
+    The strongest coefficient waiting is taken next, as from a max-heap, but
+    the magnitudes are ranked in levels of ``1/2**LEVEL_BITS`` octave (0.012
+    dB), last in first out within a level: a bucket queue, O(1) a coefficient
+    where a heap is O(log n).  A 4-ary heap was three quarters of the time;
+    this is 2.5-3.8x faster (4 s clips: 400 x 201 coefficients 7.4 -> 2.2-2.9
+    ms, 173 x 1025 16 -> 4.2-5.8 ms).  The order is the heap's but among
+    coefficients within 0.012 dB of each other, which no magnitude tells
+    apart: PGHI's spectral convergence, alone and after Griffin-Lim, is a
+    heap's to 0.02 dB (coarser levels drifted: 0.1 dB at 1/128 octave, 0.8 at
+    1/32).
     """
     n = key.shape[0]
-    hkey = np.empty(n)
-    size = 0
-    remaining = 0
-    for i in range(n):
-        if state[i] == 0:
-            remaining += 1
+    level, n_levels = _levels(key, state)
+    head = np.full(n_levels, -1, np.int64)
+    cur = n_levels                              # the lowest non-empty level
     for i in range(n):
         if state[i] == 1 and _open(state, i, n, n_bins):
-            size = _heap_push(heap, hkey, size, i, key[i])
+            cur = _queue(head, nxt, level, i, cur)
     order = np.empty(0, np.int64)
     ptr = 0
     islands = 0
-    while remaining > 0:
-        if size == 0:
+    while True:
+        if cur == n_levels:
             # A new island: its strongest coefficient starts at phase 0.  A
             # scan costs n: scan for the first islands, which are all most
             # grids have; past them sort the coefficients still waiting
@@ -126,47 +129,35 @@ def _integrate(key, tgrad, fgrad, phase, state, heap, n_bins):
                 if order.shape[0] == 0:
                     order = np.flatnonzero(state == 0)
                     order = order[np.argsort(-key[order], kind="mergesort")]
-                while state[order[ptr]] != 0:
+                while ptr < order.shape[0] and state[order[ptr]] != 0:
                     ptr += 1
-                i = order[ptr]
-            phase[i] = 0.0
-            state[i] = 1
-            remaining -= 1
-            size = _heap_push(heap, hkey, size, i, key[i])
-        while size > 0:
-            i, size = _heap_pop(heap, hkey, size)
+                i = order[ptr] if ptr < order.shape[0] else -1
+            if i < 0:
+                return 0
+            cur = _settle(i, 0.0, phase, state, head, nxt, level, cur, n, n_bins)
+        while cur < n_levels:
+            i = head[cur]
+            if i < 0:
+                cur += 1
+                continue
+            head[cur] = nxt[i]
             b = i % n_bins
             j = i + n_bins                      # next frame, same bin
             if j < n and state[j] == 0:
-                phase[j] = phase[i] + 0.5 * (tgrad[i] + tgrad[j])
-                state[j] = 1
-                remaining -= 1
-                if _open(state, j, n, n_bins):
-                    size = _heap_push(heap, hkey, size, j, key[j])
+                cur = _settle(j, phase[i] + 0.5 * (tgrad[i] + tgrad[j]), phase, state, head,
+                              nxt, level, cur, n, n_bins)
             j = i - n_bins                      # previous frame
             if j >= 0 and state[j] == 0:
-                phase[j] = phase[i] - 0.5 * (tgrad[i] + tgrad[j])
-                state[j] = 1
-                remaining -= 1
-                if _open(state, j, n, n_bins):
-                    size = _heap_push(heap, hkey, size, j, key[j])
-            if b + 1 < n_bins:                  # next bin
-                j = i + 1
-                if state[j] == 0:
-                    phase[j] = phase[i] + 0.5 * (fgrad[i] + fgrad[j])
-                    state[j] = 1
-                    remaining -= 1
-                    if _open(state, j, n, n_bins):
-                        size = _heap_push(heap, hkey, size, j, key[j])
-            if b > 0:                           # previous bin
-                j = i - 1
-                if state[j] == 0:
-                    phase[j] = phase[i] - 0.5 * (fgrad[i] + fgrad[j])
-                    state[j] = 1
-                    remaining -= 1
-                    if _open(state, j, n, n_bins):
-                        size = _heap_push(heap, hkey, size, j, key[j])
-    return remaining
+                cur = _settle(j, phase[i] - 0.5 * (tgrad[i] + tgrad[j]), phase, state, head,
+                              nxt, level, cur, n, n_bins)
+            j = i + 1                           # next bin
+            if b + 1 < n_bins and state[j] == 0:
+                cur = _settle(j, phase[i] + 0.5 * (fgrad[i] + fgrad[j]), phase, state, head,
+                              nxt, level, cur, n, n_bins)
+            j = i - 1                           # previous bin
+            if b > 0 and state[j] == 0:
+                cur = _settle(j, phase[i] - 0.5 * (fgrad[i] + fgrad[j]), phase, state, head,
+                              nxt, level, cur, n, n_bins)
 
 
 _HALF_PI = 0.5 * np.pi
@@ -194,8 +185,9 @@ def _cis(q):
 
 
 def _integrate_frame(pkey, pphase, ptg, key, tg, fg, ph, st, arrive, src):
-    """One frame of RTPGHI: the heap integration of :func:`_integrate` on two
-    rows, the previous one known, in a few linear passes instead of a heap.
+    """One frame of RTPGHI: heap integration (:func:`_integrate`, with exact
+    magnitudes) on two rows, the previous one known, in a few linear passes
+    instead of a heap.
 
     The heap pops coefficients in non-increasing order of the level at
     which they are reached (the "widest path" from a seed: the smallest
@@ -597,8 +589,10 @@ def kernels():
         return _KERNELS
     # Module globals are what compiled code calls: bind the compiled versions.
     names = globals()
-    for name in ("_heap_push", "_heap_pop", "_open", "_strongest", "_integrate",
-                 "_integrate_frame", "_cis", "_prepare_rows", "_rt_run", "_gla_step",
+    inline = compiler(inline=True)
+    for name in ("_open", "_queue", "_settle", "_cis"):   # hot loops' helpers, called per cell
+        names[name] = inline(names[name])
+    for name in ("_strongest", "_levels", "_integrate", "_integrate_frame", "_prepare_rows", "_rt_run", "_gla_step",
                  "_hop_rows", "_polar", "_gla_part", "_wait_all", "_gla_run"):
         names[name] = jit(names[name])
     _KERNELS = tuple(names[k] for k in ("_integrate", "_rt_run", "_gla_step", "_hop_rows",
