@@ -180,6 +180,11 @@ def command_line(res: ProbeResult, output: str = "OUT.wav") -> str | None:
     what ``--auto`` does, spelled out (None when the probe cannot tell)."""
     if not res.ok:
         return None
+    if res.mel_flags:
+        cmd = ["specstream", "reconstruct", str(res.value("mag_file")), "-o", output]
+        for attr, value in res.mel_flags.items():
+            cmd += ["--" + attr.replace("_", "-"), _text(value)]
+        return " ".join(shlex.quote(c) for c in cmd)
     flags = reconstruct_flags(res)
     flags.setdefault("sample_rate", STFTSpec.sample_rate)    # assumed: shown, to be changed
     cmd = ["specstream", "reconstruct", str(flags["mag"])]
@@ -252,7 +257,7 @@ def write_plot(res: ProbeResult, path: str):
 
 
 # ------------------------------------------------------------------- auto
-def apply_probe(args, say=None):
+def apply_probe(args, say=None, res: ProbeResult | None = None):
     """Probe ``args.mag``/``args.phase`` and fill every flag left as None
     from :func:`reconstruct_flags` (what the printed command line gives).
 
@@ -261,9 +266,11 @@ def apply_probe(args, say=None):
     magnitude's ``.npz``); a two-sided spectrum or real/imaginary parts are
     made into a one-sided complex temporary .npy.  Raises :class:`SpecError`
     saying what would settle it when the probe cannot tell.  ``say(line)``
-    is given what is announced (default: printed to stderr unless quiet).
+    is given what is announced (default: printed to stderr unless quiet);
+    ``res``: the probe's result, where it has run already.
     """
-    res = _run(args)
+    if res is None:
+        res = _run(args)
     if not res.ok:
         raise SpecError("--auto cannot tell how these frames were made: "
                         + "; ".join(res.problems or ["see 'specstream probe'"]))

@@ -78,12 +78,34 @@ def mel_findings(fb: np.ndarray, known: dict, res: ProbeResult) -> bool:
     res.findings["mel"] = Finding(preset, "; ".join(why), sure)
     if unit is not None:
         res.findings["mel_unit"] = Finding(unit, "from the values' floor and range", sure)
-    flags = f"--mel {preset or 'PRESET'}" + ("" if preset and mel_preset(preset)[1].n_mels ==
-                                             bands else f" --n-mels {bands}")
+    res.mel_flags = {"mel": preset}
+    if preset is None or mel_preset(preset)[1].n_mels != bands:
+        res.mel_flags["n_mels"] = bands
     if unit and preset and unit != mel_preset(preset)[1].unit:
-        flags += f" --mel-unit {unit}"
+        res.mel_flags["mel_unit"] = unit
+    flags = " ".join(f"--{k.replace('_', '-')} {v or 'PRESET'}" for k, v in res.mel_flags.items())
+    if preset is not None:
+        _recipe_findings(preset, bands, known, res, sure)
     res.problems.insert(0, f"these look like mel bands ({'; '.join(why)}): reconstruct with "
                            f"{flags}; the sample rate, n_fft, hop and fmax are the recipe's "
                            "-- give --sample-rate, --n-fft, --hop-length, --fmax where the file "
                            "was made otherwise (a mel file does not store them)")
     return True
+
+
+def _recipe_findings(preset: str, bands: int, known: dict, res: ProbeResult, sure: float):
+    """The STFT findings of a magnitude alone (an n_fft from the band count,
+    no hop, a dB floor) do not apply to mel bands: the recipe's parameters
+    stand instead (the flags given win), as sure as the recipe is."""
+    spec, _ = mel_preset(preset)
+    why = f"the {preset} recipe's (a mel file does not store it)"
+    for name in ("n_fft", "hop_length", "win_length", "window", "center", "sample_rate"):
+        if known.get(name) is None:
+            res.findings[name] = Finding(getattr(spec, name), why, 0.8 * sure)
+    layout = res.findings.get("layout")
+    if layout is not None and layout.confidence < 1:
+        res.findings["layout"] = Finding(layout.value, f"the axis of {bands} values is the "
+                                         "bands'", 0.8 * sure)
+    for name in ("onesided", "top_db", "db_ref", "magnitude", "scaling", "phase_origin"):
+        res.findings.pop(name, None)
+    res.problems[:] = [p for p in res.problems if not p.startswith("magnitude only:")]

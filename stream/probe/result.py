@@ -88,6 +88,9 @@ class ProbeResult:
     #: why the absolute level cannot be known from the files (None when it can):
     #: the output then needs ``--normalize``
     level_lost: str | None = None
+    #: for mel bands: the ``reconstruct`` flags they need (``mel``, and
+    #: ``n_mels``/``mel_unit`` where the file differs from the recipe); else empty
+    mel_flags: dict = field(default_factory=dict)
 
     @property
     def needs_copy(self) -> str | None:
@@ -111,9 +114,14 @@ class ProbeResult:
     #: Parameters the inverse cannot do without.
     ESSENTIAL = ("layout", "n_fft", "hop_length", "window", "magnitude", "phase_unit")
 
+    #: ... and those of mel bands (the recipe gives the rest).
+    ESSENTIAL_MEL = ("layout", "n_fft", "hop_length", "window", "mel")
+
     @property
     def _essential(self) -> list[str]:
         """The essential parameters of this input (a phase unit only with a phase)."""
+        if self.mel_flags:
+            return list(self.ESSENTIAL_MEL)
         return [n for n in self.ESSENTIAL
                 if not (n == "phase_unit" and self.value("input") != "magnitude+phase")]
 
