@@ -186,6 +186,33 @@ def test_magnitude_only_file_plays_live_through_rtpghi(tmp_path, procs):
     assert sc < -15.0 and sc < sc_zero - 10.0, (sc, sc_zero)
 
 
+def test_a_mel_file_sent_plays_as_the_live_pipeline_makes_it(tmp_path, procs):
+    """send MEL (the recipe named by the probe, or --mel) -> play: mel frames
+    on the wire, inverted by the player frame by frame (RTPGHI)."""
+    from stream import mel as sm
+    from stream import phase
+    from stream.pipeline import FramePipeline
+    x, sr = sf.read("/usr/share/sounds/alsa/Front_Center.wav", dtype="float32")
+    spec, mel = sm.mel_preset("hifigan", sample_rate=float(sr))
+    v = sm.melspectrogram(x[:sr], spec, mel, **sm.preset_analysis("hifigan"))
+    f = tmp_path / "mel.npy"
+    np.save(f, v.T.astype(np.float32))                 # (n_mels, frames), as HiFi-GAN's
+    pipe = FramePipeline(spec, kind="mel", mel=mel, phase=phase.RTPGHI(spec, rng=0),
+                         length=sm.preset_samples_for("hifigan", spec, len(v)))
+    want = np.concatenate([pipe.push(v), pipe.flush()])
+    for i, extra in enumerate(([], ["--mel", "hifigan"])):
+        out = tmp_path / f"out{i}.wav"
+        play, ep = _play(procs, f"ipc://{tmp_path}/mel{i}.sock", "--sink", f"wav:{out}")
+        send = _run(["send", f, "--connect", ep, "--rate", "max", "-r", sr, *extra])
+        assert send.returncode == 0, send.stderr
+        assert ("probe: mel bands" in send.stderr) == (not extra)
+        assert play.wait() == 0, play.stderr
+        y, rate = sf.read(out, dtype="float32")
+        assert rate == sr and y.shape == want.shape
+        # The player's RTPGHI draws its own random phases for bins 100 dB down.
+        assert np.abs(y - want).max() < 1e-3 * np.abs(want).max()
+
+
 # ------------------------------------------------------------ producer killed
 def test_killed_producer_then_a_new_stream(tmp_path, procs):
     mag_a, ph_a = _files(tmp_path, "a", 20.0, 1)

@@ -6,6 +6,7 @@ helpers of tools/bench_phase.py.  Whisper's and HiFi-GAN's mel values are
 computed here from their published code's formulas (numpy, librosa's filters).
 """
 
+import re
 import subprocess
 import warnings
 
@@ -406,6 +407,53 @@ def test_cli_writes_hifigans_audio_length(tmp_path):
     import soundfile as sf
     y, rate = sf.read(tmp_path / "h.wav")
     assert rate == 22050 and len(y) == len(v) * 256 == len(x)
+
+
+@pytest.mark.parametrize("name", ["whisper", "hifigan"])
+def test_cli_reads_a_mel_file_given_no_flags_by_the_recipe_the_probe_names(name, tmp_path):
+    """A user with a mel file who does not say so: read by the recipe the
+    probe recognises (said on stderr), the same audio as ``--mel NAME``;
+    the probe prints that command line."""
+    spec, mel = sm.mel_preset(name)
+    x = clip("speech", int(spec.sample_rate), 1.5)
+    v = sm.melspectrogram(x, spec, mel, **sm.preset_analysis(name))
+    f = tmp_path / "m.npy"
+    np.save(f, v.T.astype(np.float32))
+    import soundfile as sf
+    outs = []
+    for extra in ([], ["--mel", name], ["--auto"]):
+        out = tmp_path / f"m{len(outs)}.wav"
+        r = run_program(["reconstruct", f, "-o", out, *extra])
+        assert r.returncode == 0, r.stderr
+        assert ("probe: mel bands, not STFT bins" in r.stderr) == (extra != ["--mel", name])
+        assert f"unit={mel.unit}" in r.stderr and "sample rate not given" not in r.stderr
+        outs.append(sf.read(out))
+    assert all(rate == spec.sample_rate for _, rate in outs)
+    np.testing.assert_array_equal(outs[0][0], outs[1][0])
+    np.testing.assert_array_equal(outs[2][0], outs[1][0])
+    r = run_program(["probe", f])
+    assert r.returncode == 0, r.stderr
+    assert f"specstream reconstruct {f} -o OUT.wav --mel {name}" in r.stdout
+    assert re.search(rf"hop_length +{spec.hop_length} +\[likely\]", r.stdout), r.stdout
+
+
+@pytest.mark.parametrize("unit,flags", [("power", ""), ("db", " --mel-unit db")])
+def test_cli_asks_for_the_recipe_of_mel_bands_the_values_do_not_name(unit, flags, tmp_path):
+    """librosa's 128 power (or dB) bands, as torchaudio's would be: one line
+    asking for --mel, not a wrong audio file made as if they were STFT bins."""
+    x = clip("speech", 22050, 1.5)
+    m = librosa.feature.melspectrogram(y=x, sr=22050)
+    if unit == "db":
+        m = librosa.power_to_db(m, ref=np.max, top_db=80.0)
+    np.save(tmp_path / "m.npy", m.astype(np.float32))
+    out = tmp_path / "m.wav"
+    r = run_program(["reconstruct", tmp_path / "m.npy", "-o", out])
+    assert r.returncode == 2 and not out.exists()
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+    assert f"give --mel PRESET{flags} (PRESET one of librosa, htk" in r.stderr, r.stderr
+    r = run_program(["reconstruct", tmp_path / "m.npy", "-o", out, "--mel", "librosa", "-q",
+                     *flags.split()])
+    assert r.returncode == 0, r.stderr
 
 
 # ------------------------------------------------------------------- probe

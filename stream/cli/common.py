@@ -120,8 +120,9 @@ def add_stft_args(p: argparse.ArgumentParser):
                    help="rad (default), deg or cycles; either range is accepted")
 
 
-def add_mel_args(p: argparse.ArgumentParser):
-    """Flags for mel frames: a recipe and what differs from it (default None)."""
+def add_mel_args(p: argparse.ArgumentParser, inverse: bool = True):
+    """Flags for mel frames: a recipe and what differs from it (default None);
+    ``inverse``: also the mel inverse's own (``--mel-iterations``)."""
     g = p.add_argument_group("mel frames (the input holds mel bands, not STFT bins)")
     g.add_argument("--mel", choices=MEL_PRESETS, metavar="PRESET",
                    help="the frames are mel bands made by this recipe: "
@@ -138,6 +139,8 @@ def add_mel_args(p: argparse.ArgumentParser):
     g.add_argument("--mel-unit", choices=tuple(MEL_UNITS),
                    help="how the bands are stored: linear, db (librosa power_to_db, "
                         "--db-ref), log (ln, HiFi-GAN), log10, whisper")
+    if not inverse:
+        return
     g.add_argument("--mel-iterations", type=int, metavar="N",
                    help="projected-gradient steps per frame of the mel -> magnitude "
                         "inverse (default 32)")

@@ -15,13 +15,28 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import NamedTuple
 
-from ..spec import SpecError
-from .common import UsageError, encoding_from_args, open_source, spec_from_args
+from ..decode import Encoding
+from ..files import FrameSource
+from ..mel import MEL_PRESETS, MelSpec, preset_samples_for
+from ..spec import SpecError, STFTSpec
+from .common import UsageError, encoding_from_args, mel_from_args, open_source, spec_from_args
 
 log = logging.getLogger("specstream")
 
-__all__ = ["frames_from_args", "say_notes"]
+__all__ = ["Inputs", "frames_from_args", "say_notes"]
+
+
+class Inputs(NamedTuple):
+    """What the command's files hold and how they were made."""
+
+    source: FrameSource
+    spec: STFTSpec
+    enc: Encoding
+    notes: list           # what was assumed, to print once the command line has proved good
+    mel: MelSpec | None = None     # mel bands: their recipe
+    length: int | None = None      # samples the frames hold, where the recipe says (mel)
 
 
 def _stated(args) -> bool:
@@ -29,16 +44,22 @@ def _stated(args) -> bool:
     return args.hop_length is not None or bool(getattr(args, "preset", None))
 
 
-def frames_from_args(args, command: str):
-    """``(source, spec, encoding, notes)`` for the files of ``args``: the
-    parameters inferred where not given, checked where given.  ``notes``: what
-    was assumed, to print once the command line has proved good (so that a
-    bad flag is still one line of error)."""
+def frames_from_args(args, command: str) -> Inputs:
+    """The files of ``args`` opened, with the parameters inferred where not
+    given and checked where given (:class:`Inputs`; its ``notes`` are
+    printed once the command line has proved good, so that a bad flag is
+    still one line of error).  Mel bands come with ``--mel``, or where the
+    probe finds them (a file of a recipe's band count, floor and range)."""
     notes: list[str] = []
+    if getattr(args, "mel", None):
+        return _mel_inputs(args, notes)
     stated = _stated(args) and not getattr(args, "auto", False)
     if getattr(args, "auto", False):
-        from .probe import apply_probe
-        apply_probe(args, say=notes.append)   # --auto: refuses when the probe cannot tell
+        from .probe import apply_probe, probe_args
+        res = probe_args(args)
+        if _mel_from_probe(args, res, command, notes):
+            return _mel_inputs(args, notes)
+        apply_probe(args, say=notes.append, res=res)   # --auto: refuses when it cannot tell
         source = open_source(args)
     elif stated:
         source = open_source(args)
@@ -50,19 +71,61 @@ def frames_from_args(args, command: str):
         encoding_from_args(args)
         stated = _stated(args)
         if not stated:
-            _infer(args, command, notes)
+            if _infer(args, command, notes):
+                return _mel_inputs(args, notes)
             source = open_source(args)      # the probe may have swapped or copied the files
     spec = spec_from_args(args, source)
     enc = encoding_from_args(args)
     if stated:
         _check(args, source, spec, enc)
-    return source, spec, enc, notes
+    return Inputs(source, spec, enc, notes)
 
 
-def _infer(args, command: str, notes: list):
-    """Fill the flags not given from the probe (what it assumed goes to ``notes``)."""
+def _mel_inputs(args, notes: list) -> Inputs:
+    """Mel bands by ``args.mel``'s recipe (the flags over it), all the
+    samples the recipe's frames hold unless ``--length`` says otherwise."""
+    _, mel = mel_from_args(args)
+    source = open_source(args, n_mels=mel.n_mels)
+    spec, mel = mel_from_args(args, source)
+    length = (args.length if getattr(args, "length", None) is not None
+              else preset_samples_for(args.mel, spec, source.n_frames))
+    return Inputs(source, spec, encoding_from_args(args), notes, mel, length)
+
+
+def _mel_from_probe(args, res, command: str, notes: list) -> bool:
+    """True when the probe found mel bands and named their recipe surely
+    enough (then ``args`` has its ``--mel`` flags); where it could not name
+    one, a one-line error asks for it."""
+    if not res.mel_flags:
+        return False
+    found = res.findings["mel"]
+    if res.mel_flags["mel"] is None or found.confidence < 0.7:
+        extra = "".join(f" --{k.replace('_', '-')} {v}" for k, v in res.mel_flags.items()
+                        if k != "mel")
+        raise UsageError(f"{_files(args)} looks like mel bands, not STFT bins "
+                         f"({found.evidence}), made by a recipe the values do not tell: give "
+                         f"--mel PRESET{extra} (PRESET one of {', '.join(MEL_PRESETS)}), or "
+                         "--n-fft and --hop-length if these are STFT bins")
+    for attr, value in res.mel_flags.items():
+        if getattr(args, attr, None) is None:
+            setattr(args, attr, value)
+    spec, _ = mel_from_args(args)
+    flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in res.mel_flags.items())
+    notes.append(f"specstream {command}: probe: mel bands, not STFT bins ({found.evidence}): "
+                 f"read as {flags}, the recipe's {spec.sample_rate:g} Hz, n_fft {spec.n_fft}, "
+                 f"hop {spec.hop_length}; give --mel (and --sample-rate, --n-fft, --hop-length, "
+                 "--fmax) where they were made otherwise")
+    return True
+
+
+def _infer(args, command: str, notes: list) -> bool:
+    """Fill the flags not given from the probe (what it assumed goes to
+    ``notes``); True when the files are mel bands (``args`` then has
+    their ``--mel`` flags)."""
     from .probe import fill_from_probe, probe_args
     res = probe_args(args)
+    if _mel_from_probe(args, res, command, notes):
+        return True
     magnitude_only = res.value("input") == "magnitude"
     if not res.ok and not magnitude_only:
         why = "; ".join(res.problems or ["see 'specstream probe'"])
@@ -81,6 +144,7 @@ def _infer(args, command: str, notes: list):
                                                                   and f.value == "none"):
                 notes.append(f"specstream {command}: probe: {name} = {f.value} is a guess: "
                              f"{f.evidence}")
+    return False
 
 
 def say_notes(args, notes: list):

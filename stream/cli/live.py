@@ -30,7 +30,8 @@ import numpy as np
 
 from ..errors import SpecstreamError
 from ..protocol import DEFAULT_ENDPOINT
-from .common import UsageError, add_file_args, add_stft_args, encoding_from_args, spec_from_args
+from .common import (UsageError, add_file_args, add_mel_args, add_stft_args, encoding_from_args,
+                     spec_from_args)
 
 if TYPE_CHECKING:
     from ..transport import AudioBlock, StreamStarted
@@ -586,6 +587,7 @@ def _add_send(sub):
                    help="infer the STFT parameters with 'specstream probe' and refuse when it "
                         "cannot tell (without --hop-length this is the default); flags given win")
     add_stft_args(p)
+    add_mel_args(p, inverse=False)
     p.set_defaults(func=run_send)
 
 
@@ -614,6 +616,10 @@ def run_send(args) -> int:
     if args.analyze:
         if args.mag is not None:
             raise UsageError("give either spectrogram files or --analyze AUDIO, not both")
+        if args.mel:
+            # Whisper's and librosa's dB floors are relative to the whole file's peak
+            raise UsageError("--analyze sends the audio's STFT frames, not mel bands: make "
+                             "the mel file first (its recipe's own code) and send it with --mel")
         return _send_analyzed(args, factor, fpm)
     if args.mag is None:
         raise UsageError("give a spectrogram file MAG [PHASE], or --analyze AUDIO")
@@ -621,17 +627,18 @@ def run_send(args) -> int:
     # length is the signal's, as reconstruct finds them (both say the same).
     from .infer import frames_from_args, say_notes
     from .reconstruct import file_end
-    source, spec, enc, notes = frames_from_args(args, "send")
+    source, spec, enc, notes, mel, length = frames_from_args(args, "send")
     if enc.eps or enc.nyquist != "stored":
         # the stream header names the units, not these (protocol version 1)
         raise UsageError("frames stored as log(|S| + eps) or without their Nyquist bin cannot "
                          "be sent as they are; reconstruct the file instead")
-    length = (args.length if args.length is not None else
-              file_end(source, spec, enc, bool(args.preset))[0])
+    if length is None:
+        length = (args.length if args.length is not None else
+                  file_end(source, spec, enc, bool(args.preset))[0])
     say_notes(args, notes)
-    if args.sample_rate is None and not args.preset:
+    if args.sample_rate is None and not args.preset and mel is None:
         log.warning("sample rate not given: assuming %g Hz (set --sample-rate)", spec.sample_rate)
-    return _send(args, spec, enc, length, fpm, factor, _file_blocks(source, fpm))
+    return _send(args, spec, enc, length, fpm, factor, _file_blocks(source, fpm), mel)
 
 
 def _file_blocks(source, fpm):
@@ -651,33 +658,34 @@ def _readonly(a: np.ndarray) -> np.ndarray:
     return a
 
 
-def _sender(args, spec, enc, length, fpm, factor):
+def _sender(args, spec, enc, length, fpm, factor, mel=None):
     endpoint, bind = _endpoint(args, default_bind=False)
     # ZeroMQ's high-water mark counts messages, not bytes: with 256-frame
     # messages (1 MB at n_fft 1024) its default of 1000 would queue a gigabyte
     # before holding the sender back.  Keep about 8 MB in flight.
-    msg_bytes = fpm * spec.channels * spec.n_bins * 8
+    msg_bytes = fpm * spec.channels * (spec.n_bins if mel is None else mel.n_mels) * 8
     sndhwm = int(min(1000, max(2, (8 << 20) // msg_bytes)))
     from ..transport import FrameSender
     tx = FrameSender(endpoint, spec=spec, encoding=enc, length=length, pattern=args.pattern,
                      bind=bind, stream_id=args.stream_id, header_every=args.header_every,
                      linger=args.linger, sndhwm=sndhwm, pace=factor,
-                     send_timeout=args.send_timeout, **_security(args))
+                     send_timeout=args.send_timeout, mel=mel, **_security(args))
     if not args.quiet:
         print(f"specstream send: {'bound to' if bind else 'sending to'} {tx.endpoint} "
               f"({args.pattern}), stream {tx.stream_id}", file=sys.stderr, flush=True)
     return tx
 
 
-def _send(args, spec, enc, length, fpm, factor, blocks) -> int:
-    """Send ``blocks`` ((first, second) pairs) as one stream; the exit status.
+def _send(args, spec, enc, length, fpm, factor, blocks, mel=None) -> int:
+    """Send ``blocks`` ((first, second) pairs) as one stream (of mel bands
+    by ``mel``'s recipe, where given); the exit status.
 
     Raises :class:`~stream.errors.SendError` (exit status 1) when no player
     came within ``--wait``, a send waited ``--send-timeout``, or frames were
     still queued after ``--linger``.
     """
     from ..errors import SendError
-    tx = _sender(args, spec, enc, length, fpm, factor)
+    tx = _sender(args, spec, enc, length, fpm, factor, mel)
     t0 = time.monotonic()
     try:
         with _Stop(raise_now=True):

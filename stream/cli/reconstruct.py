@@ -12,10 +12,8 @@ import numpy as np
 
 from ..decode import Encoding
 from ..files import FrameSource, sparse_reads
-from ..mel import preset_samples_for
 from ..spec import STFTSpec
-from .common import (UsageError, add_file_args, add_mel_args, add_stft_args, dbfs,
-                     encoding_from_args, mel_from_args, open_source, progress)
+from .common import UsageError, add_file_args, add_mel_args, add_stft_args, dbfs, progress
 
 log = logging.getLogger("specstream")
 
@@ -146,17 +144,9 @@ def run_reconstruct(args) -> int:
     t0 = time.perf_counter()
     from .infer import frames_from_args, say_notes
     fmt, subtype = _output_format(args.output, args.subtype)
-    length = how = mel = None
-    notes = []
-    if getattr(args, "mel", None):
-        # a mel recipe states its parameters: nothing to infer
-        _, mel = mel_from_args(args)
-        source = open_source(args, n_mels=mel.n_mels)
-        spec, mel = mel_from_args(args, source)
-        enc = encoding_from_args(args)
-        length = preset_samples_for(args.mel, spec, source.n_frames)
-    else:
-        source, spec, enc, notes = frames_from_args(args, "reconstruct")
+    how = None
+    source, spec, enc, notes, mel, length = frames_from_args(args, "reconstruct")
+    if mel is None:
         if args.length is None:
             length, how = file_end(source, spec, enc, bool(args.preset))
         if not args.quiet and args.sample_rate is None:
