@@ -19,8 +19,9 @@ build here, so its gradients cannot run: no tifresi rows.
 
 A steady dual tone (1000 and 1010 Hz at 16 kHz, n_fft 2048 / hop 512,
 where PGHI's start stalls Griffin-Lim) is run too: PGHI + FGLA (with the
-guard that tries a random start), FGLA from PGHI without it, and from a
-random start.  "us/frame" is RTPGHI's cost per frame pushed one by one.
+guard that tries a random start), FGLA from PGHI without it, and from
+``RANDOM_STARTS`` random starts (their median; the verdict gives the best and
+the worst: 12 dB apart at 100 iterations).  "us/frame" is RTPGHI's cost per frame pushed one by one.
 
 Spectral convergence is 20 log10 || |STFT(x)| - M ||_F / ||M||_F in dB
 (lower is better); "x RT" is seconds of audio per second of compute, on one
@@ -266,13 +267,26 @@ def dual_tone(repeat: int):
     for it in (32, 100):
         for method, fn in (
                 (f"pghi+fgla {it}", lambda: phase.reconstruct_phase(mag, spec, "pghi", it)),
-                (f"fgla {it} from pghi", lambda: phase.fgla(mag, spec, phase.pghi(mag, spec), it)),
-                (f"fgla {it} from random", lambda: phase.fgla(
-                    mag, spec, np.random.default_rng(0).uniform(-np.pi, np.pi, mag.shape), it))):
+                (f"fgla {it} from pghi", lambda: phase.fgla(mag, spec, phase.pghi(mag, spec), it))):
             f, s = _best(fn, 1)
             rows.append(dict(tag, method=method, sc=phase.spectral_convergence(mag, f, spec),
                              secs=s, rt=2.0 / s))
+        # One random start can land far from another's result (here -22 to -34 dB
+        # at 100 iterations): a sample of them, their median the row.
+        scs, secs = [], []
+        for seed in range(RANDOM_STARTS):
+            start = np.random.default_rng(seed).uniform(-np.pi, np.pi, mag.shape)
+            f, s = _best(lambda: phase.fgla(mag, spec, start, it), 1)
+            scs.append(phase.spectral_convergence(mag, f, spec))
+            secs.append(s)
+        s = float(np.median(secs))
+        rows.append(dict(tag, method=f"fgla {it} from random", sc=float(np.median(scs)),
+                         secs=s, rt=2.0 / s, spread=(min(scs), max(scs))))
     return rows
+
+
+#: Random starts the dual tone's Griffin-Lim is run from.
+RANDOM_STARTS = 8
 
 
 def table(rows, markdown=False):
@@ -324,8 +338,10 @@ def verdicts(rows):
         g, p_, r_ = (get("2tone", 16000, 2048, m) for m in (
             f"pghi+fgla {it}", f"fgla {it} from pghi", f"fgla {it} from random"))
         if g and p_ and r_:
+            lo, hi = r_["spread"]
             out.append(f"dual tone, {it} iterations: PGHI+FGLA {g['sc']:.2f} dB (FGLA from PGHI "
-                       f"alone {p_['sc']:.2f}, from a random start {r_['sc']:.2f})")
+                       f"alone {p_['sc']:.2f}; from {RANDOM_STARTS} random starts median "
+                       f"{r_['sc']:.2f}, best {lo:.2f}, worst {hi:.2f})")
     for clip in ("speech", "music"):
         for sr in (16000, 48000):
             for n_fft in (1024, 512):
