@@ -18,10 +18,11 @@ imports.  tifresi installs from PyPI but its ltfatpy dependency does not
 build here, so its gradients cannot run: no tifresi rows.
 
 A steady dual tone (1000 and 1010 Hz at 16 kHz, n_fft 2048 / hop 512,
-where PGHI's start stalls Griffin-Lim) is run too: PGHI + FGLA (with the
-guard that tries a random start), FGLA from PGHI without it, and from
-``RANDOM_STARTS`` random starts (their median; the verdict gives the best and
-the worst: 12 dB apart at 100 iterations).  "us/frame" is RTPGHI's cost per frame pushed one by one.
+where PGHI's start was said to stall Griffin-Lim) is run too: PGHI + FGLA
+(with the guard that tries a random start), FGLA from PGHI without it, and
+from ``RANDOM_STARTS`` random starts (their median; the verdict gives the
+best and the worst: 12 dB apart at 100 iterations).  "us/frame" is RTPGHI's
+cost per frame pushed one by one.
 
 Spectral convergence is 20 log10 || |STFT(x)| - M ||_F / ||M||_F in dB
 (lower is better); "x RT" is seconds of audio per second of compute, on one
