@@ -556,27 +556,31 @@ def test_the_level_queue_integrates_as_the_textbook_heap():
             assert ((st == 1) | (state == -1)).all()
 
 
-@pytest.mark.parametrize("clip", ["speech", "music"])
-def test_pghi_on_real_clips_is_the_textbook_heaps_to_a_hundredth_of_a_db(clip, request):
-    """Real magnitudes share levels (ties, the floor of a quantised file):
-    there the order differs from the heap's, the quality does not."""
+def test_pghi_on_real_clips_is_as_good_as_the_textbook_heap(speech, music):
+    """Real magnitudes share levels (near-ties, the floor of a quantised file):
+    there the order may differ from the heap's, and with it a region's
+    phase; the quality does not, case by case or on average."""
     from stream.phase.gradients import centre_shift, phase_gradients, window_gamma
-    x = request.getfixturevalue(clip)
-    mag = np.abs(stft(x, SPEC16)).astype(np.float32)
-    got = phase.pghi(mag, SPEC16, rng=0)
-    tg, fg = phase_gradients(mag, SPEC16, window_gamma(SPEC16)[0])
-    state = np.where(mag > 1e-5 * mag.max(), 0, -1).astype(np.int8).ravel()
-    ph = np.zeros(mag.size)
-    integrated = state == 0
-    _textbook_integrate(mag.ravel().astype(np.float64), tg.ravel(), fg.ravel(), ph, state,
-                        mag.shape[1])
-    want = got.copy().ravel()          # below tolerance: the same random phases
-    whole = (mag * np.exp(1j * (ph.reshape(mag.shape) + centre_shift(SPEC16)))).ravel()
-    want[integrated] = whole[integrated]
-    want = want.reshape(mag.shape)
-    sc_got, sc_want = sc_of(mag, got, SPEC16), sc_of(mag, want, SPEC16)
-    print(f"{clip}: levels {sc_got:.3f} dB, heap {sc_want:.3f} dB")
-    assert abs(sc_got - sc_want) < 0.02
+    diffs = []
+    for x in (speech, music):
+        for n_fft, hop in ((512, 128), (1024, 256), (400, 160)):
+            spec = STFTSpec(sample_rate=16000, n_fft=n_fft, hop_length=hop)
+            mag = np.abs(stft(x, spec)).astype(np.float32)
+            got = phase.pghi(mag, spec, rng=0)
+            tg, fg = phase_gradients(mag, spec, window_gamma(spec)[0])
+            state = np.where(mag > 1e-5 * mag.max(), 0, -1).astype(np.int8).ravel()
+            ph = np.zeros(mag.size)
+            integrated = state == 0
+            _textbook_integrate(mag.ravel().astype(np.float64), tg.ravel(), fg.ravel(), ph,
+                                state, mag.shape[1])
+            want = got.copy().ravel()          # below tolerance: the same random phases
+            whole = (mag * np.exp(1j * (ph.reshape(mag.shape) + centre_shift(spec)))).ravel()
+            want[integrated] = whole[integrated]
+            want = want.reshape(mag.shape)
+            diffs.append(sc_of(mag, got, spec) - sc_of(mag, want, spec))
+    print("levels - heap, dB:", np.round(diffs, 3))
+    assert max(abs(d) for d in diffs) < 0.3
+    assert abs(np.mean(diffs)) < 0.05
 
 
 @pytest.fixture(scope="module")

@@ -100,9 +100,15 @@ def _integrate(key, tgrad, fgrad, phase, state, nxt, n_bins):
     this is 2.5-3.8x faster (4 s clips: 400 x 201 coefficients 7.4 -> 2.2-2.9
     ms, 173 x 1025 16 -> 4.2-5.8 ms).  The order is the heap's but among
     coefficients within 0.012 dB of each other, which no magnitude tells
-    apart: PGHI's spectral convergence, alone and after Griffin-Lim, is a
-    heap's to 0.02 dB (coarser levels drifted: 0.1 dB at 1/128 octave, 0.8 at
-    1/32).
+    apart; where such a choice turns a region's phase, the result moves as
+    it would for any other such choice (ties, a heap's layout).  Measured
+    against the heap on 90 grids (speech and music, 16-48 kHz, n_fft
+    400-2048, 1.5-4 s): PGHI's spectral convergence the same on average
+    (mean -0.014 dB, median 0; 79 within 0.05 dB, the rest -0.65 to +0.15),
+    after 32 Griffin-Lim iterations too (mean -0.018 dB, median 0; three
+    beyond 0.5 dB, -1.9 to +1.45, as Griffin-Lim's outcome moves with any
+    change of its start).  Finer levels cost more empty levels (1/2048
+    octave: 1.7x the time) and coarser ones drift (1/32: 0.8 dB worse).
     """
     n = key.shape[0]
     level, n_levels = _levels(key, state)
