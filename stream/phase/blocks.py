@@ -26,7 +26,7 @@ import time
 import numpy as np
 
 from ..spec import SpecError, STFTSpec
-from ..workers import default_workers
+from ..workers import default_workers, run_parts
 from ._shapes import _as_block, _rng
 from .offline import METHODS, _Consistent, pghi
 from .rtpghi import RTPGHI
@@ -148,7 +148,16 @@ class BlockPhase:
             phase = np.full(m.shape, np.nan)
             if k:
                 phase[:k] = np.angle(fixed)
-            c = pghi(m, spec, tol=self.tol, phase=phase if k else None, rng=self._rng)
+            def integrate():
+                return pghi(m, spec, tol=self.tol, phase=phase if k else None, rng=self._rng,
+                            workers=self.workers)
+            t = m.shape[0]
+            if self.workers > 1 and self.iterations and t and t not in self._steps:
+                # PGHI's integration is one thread's: beside it, the Griffin-Lim
+                # step of this block size is made (its FFT plans and buffers).
+                c, _ = run_parts([integrate, lambda: self._consistent(t)])
+            else:
+                c = integrate()
         else:
             ph = self._rng.uniform(-np.pi, np.pi, size=m.shape)
             c = (m * np.exp(1j * ph)).astype(np.complex64)

@@ -166,9 +166,16 @@ def _gradient_consts(spec: STFTSpec, gamma: float | None = None):
 def phase_gradients(mag, spec: STFTSpec, gamma: float | None = None):
     """``(dphi/dn, dphi/dm)`` in radians per frame and per bin, window-centre phase,
     from linear magnitudes ``(n_frames, bins)`` (centred differences in time,
-    one-sided at the ends)."""
-    s = _log_mag(mag)
+    one-sided at the ends).  Compiled where numba is (the same operations)."""
+    from .kernels import kernels
     k_t, k_f, adv = _gradient_consts(spec, gamma)
+    compiled = kernels()[6]
+    a = np.asarray(mag)
+    if compiled is not None and a.ndim == 2 and a.dtype in (np.float32, np.float64):
+        tg, fg = np.empty(a.shape), np.empty(a.shape)
+        compiled(np.ascontiguousarray(a), k_t, k_f, adv, spec.n_fft % 2 == 0, tg, fg)
+        return tg, fg
+    s = _log_mag(mag)
     tgrad = k_t * _freq_diff(s, spec.n_fft) + adv
     ds = np.zeros_like(s)
     n = s.shape[-2]

@@ -559,6 +559,40 @@ def _hop_rows_numpy(rows, window, sig, first, k, hop, add):
     return 0
 
 
+def _gradients(a, k_t, k_f, adv, even, tg, fg):
+    """PGHI's phase gradients of magnitudes ``a`` (T, B), as
+    :func:`stream.phase.gradients.phase_gradients` computes them (the same
+    operations, one pass for the logs, one for the differences) into the
+    float64 ``tg`` and ``fg``."""
+    t, b = a.shape
+    s = np.empty((t, b))
+    for r in range(t):
+        peak = 0.0
+        for m in range(b):
+            peak = max(peak, float(a[r, m]))
+        floor = max(peak * 1e-10, 1e-300)
+        for m in range(b):
+            s[r, m] = math.log(max(float(a[r, m]), floor))
+    for r in range(t):
+        tg[r, 0] = k_t * 0.0 + adv[0]                   # |X[-1]| = |X[1]|
+        for m in range(1, b - 1):
+            tg[r, m] = k_t * ((s[r, m + 1] - s[r, m - 1]) / 2) + adv[m]
+        if b > 1:
+            d = 0.0 if even else (s[r, b - 1] - s[r, b - 2]) / 2
+            tg[r, b - 1] = k_t * d + adv[b - 1]
+        for m in range(b):
+            if t < 2:
+                d = 0.0
+            elif r == 0:
+                d = s[1, m] - s[0, m]
+            elif r == t - 1:
+                d = s[r, m] - s[r - 1, m]
+            else:
+                d = (s[r + 1, m] - s[r - 1, m]) / 2
+            fg[r, m] = -k_f * d
+    return 0
+
+
 def _polar(a, phase, shift, out):
     """``out = a * exp(i (phase + shift))``, flat arrays, ``shift`` per bin
     (its length is the row's): :func:`_cis` on the phase wrapped to +-pi."""
@@ -582,16 +616,17 @@ _KERNELS = None
 
 
 def kernels():
-    """``(integrate, rt_run, gla_step, hop_rows, polar, gla_run)``,
+    """``(integrate, rt_run, gla_step, hop_rows, polar, gla_run, gradients)``,
     numba-compiled (and cached on disk) when numba is there; without it
-    ``gla_run`` is None (plain Python would be slower than numpy's steps)."""
+    ``gla_run`` and ``gradients`` are None (plain Python would be slower than
+    numpy's steps)."""
     global _KERNELS
     if _KERNELS is not None:
         return _KERNELS
     jit = compiler()
     if jit is None:
         _KERNELS = (_integrate, _rt_run, _gla_step_numpy, _hop_rows_numpy, _polar_numpy,
-                    None)
+                    None, None)
         return _KERNELS
     # Module globals are what compiled code calls: bind the compiled versions.
     names = globals()
@@ -599,10 +634,10 @@ def kernels():
     for name in ("_open", "_queue", "_settle", "_cis"):   # hot loops' helpers, called per cell
         names[name] = inline(names[name])
     for name in ("_strongest", "_levels", "_integrate", "_integrate_frame", "_prepare_rows", "_rt_run", "_gla_step",
-                 "_hop_rows", "_polar", "_gla_part", "_wait_all", "_gla_run"):
+                 "_hop_rows", "_polar", "_gla_part", "_wait_all", "_gla_run", "_gradients"):
         names[name] = jit(names[name])
     _KERNELS = tuple(names[k] for k in ("_integrate", "_rt_run", "_gla_step", "_hop_rows",
-                                         "_polar", "_gla_run"))
+                                         "_polar", "_gla_run", "_gradients"))
     _warm_up(*_KERNELS[:2])
     z = np.zeros(2, np.complex64)
     _gla_step(np.ones(2, np.float32), z, z.copy(), 0.99, z.copy(), z.copy())
@@ -612,6 +647,8 @@ def kernels():
     _hop_rows(rows, w, sig, 0, 2, 2, True)
     _hop_rows(rows, w, sig, 0, 2, 2, False)
     _polar(np.ones(4), np.zeros(4), np.zeros(2), np.empty(4, np.complex64))
+    for a in (np.ones((2, 3), np.float32), np.ones((2, 3))):     # pghi's magnitudes
+        _gradients(a, 1.0, 1.0, np.zeros(3), True, np.empty((2, 3)), np.empty((2, 3)))
     return _KERNELS
 
 
