@@ -31,13 +31,13 @@ frames: for HiFi-GAN it is moved half a hop (128 samples) later before it
 is measured, as a user of theirs would have to.  "x RT" is seconds of audio
 per second of compute on one core (BLAS/FFTW/numba pinned to one thread);
 every timing is the best of ``--repeat`` runs, ours and theirs alike.
-``--workers N``: ours on N threads (the mel inverse and Griffin-Lim's parts,
-``workers=N``, what ``reconstruct`` does by default on an N-core machine);
+``--workers N``: ours on N threads (the mel inverse and Griffin-Lim's parts;
+default what ``reconstruct`` uses, the CPUs up to 4; 1 for one thread);
 librosa stays on one BLAS thread, its fastest here (two made its NNLS 1.1-1.5x
 slower: set OPENBLAS_NUM_THREADS to see).
 
     python tools/bench_mel.py [--seconds 4] [--repeat 3] [--presets librosa,hifigan]
-                              [--fewer 16,8] [--workers 2]
+                              [--fewer 16,8] [--workers 1]
 """
 
 from __future__ import annotations
@@ -59,6 +59,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from stream.workers import default_workers  # noqa: E402
+
+#: What reconstruct uses here (read before bench_phase pins its own runs to one thread).
+DEFAULT_WORKERS = default_workers()
 
 _spec = importlib.util.spec_from_file_location("bench_phase", ROOT / "tools" / "bench_phase.py")
 bench_phase = importlib.util.module_from_spec(_spec)
@@ -293,9 +298,12 @@ def main(argv=None):
                    help="also ours at these Griffin-Lim iteration counts, comma-separated "
                         "(rows apart from the same-iterations comparison)")
     p.add_argument("--markdown", action="store_true", help="a markdown table")
-    p.add_argument("--workers", type=int, default=1,
-                   help="threads for ours (default 1; librosa stays on one)")
+    p.add_argument("--workers", type=int,
+                   help="threads for ours (default: what reconstruct uses here, the CPUs up "
+                        "to 4; librosa stays on one, its fastest)")
     a = p.parse_args(argv)
+    if a.workers is None:
+        a.workers = DEFAULT_WORKERS
     presets = [n for n in a.presets.split(",") if n]
     bad = [n for n in presets if n not in PRESETS]
     if bad:
