@@ -173,7 +173,7 @@ def phase_gradients(mag, spec: STFTSpec, gamma: float | None = None):
     a = np.asarray(mag)
     if compiled is not None and a.ndim == 2 and a.dtype in (np.float32, np.float64):
         tg, fg = np.empty(a.shape), np.empty(a.shape)
-        compiled(np.ascontiguousarray(a), k_t, k_f, adv, spec.n_fft % 2 == 0, tg, fg)
+        compiled(np.ascontiguousarray(a), k_t, k_f, adv, spec.n_fft % 2 == 1, tg, fg)
         return tg, fg
     s = _log_mag(mag)
     tgrad = k_t * _freq_diff(s, spec.n_fft) + adv

@@ -272,23 +272,43 @@ def _integrate_frame(pkey, pphase, ptg, key, tg, fg, ph, st, arrive, src):
     return 0
 
 
+def _log_row(a, s):
+    """``s = ln a`` for a frame's magnitudes, floored 200 dB under the
+    frame's maximum (and at 1e-300), as :func:`stream.phase.gradients._log_mag`."""
+    peak = 0.0
+    for m in range(a.shape[0]):
+        peak = max(peak, float(a[m]))
+    floor = max(peak * 1e-10, 1e-300)
+    for m in range(a.shape[0]):
+        s[m] = math.log(max(float(a[m]), floor))
+
+
+def _time_gradient_row(s, k_t, adv, odd, tg):
+    """A frame's dphi/dn from the frequency difference of its log-magnitude
+    ``s`` (centred; at the edges the real signal's mirror: 0 at DC, and at
+    the last bin 0 unless ``odd`` n_fft, whose last bin mirrors itself)."""
+    B = s.shape[0]
+    for m in range(B):
+        if m == 0:
+            d = 0.0
+        elif m == B - 1:
+            d = 0.5 * (s[m] - s[m - 1]) if odd else 0.0
+        else:
+            d = 0.5 * (s[m + 1] - s[m - 1])
+        tg[m] = k_t * d + adv[m]
+
+
 def _prepare_rows(A, S, r0, r1):
     """Rows ``r0 <= r < r1`` of the buffer as they came in: ``A`` made
-    magnitudes (abs, NaN/Inf -> 0) and ``S`` their log, floored 200 dB under
-    each frame's maximum (as :func:`stream.phase.gradients._log_mag`)."""
+    magnitudes (abs, NaN/Inf -> 0) and ``S`` their log (:func:`_log_row`)."""
     B = A.shape[1]
     for r in range(r0, r1):
-        peak = 0.0
         for m in range(B):
             a = abs(A[r, m])
             if not (a <= 1e300):          # NaN and Inf
                 a = 0.0
             A[r, m] = a
-            if a > peak:
-                peak = a
-        floor = max(peak * 1e-10, 1e-300)
-        for m in range(B):
-            S[r, m] = math.log(max(A[r, m], floor))
+        _log_row(A[r], S[r])
 
 
 def _rt_run(S, A, KN, KP, R, n0, r_new, i0, i1, lookahead, odd, tol, k_t, k_f, adv, shift,
@@ -317,15 +337,7 @@ def _rt_run(S, A, KN, KP, R, n0, r_new, i0, i1, lookahead, odd, tol, k_t, k_f, a
     src = np.empty(B, np.int8)
     for i in range(i0, i1):
         n = n0 + i
-        # dphi/dn of this frame from the frequency difference of ln|X|.
-        for m in range(B):
-            if m == 0:
-                d = 0.0
-            elif m == B - 1:
-                d = 0.5 * (S[i, m] - S[i, m - 1]) if odd else 0.0
-            else:
-                d = 0.5 * (S[i, m + 1] - S[i, m - 1])
-            tg[m] = k_t * d + adv[m]
+        _time_gradient_row(S[i], k_t, adv, odd, tg)
         # dphi/dm from the time difference.
         has_next = i + 1 < K
         has_prev = n >= 1 and i >= 1
@@ -559,27 +571,17 @@ def _hop_rows_numpy(rows, window, sig, first, k, hop, add):
     return 0
 
 
-def _gradients(a, k_t, k_f, adv, even, tg, fg):
+def _gradients(a, k_t, k_f, adv, odd, tg, fg):
     """PGHI's phase gradients of magnitudes ``a`` (T, B), as
     :func:`stream.phase.gradients.phase_gradients` computes them (the same
-    operations, one pass for the logs, one for the differences) into the
-    float64 ``tg`` and ``fg``."""
+    operations: the logs and dphi/dn a frame at a time as RTPGHI's, then the
+    time differences) into the float64 ``tg`` and ``fg``."""
     t, b = a.shape
     s = np.empty((t, b))
     for r in range(t):
-        peak = 0.0
-        for m in range(b):
-            peak = max(peak, float(a[r, m]))
-        floor = max(peak * 1e-10, 1e-300)
-        for m in range(b):
-            s[r, m] = math.log(max(float(a[r, m]), floor))
+        _log_row(a[r], s[r])
+        _time_gradient_row(s[r], k_t, adv, odd, tg[r])
     for r in range(t):
-        tg[r, 0] = k_t * 0.0 + adv[0]                   # |X[-1]| = |X[1]|
-        for m in range(1, b - 1):
-            tg[r, m] = k_t * ((s[r, m + 1] - s[r, m - 1]) / 2) + adv[m]
-        if b > 1:
-            d = 0.0 if even else (s[r, b - 1] - s[r, b - 2]) / 2
-            tg[r, b - 1] = k_t * d + adv[b - 1]
         for m in range(b):
             if t < 2:
                 d = 0.0
@@ -633,8 +635,9 @@ def kernels():
     inline = compiler(inline=True)
     for name in ("_open", "_queue", "_settle", "_cis"):   # hot loops' helpers, called per cell
         names[name] = inline(names[name])
-    for name in ("_strongest", "_levels", "_integrate", "_integrate_frame", "_prepare_rows", "_rt_run", "_gla_step",
-                 "_hop_rows", "_polar", "_gla_part", "_wait_all", "_gla_run", "_gradients"):
+    for name in ("_strongest", "_levels", "_integrate", "_integrate_frame", "_log_row",
+                 "_time_gradient_row", "_prepare_rows", "_rt_run", "_gla_step", "_hop_rows",
+                 "_polar", "_gla_part", "_wait_all", "_gla_run", "_gradients"):
         names[name] = jit(names[name])
     _KERNELS = tuple(names[k] for k in ("_integrate", "_rt_run", "_gla_step", "_hop_rows",
                                          "_polar", "_gla_run", "_gradients"))
@@ -648,7 +651,7 @@ def kernels():
     _hop_rows(rows, w, sig, 0, 2, 2, False)
     _polar(np.ones(4), np.zeros(4), np.zeros(2), np.empty(4, np.complex64))
     for a in (np.ones((2, 3), np.float32), np.ones((2, 3))):     # pghi's magnitudes
-        _gradients(a, 1.0, 1.0, np.zeros(3), True, np.empty((2, 3)), np.empty((2, 3)))
+        _gradients(a, 1.0, 1.0, np.zeros(3), False, np.empty((2, 3)), np.empty((2, 3)))
     return _KERNELS
 
 
