@@ -55,24 +55,24 @@ def pghi(mag, spec: STFTSpec, tol: float = 1e-5, phase=None, known=None, rng=0,
         heap = np.empty(t * b, np.int64)
         key = np.ascontiguousarray(a[ch]).reshape(-1)
         integrate(key, tg.ravel(), fg.ravel(), ph.ravel(), state.ravel(), heap, b)
-        _on_rows(polar, t, b, workers, key, ph.reshape(-1), shift, out[ch].reshape(-1))
+        _polar_rows(polar, key, ph.reshape(-1), shift, out[ch].reshape(-1), workers)
     return _unblock(out, spec)
 
 
-#: Coefficients a thread's share of a per-coefficient kernel is worth (a
-#: thread start costs about 0.1 ms, the polar product 14 ns a coefficient).
+#: Coefficients a thread's share of the polar product is worth (a thread
+#: start costs about 0.1 ms, the product 14 ns a coefficient).
 _PER_THREAD = 1 << 15
 
 
-def _on_rows(kernel, t: int, b: int, workers: int, *flat):
-    """``kernel(*flat)`` over flat ``(t, b)`` arrays (``shift``-like arrays of
-    length ``b`` pass whole), in runs of whole rows on up to ``workers`` threads."""
-    n = max(1, min(int(workers), t * b // _PER_THREAD, t))
+def _polar_rows(polar, a, phase, shift, out, workers: int):
+    """``polar(a, phase, shift, out)`` (flat rows of ``len(shift)`` bins) in
+    runs of whole rows on up to ``workers`` threads."""
+    b = shift.shape[0]
+    t = a.shape[0] // b
+    n = max(1, min(int(workers), a.shape[0] // _PER_THREAD, t))
     cuts = [t * i // n * b for i in range(n + 1)]
-
-    def run(lo, hi):
-        return lambda: kernel(*(f if f.shape[0] == b else f[lo:hi] for f in flat))
-    run_parts(run(lo, hi) for lo, hi in zip(cuts, cuts[1:]))
+    run_parts(lambda lo=lo, hi=hi: polar(a[lo:hi], phase[lo:hi], shift, out[lo:hi])
+              for lo, hi in zip(cuts, cuts[1:]))
 
 
 def _frames_to_fit(x: np.ndarray, t: int) -> np.ndarray:
