@@ -100,8 +100,7 @@ def _mel_from_probe(args, res, command: str, notes: list) -> bool:
         return False
     found = res.findings["mel"]
     if res.mel_flags["mel"] is None or found.confidence < 0.7:
-        extra = "".join(f" --{k.replace('_', '-')} {v}" for k, v in res.mel_flags.items()
-                        if k != "mel")
+        extra = "".join(" " + w for w in res.mel_arguments()[2:])    # after --mel NAME
         raise UsageError(f"{_files(args)} looks like mel bands, not STFT bins "
                          f"({found.evidence}), made by a recipe the values do not tell: give "
                          f"--mel PRESET{extra} (PRESET one of {', '.join(MEL_PRESETS)}), or "
@@ -110,7 +109,7 @@ def _mel_from_probe(args, res, command: str, notes: list) -> bool:
         if getattr(args, attr, None) is None:
             setattr(args, attr, value)
     spec, _ = mel_from_args(args)
-    flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in res.mel_flags.items())
+    flags = " ".join(res.mel_arguments())
     notes.append(f"specstream {command}: probe: mel bands, not STFT bins ({found.evidence}): "
                  f"read as {flags}, the recipe's {spec.sample_rate:g} Hz, n_fft {spec.n_fft}, "
                  f"hop {spec.hop_length}; give --mel (and --sample-rate, --n-fft, --hop-length, "

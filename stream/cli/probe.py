@@ -182,9 +182,7 @@ def command_line(res: ProbeResult, output: str = "OUT.wav") -> str | None:
         return None
     if res.mel_flags:
         cmd = ["specstream", "reconstruct", str(res.value("mag_file")), "-o", output]
-        for attr, value in res.mel_flags.items():
-            cmd += ["--" + attr.replace("_", "-"), _text(value)]
-        return " ".join(shlex.quote(c) for c in cmd)
+        return " ".join(shlex.quote(c) for c in cmd + res.mel_arguments())
     flags = reconstruct_flags(res)
     flags.setdefault("sample_rate", STFTSpec.sample_rate)    # assumed: shown, to be changed
     cmd = ["specstream", "reconstruct", str(flags["mag"])]

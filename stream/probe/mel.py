@@ -83,7 +83,7 @@ def mel_findings(fb: np.ndarray, known: dict, res: ProbeResult) -> bool:
         res.mel_flags["n_mels"] = bands
     if unit and preset and unit != mel_preset(preset)[1].unit:
         res.mel_flags["mel_unit"] = unit
-    flags = " ".join(f"--{k.replace('_', '-')} {v or 'PRESET'}" for k, v in res.mel_flags.items())
+    flags = " ".join(res.mel_arguments())
     if preset is not None:
         _recipe_findings(preset, bands, known, res, sure)
     res.problems.insert(0, f"these look like mel bands ({'; '.join(why)}): reconstruct with "

@@ -92,6 +92,14 @@ class ProbeResult:
     #: ``n_mels``/``mel_unit`` where the file differs from the recipe); else empty
     mel_flags: dict = field(default_factory=dict)
 
+    def mel_arguments(self) -> list[str]:
+        """:attr:`mel_flags` as command-line words (``['--mel', 'whisper',
+        '--n-mels', '128']``; ``PRESET`` where no recipe was named)."""
+        words = []
+        for attr, value in self.mel_flags.items():
+            words += ["--" + attr.replace("_", "-"), "PRESET" if value is None else str(value)]
+        return words
+
     @property
     def needs_copy(self) -> str | None:
         """Why ``reconstruct`` cannot read the files as they are (None when it can):
