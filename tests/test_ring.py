@@ -280,6 +280,25 @@ def test_ring_catch_up_drops_a_standing_backlog_once_with_a_crossfade(channels, 
     assert ring.read - ring.trimmed == len(played) + len(more)
 
 
+def test_ring_catch_up_drops_a_backlog_that_came_in_pieces_at_once():
+    # A start-up backlog written in several puts while playback has begun
+    # (the engine decodes the frames that queued while the device opened as
+    # the callbacks already run): half of it stood from the start, the rest
+    # came 10 callbacks later, in the window's first half.  The whole window
+    # stood above the threshold and its second half held all of it: one
+    # catch-up drops all of it, not half now and half a window later.
+    x = interleaved(signal(2, 100_000, seed=6))
+    size, put = 128, 128
+    ring = catch_up_ring(2)
+    paced(ring, x, 2000, 10, size, put)                 # 1000 over the target
+    played = paced(ring, x, 3000, 290, size, put, start=10)   # 2000 over it
+    assert ring.trims == 1 and ring.shortages == 0
+    assert 2000 - size - put <= ring.trimmed <= 2000 + put
+    paced(ring, x, 3000, 300, size, put, start=300)
+    assert ring.trims == 1 and ring.target - size <= ring.queue_min <= ring.target + put
+    assert len(played) == 290 * size
+
+
 def test_ring_without_catch_up_keeps_the_backlog_and_every_sample():
     x = interleaved(signal(2, 100_000, seed=5))
     ring = catch_up_ring(2, catch_up=False)
@@ -460,7 +479,7 @@ def test_underruns_fade_with_the_ramps_and_count_the_silence():
 
 
 # ---------------------------------------- catch-up: the threshold, the trimming
-# The trim comes at frame 1920 (the end of the second 1024-frame window) and
+# The trim comes at frame 1920 (the last callback of the first 2048-frame window) and
 # skips 129 frames: with 1940 the crossfade's old side crosses the end of the
 # ring, with 2059 its new side does.
 @pytest.mark.parametrize("capacity", [20_000, 1940, 2059])
@@ -475,7 +494,7 @@ def test_catch_up_trims_a_standing_queue_just_over_the_threshold_to_the_target(c
     threshold = target + size
     x = interleaved(np.arange(1, 60_001, dtype=np.float32))     # every frame distinct
     for backlog in (threshold, threshold + 1):
-        ring = Ring(1, capacity=capacity, target=target, fade=fade, catch_up_window=8 * size)
+        ring = Ring(1, capacity=capacity, target=target, fade=fade, catch_up_window=16 * size)
         played = paced(ring, x, backlog, 40, size, 1)
         assert ring.threshold == threshold and ring.queue_min in (backlog, target)
         if backlog == threshold:

@@ -51,8 +51,11 @@ class Ring:
         standing queue) exceeded ``target + catch_up_tolerance + granularity``
         (granularity: the largest put seen at a callback in the window, or the
         largest callback, whichever is larger; ``threshold``),
-        the oldest ``win_min - target`` frames are skipped with a ``fade``-long
-        crossfade; ``trimmed`` and ``trims`` count them.
+        the oldest ``late_min - target`` frames are skipped with a ``fade``-long
+        crossfade (``late_min``: the lowest fill after a callback in the
+        window's second half, what stood there: a backlog that came in
+        several puts, the first while playback had begun, goes in one
+        catch-up, not one a window); ``trimmed`` and ``trims`` count them.
     catch_up_tolerance : int
         Frames of standing queue beyond the target (and the granularity)
         that are left alone.
@@ -103,12 +106,8 @@ class Ring:
         self.trims = 0            # consumer: catch-ups
         self.first_trim_at = -1   # consumer: read position (frames) of the first catch-up
         self.queue_min = -1       # consumer: standing queue of the last complete window
-        self.win_played = 0       # consumer: the current window
-        self.win_min = 0
-        self.win_puts = 0
-        self.win_full = 0
-        self.win_put = 0          # consumer: largest put seen at a callback in the window
         self.threshold = -1       # consumer: the last window's catch-up threshold
+        self._window_restart()    # the current window: win_played, win_min, late_min...
 
     @property
     def fill(self) -> int:
@@ -220,20 +219,24 @@ class Ring:
     def _window_restart(self):
         # Consumer: a catch-up window starts at the next normal callback.
         self.win_played = 0
-        self.win_min = self.capacity
+        self.win_min = self.capacity      # lowest fill after a callback in the window
+        self.late_min = self.capacity     # the same in its second half
         self.win_puts = self.puts
         self.win_full = self.full
-        self.win_put = 0
+        self.win_put = 0                  # largest put seen at a callback in it
 
     def _catch_up(self, slack: int, frames: int) -> int:
         """Consumer, in a normal callback: ``slack`` frames stay queued after
         it.  Returns the frames skipped (0 almost always)."""
         if slack < self.win_min:
             self.win_min = slack
+        self.win_played += frames
+        # (The window's last callback is always in its second half.)
+        if 2 * self.win_played > self.window and slack < self.late_min:
+            self.late_min = slack
         put = self.last_put
         if put > self.win_put:
             self.win_put = put
-        self.win_played += frames
         if self.win_played < self.window:
             return 0
         lowest = self.win_min
@@ -246,7 +249,7 @@ class Ring:
         if (self.catch_up and self.puts - self.win_puts >= 3 and self.full == self.win_full
                 and not self.eos_pending and not self.fade_left
                 and lowest > self.threshold):
-            k = min(lowest - self.target, slack - self.fade)
+            k = min(self.late_min - self.target, slack - self.fade)
             if k > 0:
                 self._skip(k)
             else:
